@@ -1,0 +1,110 @@
+"""The ``process`` backend: a plain subprocess with rlimits. Not a security boundary.
+
+It exists for development and for machines with neither Docker nor bwrap, and only when asked for by
+name (``--sandbox process``): the code can read the user's files and reach the network.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .base import RUNTIME_DIR, ErrorKind, Limits, SandboxError, SandboxResult, SandboxTask, result_from_output
+
+WARNING = ("the 'process' sandbox is NOT a security boundary: controller code runs as you, with your files "
+           "and network. Use it only for code you trust.")
+
+
+def read_capped(stream, cap: int, sink: list[bytes], over: threading.Event, on_over) -> None:
+    """Drain ``stream`` into ``sink`` keeping at most ``cap`` bytes; call ``on_over`` once past the cap."""
+    kept = 0
+    while True:
+        chunk = stream.read(65536)
+        if not chunk:
+            return
+        if kept < cap:
+            sink.append(chunk[: cap - kept])
+        kept += len(chunk)
+        if kept > cap and not over.is_set():
+            over.set()
+            on_over()
+
+
+class ProcessBackend:
+    """Runs the runner as ``python -m autotts_runtime.runner`` in a new session with rlimits."""
+
+    name = "process"
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits
+        self._tmp = tempfile.TemporaryDirectory(prefix="autotts-process-")
+        os.symlink(RUNTIME_DIR, Path(self._tmp.name) / "autotts_runtime")
+
+    def _preexec(self, limits: Limits):
+        def apply() -> None:
+            os.setsid()
+            mem = limits.memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limits.nofile, limits.nofile))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        return apply
+
+    def run(self, task: SandboxTask) -> SandboxResult:
+        limits = self.limits or task.limits
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": self._tmp.name, "HOME": self._tmp.name,
+               "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        started = time.perf_counter()
+        try:
+            proc = subprocess.Popen([sys.executable, "-s", "-m", "autotts_runtime.runner"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=self._tmp.name,
+                                    preexec_fn=self._preexec(limits))
+        except OSError as exc:
+            return SandboxResult(ok=False, backend=self.name, error=SandboxError(
+                kind=ErrorKind.infrastructure, message=f"cannot start the runner: {exc}"))
+
+        def kill() -> None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        out: list[bytes] = []
+        err: list[bytes] = []
+        over = threading.Event()
+        readers = [threading.Thread(target=read_capped, args=(proc.stdout, limits.stdout_bytes, out, over, kill)),
+                   threading.Thread(target=read_capped, args=(proc.stderr, limits.stderr_bytes, err, over, kill))]
+        for t in readers:
+            t.start()
+        try:
+            proc.stdin.write(task.runner_payload())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        timed_out = False
+        try:
+            proc.wait(timeout=limits.timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        kill()  # also reaps anything the task left behind in its session
+        proc.wait()
+        for t in readers:
+            t.join()
+        elapsed = time.perf_counter() - started
+        tail = b"".join(err)[-4000:].decode("utf-8", "replace")
+        if timed_out:
+            return SandboxResult(ok=False, backend=self.name, elapsed_s=elapsed, stderr_tail=tail, error=SandboxError(
+                kind=ErrorKind.timeout, message=f"the task ran past its {limits.timeout_s:g} s limit and was killed"))
+        if over.is_set():
+            return SandboxResult(ok=False, backend=self.name, elapsed_s=elapsed, stderr_tail=tail, error=SandboxError(
+                kind=ErrorKind.output_limit, message="the task wrote more output than allowed and was killed"))
+        return result_from_output(self.name, b"".join(out), b"".join(err), elapsed, proc.returncode)
+
+    def close(self) -> None:
+        self._tmp.cleanup()

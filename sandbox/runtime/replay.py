@@ -1,0 +1,171 @@
+"""Replay packs and the question environment a controller acts on (replay spec §2).
+
+A pack is an ``.npz`` file exported from the store: answer strings interned to integer codes, per-branch
+probe codes, branch tokens, final codes, gold codes, probe_freq. Loading needs numpy only.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PACK_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class QuestionData:
+    """One question's branches in file order; answers are shared (interned) str objects."""
+
+    gold: str
+    probe_freq: int
+    probes: tuple[tuple[str, ...], ...]
+    tokens: tuple[int, ...]
+    finals: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReplayPack:
+    """All questions of one environment (model x dataset), ready to replay."""
+
+    name: str
+    content_hash: str
+    questions: tuple[QuestionData, ...]
+
+
+def load_pack(path: str | Path) -> ReplayPack:
+    """Load a replay pack written by ``autotts_graph.store.packs``."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        if meta.get("format") != PACK_FORMAT:
+            raise ValueError(f"{path}: unsupported pack format {meta.get('format')!r}")
+        vocab = [str(s) for s in z["vocab"].tolist()]
+        gold = z["gold"].tolist()
+        probe_freq = z["probe_freq"].tolist()
+        q_offsets = z["question_offsets"].tolist()
+        p_offsets = z["probe_offsets"].tolist()
+        probes = z["probes"].tolist()
+        tokens = z["tokens"].tolist()
+        finals = z["finals"].tolist()
+    questions = []
+    for q in range(len(gold)):
+        lo, hi = q_offsets[q], q_offsets[q + 1]
+        questions.append(
+            QuestionData(
+                gold=vocab[gold[q]],
+                probe_freq=probe_freq[q],
+                probes=tuple(
+                    tuple(vocab[c] for c in probes[p_offsets[b] : p_offsets[b + 1]]) for b in range(lo, hi)
+                ),
+                tokens=tuple(tokens[lo:hi]),
+                finals=tuple(vocab[c] for c in finals[lo:hi]),
+            )
+        )
+    return ReplayPack(name=meta["name"], content_hash=meta["content_hash"], questions=tuple(questions))
+
+
+_PERMUTATIONS: dict[tuple[int, int], list[int]] = {}
+
+
+def shuffle_order(seed: int, n: int) -> list[int]:
+    """File indices in shuffled order: CPython's Random(seed).shuffle, which depends only on n (spec §2.2)."""
+    key = (seed, n)
+    order = _PERMUTATIONS.get(key)
+    if order is None:
+        order = list(range(n))
+        random.Random(seed).shuffle(order)
+        _PERMUTATIONS[key] = order
+    return order
+
+
+class Question:
+    """The environment of one question for one pass: shuffled branches, a cursor, costs (spec §2).
+
+    Controllers see only the four primitives and the cost read-outs. Errors are ValueError/IndexError
+    exactly where the spec raises them; the safe wrappers in ``primitives`` turn them into None.
+    """
+
+    __slots__ = ("_probes", "_tokens", "_finals", "_heads", "_spent", "_ledger", "_cursor", "_n", "_delta",
+                 "total_cost")
+
+    def __init__(self, data: QuestionData, seed: int) -> None:
+        order = shuffle_order(seed, len(data.tokens))
+        probes, tokens, finals = data.probes, data.tokens, data.finals
+        self._probes = [probes[j] for j in order]
+        self._tokens = [tokens[j] for j in order]
+        self._finals = [finals[j] for j in order]
+        n = len(order)
+        self._n = n
+        self._heads = [0] * n
+        self._spent = [0] * n
+        self._ledger = [0] * n
+        self._cursor = 0
+        self._delta = data.probe_freq
+        self.total_cost = 0
+
+    def _advance(self, i: int) -> tuple[str, int, bool]:
+        h = self._heads[i]
+        probes = self._probes[i]
+        if h < len(probes):
+            self._heads[i] = h + 1
+            self._spent[i] += self._delta
+            return probes[h], self._delta, False
+        # Exhausted: the final answer and the remainder; head and spent stay, so a re-read re-charges.
+        charge = self._tokens[i] - self._spent[i]
+        return self._finals[i], (charge if charge > 0 else 0), True
+
+    def probe_new(self) -> tuple[str, int, bool]:
+        """Open the next branch and read its first chunk: (answer, branch_index, finished)."""
+        c = self._cursor
+        if c >= self._n:
+            raise ValueError("index out of range")
+        answer, charge, finished = self._advance(c)
+        self.total_cost += charge
+        self._ledger[c] += charge
+        self._cursor = c + 1
+        return answer, c, finished
+
+    def probe_more(self, i: int) -> tuple[str, bool]:
+        """Read one more chunk of branch i (i <= cursor, as the reference allows): (answer, finished)."""
+        if not i <= self._cursor:
+            raise ValueError("index out of range")
+        # The advance of _advance(), inlined: this is the innermost call of every probing controller.
+        h = self._heads[i]
+        probes = self._probes[i]
+        if h < len(probes):
+            delta = self._delta
+            self._heads[i] = h + 1
+            self._spent[i] += delta
+            self.total_cost += delta
+            self._ledger[i] += delta
+            return probes[h], False
+        charge = self._tokens[i] - self._spent[i]
+        if charge > 0:
+            self.total_cost += charge
+            self._ledger[i] += charge
+        return self._finals[i], True
+
+    def get_new_branch_final_answer(self) -> str:
+        """Full read: open the next branch, pay all its tokens, return its final answer."""
+        c = self._cursor
+        answer = self._finals[c]  # IndexError past the last branch, as in the reference
+        self._cursor = c + 1
+        charge = self._tokens[c]
+        self.total_cost += charge
+        self._ledger[c] += charge
+        return answer
+
+    def get_seq_and_total_tokens(self) -> tuple[int, int]:
+        """(0, tokens charged to opened branches). For diagnostics, never as a stopping oracle."""
+        return 0, sum(self._ledger[: self._cursor])
+
+    def get_cost_per_branch_active(self) -> list[int]:
+        """Tokens charged to each opened branch, in branch-index order."""
+        return self._ledger[: self._cursor]
+
+    def ledger_consistent(self) -> bool:
+        """The evaluator's cost check (spec §3.1): opened branches account for every token charged."""
+        return sum(self._ledger[: self._cursor]) == self.total_cost

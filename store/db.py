@@ -1,0 +1,124 @@
+"""The DuckDB store: one file holding trajectories (environments, questions, branches) and history.
+
+DuckDB lets one process write at a time, so every operation opens a short-lived connection and retries
+while another process holds the file lock: a tool server can keep reading while a run writes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+SCHEMA_VERSION = 1
+DEFAULT_STORE = "autotts.duckdb"
+LOCK_WAIT_S = 30.0
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR)",
+    """CREATE TABLE IF NOT EXISTS environments (
+        name VARCHAR, model VARCHAR, dataset VARCHAR, n_questions INTEGER, n_branches INTEGER,
+        probe_freq INTEGER, content_hash VARCHAR, origin VARCHAR, source VARCHAR, spec JSON,
+        created_at TIMESTAMP DEFAULT current_timestamp)""",
+    """CREATE TABLE IF NOT EXISTS questions (
+        env VARCHAR, question_index INTEGER, question VARCHAR, gold_answer VARCHAR, probe_freq BIGINT,
+        final_answers_trace VARCHAR[], key_order VARCHAR[])""",
+    """CREATE TABLE IF NOT EXISTS branches (
+        env VARCHAR, question_index INTEGER, branch_index INTEGER, probe_answers VARCHAR[],
+        branch_tokens BIGINT, final_answer VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR, created_at TIMESTAMP DEFAULT current_timestamp, status VARCHAR, config JSON,
+        search_envs VARCHAR[], heldout_envs VARCHAR[], best_candidate VARCHAR, report JSON)""",
+    """CREATE TABLE IF NOT EXISTS candidates (
+        candidate_id VARCHAR, run_id VARCHAR, round INTEGER, code_hash VARCHAR, source VARCHAR,
+        parent VARCHAR, origin VARCHAR, name VARCHAR, check_result JSON, critic JSON,
+        created_at TIMESTAMP DEFAULT current_timestamp)""",
+    """CREATE TABLE IF NOT EXISTS evaluations (
+        evaluation_id VARCHAR, run_id VARCHAR, candidate_id VARCHAR, code_hash VARCHAR, label VARCHAR,
+        split VARCHAR, protocol JSON, status VARCHAR, error JSON, elapsed_s DOUBLE,
+        created_at TIMESTAMP DEFAULT current_timestamp)""",
+    """CREATE TABLE IF NOT EXISTS evaluation_points (
+        evaluation_id VARCHAR, point_index INTEGER, env VARCHAR, pack_hash VARCHAR, cache_key VARCHAR,
+        config JSON, beta DOUBLE, description VARCHAR, accuracy DOUBLE, avg_cost DOUBLE, std_acc DOUBLE,
+        params JSON, acc_per_seed DOUBLE[], cost_per_seed DOUBLE[], seeds INTEGER[])""",
+    """CREATE TABLE IF NOT EXISTS outcomes (
+        evaluation_id VARCHAR, point_index INTEGER, env VARCHAR, seed INTEGER, correct BOOLEAN[],
+        tokens BIGINT[], answers VARCHAR[])""",
+    """CREATE TABLE IF NOT EXISTS traces (
+        evaluation_id VARCHAR, point_index INTEGER, env VARCHAR, seed INTEGER, question_index INTEGER,
+        is_correct BOOLEAN, cost BIGINT, answer VARCHAR, steps JSON)""",
+    """CREATE TABLE IF NOT EXISTS diagnoses (
+        run_id VARCHAR, candidate_id VARCHAR, round INTEGER, diagnosis JSON,
+        created_at TIMESTAMP DEFAULT current_timestamp)""",
+    """CREATE TABLE IF NOT EXISTS spend (
+        run_id VARCHAR, round INTEGER, node VARCHAR, llm_tokens BIGINT, usd DOUBLE, seconds DOUBLE,
+        created_at TIMESTAMP DEFAULT current_timestamp)""",
+]
+
+
+class StoreError(Exception):
+    """A user-facing store problem (bad input, unknown environment, locked file); one line, no traceback."""
+
+
+def default_store_path() -> Path:
+    """``$AUTOTTS_STORE`` or ``./autotts.duckdb``."""
+    return Path(os.environ.get("AUTOTTS_STORE", DEFAULT_STORE))
+
+
+class Store:
+    """A DuckDB store file; ``connect()`` yields a short-lived connection (schema created on first write)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_store_path()
+        self._schema_ready = False
+
+    @property
+    def packs_dir(self) -> Path:
+        """Where replay packs exported from this store are cached."""
+        return self.path.with_name(self.path.name + ".packs")
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the file, waiting (bounded) while another process holds its write lock."""
+        if read_only and not self.path.exists():
+            # Nothing stored yet: an empty in-memory database answers every read the same way.
+            con = duckdb.connect(":memory:")
+            _create_schema(con)
+        else:
+            con = self._open(read_only)
+            if not read_only and not self._schema_ready:
+                _create_schema(con)
+                self._schema_ready = True
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        delay = 0.01
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise StoreError(f"cannot open store {self.path}: {str(exc).splitlines()[0]}") from None
+            except duckdb.Error as exc:
+                raise StoreError(f"cannot open store {self.path}: {str(exc).splitlines()[0]}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
+def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in _SCHEMA:
+        con.execute(statement)
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+    elif int(row[0]) > SCHEMA_VERSION:
+        raise StoreError(f"store schema {row[0]} is newer than this autotts-graph ({SCHEMA_VERSION}); upgrade it")

@@ -1,0 +1,77 @@
+"""Replay packs: compact, immutable, content-hashed ``.npz`` files the sandbox runtime replays."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from autotts_graph.sandbox.runtime.replay import PACK_FORMAT
+
+
+def build_pack_arrays(name: str, records: list[dict]) -> dict[str, np.ndarray]:
+    """Arrays of a pack from AutoTTS question records (answers interned to integer codes)."""
+    vocab: dict[str, int] = {}
+
+    def code(s: str) -> int:
+        c = vocab.get(s)
+        if c is None:
+            c = vocab[s] = len(vocab)
+        return c
+
+    gold, freq, q_off, p_off, probes, tokens, finals = [], [], [0], [0], [], [], []
+    for rec in records:
+        gold.append(code(rec["gold_answer"]))
+        freq.append(int(rec["probe_freq"]))
+        for probe_answers, branch_tokens, final in rec["each_branch"]:
+            probes.extend(code(a) for a in probe_answers)
+            p_off.append(len(probes))
+            tokens.append(int(branch_tokens))
+            finals.append(code(final))
+        q_off.append(len(tokens))
+    arrays = {
+        "vocab": np.array(list(vocab), dtype=str) if vocab else np.array([], dtype="<U1"),
+        "gold": np.array(gold, dtype=np.int32),
+        "probe_freq": np.array(freq, dtype=np.int64),
+        "question_offsets": np.array(q_off, dtype=np.int64),
+        "probe_offsets": np.array(p_off, dtype=np.int64),
+        "probes": np.array(probes, dtype=np.int32),
+        "tokens": np.array(tokens, dtype=np.int64),
+        "finals": np.array(finals, dtype=np.int32),
+    }
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(arrays[key]).tobytes())
+    content_hash = digest.hexdigest()
+    arrays["meta"] = np.array(json.dumps({"format": PACK_FORMAT, "name": name, "content_hash": content_hash}))
+    return arrays
+
+
+def pack_hash(arrays: dict[str, np.ndarray]) -> str:
+    """The content hash stored in a pack's metadata."""
+    return json.loads(str(arrays["meta"]))["content_hash"]
+
+
+def write_pack(name: str, records: list[dict], directory: str | Path) -> Path:
+    """Write (or reuse) the pack of these records under ``directory``; the file name is its content hash."""
+    arrays = build_pack_arrays(name, records)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{pack_hash(arrays)}.npz"
+    if path.exists():
+        return path
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    # Write-then-rename so a concurrent reader never sees a half-written pack.
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(buf.getvalue())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
