@@ -23,7 +23,7 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS environments (
         name VARCHAR, model VARCHAR, dataset VARCHAR, n_questions INTEGER, n_branches INTEGER,
         probe_freq INTEGER, content_hash VARCHAR, origin VARCHAR, source VARCHAR, spec JSON,
-        created_at TIMESTAMP DEFAULT current_timestamp)""",
+        split VARCHAR DEFAULT 'search', created_at TIMESTAMP DEFAULT current_timestamp)""",
     """CREATE TABLE IF NOT EXISTS questions (
         env VARCHAR, question_index INTEGER, question VARCHAR, gold_answer VARCHAR, probe_freq BIGINT,
         final_answers_trace VARCHAR[], key_order VARCHAR[])""",

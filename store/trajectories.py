@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from .db import Store, StoreError
 from .packs import write_pack
 
+SPLITS = ("search", "heldout")
 RECORD_KEYS = ("question", "gold_answer", "probe_freq", "each_branch", "final_answers_trace")
 
 
@@ -29,6 +30,7 @@ class EnvironmentInfo(BaseModel):
     single_branch_accuracy: float
     origin: str
     content_hash: str
+    split: str
 
 
 def env_name_from_path(path: Path) -> tuple[str, str]:
@@ -106,12 +108,16 @@ def content_hash(records: list[dict]) -> str:
 
 
 def import_records(store: Store, model: str, dataset: str, records: list[dict], *, source: str = "",
-                   origin: str = "import", spec: dict | None = None, replace: bool = False) -> tuple[str, bool]:
+                   origin: str = "import", spec: dict | None = None, replace: bool = False,
+                   split: str = "search") -> tuple[str, bool]:
     """Store validated records as environment ``model/dataset`` in one transaction.
 
     Returns (name, created). Re-importing identical content is a no-op; different content under an
-    existing name needs ``replace``.
+    existing name needs ``replace``. ``split`` tags the environment ``search`` or ``heldout``: held-out
+    environments are hidden from agents and tools unless explicitly exposed.
     """
+    if split not in SPLITS:
+        raise StoreError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     name = f"{model}/{dataset}"
     validate_records(records, source or name)
     digest = content_hash(records)
@@ -138,9 +144,9 @@ def import_records(store: Store, model: str, dataset: str, records: list[dict], 
                 con.execute(f"DELETE FROM {table} WHERE {col} = ?", [name])
             con.execute(
                 "INSERT INTO environments (name, model, dataset, n_questions, n_branches, probe_freq, content_hash,"
-                " origin, source, spec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " origin, source, spec, split) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [name, model, dataset, len(records), n_branches, freqs.pop() if len(freqs) == 1 else 0, digest,
-                 origin, source, json.dumps(spec or {})])
+                 origin, source, json.dumps(spec or {}), split])
             con.execute("INSERT INTO questions SELECT UNNEST(?), UNNEST(?), UNNEST(?), UNNEST(?), UNNEST(?),"
                         " UNNEST(?), UNNEST(?)", q_rows)
             con.execute("INSERT INTO branches SELECT UNNEST(?), UNNEST(?), UNNEST(?), UNNEST(?), UNNEST(?),"
@@ -153,7 +159,7 @@ def import_records(store: Store, model: str, dataset: str, records: list[dict], 
 
 
 def import_path(store: Store, path: Path, model: str | None = None, dataset: str | None = None,
-                replace: bool = False) -> list[tuple[str, bool]]:
+                replace: bool = False, split: str = "search") -> list[tuple[str, bool]]:
     """Import one file or every ``<Model>/<dataset>.json[.gz]`` below a directory."""
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.name.endswith((".json", ".json.gz")))
@@ -161,10 +167,11 @@ def import_path(store: Store, path: Path, model: str | None = None, dataset: str
             raise StoreError(f"{path}: no .json or .json.gz replay files below this directory")
         if model or dataset:
             raise StoreError("--model/--dataset name a single file; a directory is named by its layout")
-        return [import_path(store, f, replace=replace)[0] for f in files]
+        return [import_path(store, f, replace=replace, split=split)[0] for f in files]
     m, d = env_name_from_path(path)
     records = read_records(path)
-    return [import_records(store, model or m, dataset or d, records, source=str(path), replace=replace)]
+    return [import_records(store, model or m, dataset or d, records, source=str(path), replace=replace,
+                           split=split)]
 
 
 def list_environments(store: Store) -> list[EnvironmentInfo]:
@@ -173,7 +180,7 @@ def list_environments(store: Store) -> list[EnvironmentInfo]:
         rows = con.execute("""
             SELECT e.name, e.model, e.dataset, e.n_questions, e.n_branches, e.probe_freq,
                    avg(b.branch_tokens), avg(CASE WHEN b.final_answer = q.gold_answer THEN 1.0 ELSE 0.0 END),
-                   e.origin, e.content_hash
+                   e.origin, e.content_hash, e.split
             FROM environments e JOIN branches b ON b.env = e.name
             JOIN questions q ON q.env = b.env AND q.question_index = b.question_index
             GROUP BY ALL ORDER BY e.name""").fetchall()
@@ -188,6 +195,15 @@ def require_environments(store: Store, names: list[str]) -> None:
         if name not in known:
             hint = ", ".join(sorted(known)) or "none; run `autotts-graph store import` or `store synth`"
             raise StoreError(f"unknown environment {name!r} (known: {hint})")
+
+
+def set_split(store: Store, names: list[str], split: str) -> None:
+    """Tag environments ``search`` or ``heldout``."""
+    if split not in SPLITS:
+        raise StoreError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    require_environments(store, names)
+    with store.connect() as con:
+        con.execute("UPDATE environments SET split = ? WHERE list_contains(?, name)", [split, names])
 
 
 def export_records(store: Store, name: str) -> list[dict]:

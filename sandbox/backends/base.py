@@ -114,3 +114,15 @@ def result_from_output(backend: str, stdout: bytes, stderr: bytes, elapsed_s: fl
                              error=SandboxError(**body["error"]))
     return SandboxResult(ok=True, backend=backend, results=body.get("results"), report=body.get("report"),
                          elapsed_s=elapsed_s, stderr_tail=tail)
+
+
+def runtime_hash() -> str:
+    """Hash of the runtime sources and data: evaluations and images are keyed by it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(RUNTIME_DIR.iterdir()):
+        if path.suffix in (".py", ".npy"):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]

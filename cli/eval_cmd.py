@@ -1,0 +1,118 @@
+"""`autotts-graph eval` and `autotts-graph baselines`: beta sweeps and reference baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import DEFAULT_STORE, StoreOption, fail, parse_floats, print_json, print_table, progress_bar, \
+    user_errors
+
+SandboxOption = Annotated[str, typer.Option("--sandbox", help="auto (docker, else bwrap), docker, bwrap, or "
+                                                             "process (NOT a security boundary).")]
+WorkersOption = Annotated[int, typer.Option("--workers", min=1, help="Parallel sandbox tasks (default: cores).")]
+
+
+def make_context(store: Path, sandbox: str, workers: int | None, expose_heldout: bool = True):
+    """A ToolContext for a CLI user (who may see every environment)."""
+    import os
+
+    from autotts_graph.store.db import Store
+    from autotts_graph.tools.context import ToolContext
+
+    if sandbox == "process":
+        from autotts_graph.sandbox.backends.process import WARNING
+
+        typer.echo(f"warning: {WARNING}", err=True)
+    return ToolContext(store=Store(store), sandbox=sandbox, workers=workers or os.cpu_count() or 1,
+                       expose_heldout=expose_heldout)
+
+
+def read_controller(spec: str) -> tuple[str, str]:
+    """(source, label) from a file path or ``baseline:NAME``."""
+    if spec.startswith("baseline:"):
+        from autotts_graph.tools.baselines import baseline_source
+
+        return baseline_source(spec.split(":", 1)[1]), spec
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"{spec}: no such controller file (or use baseline:NAME)")
+    return path.read_text(encoding="utf-8", errors="replace"), path.name
+
+
+@user_errors
+def eval_command(
+    controller: Annotated[str, typer.Argument(help="Controller file (.py) or baseline:NAME (sc, asc, esc, "
+                                                   "parallel_probe, cmc).")],
+    env: Annotated[list[str], typer.Option("--env", help="Environment (repeat for several).")],
+    betas: Annotated[str, typer.Option(help="Comma-separated knob values.")] = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1",
+    seeds: Annotated[int, typer.Option(min=1, max=1000, help="Shuffle seeds 0..N-1.")] = 100,
+    traces: Annotated[int, typer.Option(min=0, max=10, help="Keep full traces for the first N seeds.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    sandbox: SandboxOption = "auto",
+    workers: WorkersOption = None,
+    store: StoreOption = DEFAULT_STORE,
+) -> None:
+    """Sweep a controller's beta over environments: accuracy and mean tokens per question."""
+    from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
+
+    source, label = read_controller(controller)
+    beta_list = parse_floats(betas, "--betas")
+    if any(not 0.0 <= b <= 1.0 for b in beta_list):
+        raise ValueError("--betas: every value must lie in [0, 1]")
+    ctx = make_context(store, sandbox, workers)
+    try:
+        with progress_bar(f"eval {label}") as update:
+            summary = evaluate_controller(ctx, EvaluateInput(source=source, envs=env, betas=beta_list, seeds=seeds,
+                                                             trace_seeds=traces, label=label), update)
+    finally:
+        ctx.close()
+    if as_json:
+        print_json(summary.model_dump(mode="json"))
+    if not summary.ok:
+        err = summary.error
+        details = f" | {' | '.join(err.details[-3:])}" if err.details else ""
+        fail(f"{label}: {err.kind.value} error: {err.message}{details}")
+    if not as_json:
+        print_table(f"{label} — evaluation {summary.evaluation_id}", ["env", "β", "accuracy %", "tokens/question",
+                                                                       "std %"],
+                    [[p.env, p.beta, f"{p.accuracy:.2f}", f"{int(p.avg_cost):,}", f"{p.std_acc:.2f}"]
+                     for p in summary.points])
+
+
+@user_errors
+def baselines_command(
+    env: Annotated[list[str], typer.Option("--env", help="Environment (repeat for several).")],
+    methods: Annotated[str, typer.Option(help="Comma-separated: sc, asc, esc, parallel_probe, cmc.")] =
+        "sc,asc,esc,parallel_probe,cmc",
+    seeds: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    fmt: Annotated[str, typer.Option("--format", help="markdown, csv or json.")] = "markdown",
+    sandbox: SandboxOption = "auto",
+    workers: WorkersOption = None,
+    store: StoreOption = DEFAULT_STORE,
+) -> None:
+    """The reference baselines over their budget sweeps, as a Table-1-style table."""
+    from autotts_graph.tools.baselines import SWEEPS, BaselineInput, run_baseline
+
+    from .report import baseline_table
+
+    if fmt not in ("markdown", "csv", "json"):
+        raise ValueError("--format must be markdown, csv or json")
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    for m in chosen:
+        if m not in SWEEPS:
+            raise ValueError(f"unknown method {m!r}; choose from {', '.join(SWEEPS)}")
+    ctx = make_context(store, sandbox, workers)
+    rows = []
+    try:
+        for m in chosen:
+            with progress_bar(f"baseline {m}") as update:
+                summary, method_rows = run_baseline(ctx, BaselineInput(method=m, envs=env, seeds=seeds), update)
+            if not summary.ok:
+                fail(f"baseline {m}: {summary.error.kind.value} error: {summary.error.message}")
+            rows += method_rows
+    finally:
+        ctx.close()
+    typer.echo(baseline_table(rows, env, fmt))

@@ -1,0 +1,17 @@
+"""The `autotts-graph` command line. Commands that need no agent never import LangChain or LangGraph."""
+
+from __future__ import annotations
+
+import typer
+
+from . import eval_cmd, store_cmd
+
+app = typer.Typer(name="autotts-graph", no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Agents discover test-time-scaling controllers, scored by exact replay.")
+app.add_typer(store_cmd.app, name="store")
+app.command("eval")(eval_cmd.eval_command)
+app.command("baselines")(eval_cmd.baselines_command)
+
+
+if __name__ == "__main__":
+    app()

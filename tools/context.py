@@ -1,0 +1,61 @@
+"""What every tool needs: the store, a sandbox, and which environments the caller may see."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from autotts_graph.sandbox.backends.base import SandboxBackend
+from autotts_graph.store.db import Store, StoreError
+from autotts_graph.store.trajectories import EnvironmentInfo, list_environments
+
+
+@dataclass
+class ToolContext:
+    """Shared by all tools of one caller (a CLI command, a graph run, a tool server).
+
+    Held-out environments (store split ``heldout`` or named in ``hidden_envs``) are invisible unless
+    ``expose_heldout``: agents must never see them during discovery.
+    """
+
+    store: Store
+    sandbox: str = "auto"
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    expose_heldout: bool = False
+    hidden_envs: frozenset[str] = frozenset()
+    _backend: SandboxBackend | None = None
+
+    @property
+    def backend(self) -> SandboxBackend:
+        """The sandbox backend, created on first use."""
+        if self._backend is None:
+            from autotts_graph.sandbox.select import make_backend
+
+            self._backend = make_backend(self.sandbox)
+        return self._backend
+
+    def visible(self, env: EnvironmentInfo) -> bool:
+        """May this caller see the environment?"""
+        if self.expose_heldout:
+            return True
+        return env.split != "heldout" and env.name not in self.hidden_envs
+
+    def environments(self) -> list[EnvironmentInfo]:
+        """The environments this caller may see."""
+        return [e for e in list_environments(self.store) if self.visible(e)]
+
+    def require_visible(self, names: list[str]) -> None:
+        """StoreError for any name that is unknown or hidden (hidden ones are reported as unknown)."""
+        if not names:
+            raise StoreError("name at least one environment")
+        known = {e.name for e in self.environments()}
+        for name in names:
+            if name not in known:
+                hint = ", ".join(sorted(known)) or "none; run `autotts-graph store import` or `store synth`"
+                raise StoreError(f"unknown environment {name!r} (known: {hint})")
+
+    def close(self) -> None:
+        """Release the sandbox (warm containers, temp dirs)."""
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
