@@ -1,8 +1,8 @@
 """Side-by-side statistics of the real AutoTTS replay environments and the synthetic presets.
 
 Run ``python benchmarks/synth_vs_real.py [--seeds N] [--synth-seeds K]``. Real data is read from
-``$AUTOTTS_DATA`` or ``<repo>/../shared/data`` (files ``autotts-replay/<Model>/<dataset>.json``); each synthetic
-preset is drawn with K seeds so its spread can be compared with the spread between real datasets.
+``$AUTOTTS_DATA`` or ``<repo>/../shared/data`` (files ``autotts-replay/<Model>/<dataset>.json``); each
+synthetic preset is drawn with K seeds so its spread can be compared with the spread between real datasets.
 
 Columns: single-branch accuracy (1-acc), SC@64 accuracy, mean branch tokens, fraction of 'ERR' probes,
 mean probes per branch, ASC(max 64, threshold 0.95) accuracy / cost and CMC(beta 0.5) accuracy / cost
@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from autotts_graph.sandbox.runtime.evaluate import evaluate_point, load_controller_class
 from autotts_graph.sandbox.runtime.replay import load_pack
 from autotts_graph.store.packs import write_pack
@@ -77,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         replay = data_root() / "autotts-replay"
         files = sorted(replay.glob("*/*.json"))
         if not files:
-            print(f"note: no real replay files under {replay}; showing synthetic presets only", file=sys.stderr)
+            print(f"note: no real replay files under {replay}; showing synthetic presets only",
+                  file=sys.stderr)
         rows += [(f"{f.parent.name}/{f.stem}", json.loads(f.read_text())) for f in files]
     for name in args.presets:
         if name not in PRESETS:

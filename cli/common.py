@@ -29,9 +29,8 @@ def user_errors(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         import duckdb
-        from pydantic import ValidationError
-
         from autotts_graph.store.db import StoreError
+        from pydantic import ValidationError
 
         try:
             return fn(*args, **kwargs)
@@ -68,8 +67,14 @@ def parse_floats(text: str, what: str) -> list[float]:
 def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar on stderr; yields an update(done, total) callback."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -92,9 +97,10 @@ def print_table(title: str | None, columns: list[str], rows: list[list[Any]]) ->
     from rich.console import Console
     from rich.table import Table
 
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     table = Table(title=title)
     for col in columns:
         table.add_column(col)
     for row in rows:
         table.add_row(*[str(c) for c in row])
-    Console().print(table)
+    console.print(table)

@@ -7,8 +7,16 @@ from typing import Annotated
 
 import typer
 
-from .common import DEFAULT_STORE, StoreOption, fail, parse_floats, print_json, print_table, progress_bar, \
-    user_errors
+from .common import (
+    DEFAULT_STORE,
+    StoreOption,
+    fail,
+    parse_floats,
+    print_json,
+    print_table,
+    progress_bar,
+    user_errors,
+)
 
 SandboxOption = Annotated[str, typer.Option("--sandbox", help="auto (docker, else bwrap), docker, bwrap, or "
                                                              "process (NOT a security boundary).")]

@@ -12,6 +12,12 @@ app.add_typer(store_cmd.app, name="store")
 app.command("eval")(eval_cmd.eval_command)
 app.command("baselines")(eval_cmd.baselines_command)
 
+from . import run_cmd  # noqa: E402  (discovery runs; imports LangGraph only inside the commands)
+
+app.command("run")(run_cmd.run_command)
+app.command("report")(run_cmd.report_command)
+app.command("studio")(run_cmd.studio_command)
+
 
 if __name__ == "__main__":
     app()

@@ -9,9 +9,11 @@ from typing import Annotated
 import typer
 
 from .common import DEFAULT_STORE, StoreOption, print_json, print_table, user_errors
+from .synth_cmd import synth
 
 app = typer.Typer(help="The DuckDB trajectory store: import, list, describe, export, synthesise, collect.",
                   no_args_is_help=True)
+app.command("synth")(synth)
 
 
 @app.command("import")

@@ -57,6 +57,15 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS spend (
         run_id VARCHAR, round INTEGER, node VARCHAR, llm_tokens BIGINT, usd DOUBLE, seconds DOUBLE,
         created_at TIMESTAMP DEFAULT current_timestamp)""",
+    # Discovery runs (graph/): candidate status and evaluation, run finish time. Added columns keep
+    # older store files readable (ADD COLUMN IF NOT EXISTS is a no-op on new files).
+    "ALTER TABLE candidates ADD COLUMN IF NOT EXISTS status VARCHAR",
+    "ALTER TABLE candidates ADD COLUMN IF NOT EXISTS rationale VARCHAR",
+    "ALTER TABLE candidates ADD COLUMN IF NOT EXISTS evaluation_id VARCHAR",
+    "ALTER TABLE candidates ADD COLUMN IF NOT EXISTS search_accuracy DOUBLE",
+    "ALTER TABLE candidates ADD COLUMN IF NOT EXISTS attempt INTEGER",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS finished_at TIMESTAMP",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS error VARCHAR",
 ]
 
 

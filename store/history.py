@@ -88,12 +88,12 @@ def cached_points(store: Store, keys: list[str]) -> dict[str, dict[str, Any]]:
             QUALIFY row_number() OVER (PARTITION BY p.cache_key ORDER BY e.created_at) = 1""", [keys]).fetchall()
         found: dict[str, dict[str, Any]] = {}
         for r in rows:
-            ev, idx = r[1], r[2]
+            where = [r[1], r[2], r[3]]  # evaluation, point, env
             outcomes = con.execute("SELECT correct, tokens, answers FROM outcomes WHERE evaluation_id = ? AND"
-                                   " point_index = ? ORDER BY seed", [ev, idx]).fetchall()
+                                   " point_index = ? AND env = ? ORDER BY seed", where).fetchall()
             traces = con.execute("SELECT seed, question_index, is_correct, cost, answer, steps FROM traces"
-                                 " WHERE evaluation_id = ? AND point_index = ? ORDER BY seed, question_index",
-                                 [ev, idx]).fetchall()
+                                 " WHERE evaluation_id = ? AND point_index = ? AND env = ?"
+                                 " ORDER BY seed, question_index", where).fetchall()
             found[r[0]] = {
                 "env": r[3], "pack_hash": r[4], "config": json.loads(r[5]), "beta": r[6], "description": r[7],
                 "accuracy": r[8], "avg_cost": r[9], "std_acc": r[10], "params": json.loads(r[11]),
@@ -171,3 +171,175 @@ def get_traces(store: Store, evaluation_id: str, *, env: str | None = None, beta
     page = [{"env": r[0], "beta": r[1], "point_index": r[2], "seed": r[3], "question_index": r[4],
              "is_correct": r[5], "cost": r[6], "answer": r[7], "steps": json.loads(r[8])} for r in rows]
     return page, total
+
+
+# ---- discovery runs (graph/): runs, candidates, diagnoses, spend ----------------------------------------
+
+_RUN_COLS = ("run_id", "created_at", "status", "config", "search_envs", "heldout_envs", "best_candidate", "report",
+             "finished_at", "error")
+_CAND_COLS = ("candidate_id", "run_id", "round", "attempt", "code_hash", "source", "parent", "origin", "name",
+              "rationale", "status", "check_result", "critic", "evaluation_id", "search_accuracy", "created_at")
+
+
+def record_run(store: Store, run_id: str, *, config: dict, search_envs: list[str], heldout_envs: list[str],
+               status: str = "running") -> None:
+    """Create a run, or update its configuration when it already exists (a resumed or re-prepared run)."""
+    with store.connect() as con:
+        exists = con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
+        if exists:
+            con.execute("UPDATE runs SET config = ?, search_envs = ?, heldout_envs = ?, status = ? WHERE run_id = ?",
+                        [json.dumps(config), search_envs, heldout_envs, status, run_id])
+        else:
+            con.execute("INSERT INTO runs (run_id, status, config, search_envs, heldout_envs) VALUES (?, ?, ?, ?, ?)",
+                        [run_id, status, json.dumps(config), search_envs, heldout_envs])
+
+
+def update_run(store: Store, run_id: str, *, status: str | None = None, best_candidate: str | None = None,
+               report: dict | None = None, error: str | None = None, finished: bool = False) -> None:
+    """Set the given fields of a run (None leaves a field unchanged)."""
+    sets, args = [], []
+    for col, val in (("status", status), ("best_candidate", best_candidate), ("error", error)):
+        if val is not None:
+            sets.append(f"{col} = ?")
+            args.append(val)
+    if report is not None:
+        sets.append("report = ?")
+        args.append(json.dumps(report))
+    if finished:
+        sets.append("finished_at = current_timestamp")
+    if not sets:
+        return
+    with store.connect() as con:
+        con.execute(f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ?", [*args, run_id])
+
+
+def get_run(store: Store, run_id: str) -> dict[str, Any]:
+    """A run's row; StoreError when unknown."""
+    with store.connect(read_only=True) as con:
+        row = con.execute(f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    if row is None:
+        raise StoreError(f"unknown run {run_id!r} (see `autotts-graph report --list`)")
+    out = dict(zip(_RUN_COLS, row, strict=True))
+    out["config"] = json.loads(out["config"] or "{}")
+    out["report"] = json.loads(out["report"]) if out["report"] else None
+    out["created_at"] = str(out["created_at"])
+    out["finished_at"] = str(out["finished_at"]) if out["finished_at"] else None
+    return out
+
+
+def list_runs(store: Store) -> list[dict[str, Any]]:
+    """Every run, newest first (id, status, created, best candidate)."""
+    with store.connect(read_only=True) as con:
+        rows = con.execute("SELECT run_id, status, created_at, best_candidate, search_envs, heldout_envs FROM runs"
+                           " ORDER BY created_at DESC").fetchall()
+    return [{"run_id": r[0], "status": r[1], "created_at": str(r[2]), "best_candidate": r[3], "search_envs": r[4],
+             "heldout_envs": r[5]} for r in rows]
+
+
+def record_candidate(store: Store, *, candidate_id: str, run_id: str, round: int, attempt: int, source: str,
+                     parent: str | None, origin: str, name: str, rationale: str = "", status: str = "pending",
+                     check_result: dict | None = None, critic: dict | None = None, evaluation_id: str | None = None,
+                     search_accuracy: float | None = None) -> None:
+    """Insert or replace a candidate by id (idempotent: a node re-run after a crash writes the same row)."""
+    with store.connect() as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            created = con.execute("SELECT created_at FROM candidates WHERE candidate_id = ?",
+                                  [candidate_id]).fetchone()
+            con.execute("DELETE FROM candidates WHERE candidate_id = ?", [candidate_id])
+            con.execute(f"INSERT INTO candidates ({', '.join(_CAND_COLS)}) VALUES ({', '.join(['?'] * 16)})",
+                        [candidate_id, run_id, round, attempt, code_hash(source), source, parent, origin, name,
+                         rationale, status, json.dumps(check_result) if check_result is not None else None,
+                         json.dumps(critic) if critic is not None else None, evaluation_id, search_accuracy,
+                         created[0] if created else None])
+            if not created:
+                con.execute("UPDATE candidates SET created_at = current_timestamp WHERE candidate_id = ?",
+                            [candidate_id])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+
+def update_candidate(store: Store, candidate_id: str, **fields: Any) -> None:
+    """Set some columns of a candidate (status, check_result, critic, evaluation_id, search_accuracy)."""
+    allowed = {"status", "check_result", "critic", "evaluation_id", "search_accuracy"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"cannot update candidate columns {sorted(unknown)}")
+    if not fields:
+        return
+    cols = list(fields)
+    vals = [json.dumps(fields[c]) if c in ("check_result", "critic") and fields[c] is not None else fields[c]
+            for c in cols]
+    with store.connect() as con:
+        con.execute(f"UPDATE candidates SET {', '.join(c + ' = ?' for c in cols)} WHERE candidate_id = ?",
+                    [*vals, candidate_id])
+
+
+def list_candidates(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """A run's candidates in creation order, with parsed check and critic results."""
+    with store.connect(read_only=True) as con:
+        rows = con.execute(f"SELECT {', '.join(_CAND_COLS)} FROM candidates WHERE run_id = ?"
+                           " ORDER BY round, created_at, candidate_id", [run_id]).fetchall()
+    out = []
+    for r in rows:
+        d = dict(zip(_CAND_COLS, r, strict=True))
+        d["check_result"] = json.loads(d["check_result"]) if d["check_result"] else None
+        d["critic"] = json.loads(d["critic"]) if d["critic"] else None
+        d["created_at"] = str(d["created_at"])
+        out.append(d)
+    return out
+
+
+def find_evaluation(store: Store, *, run_id: str, candidate_id: str, split: str) -> str | None:
+    """The id of a finished evaluation of a run's candidate on a split (None if there is none)."""
+    with store.connect(read_only=True) as con:
+        row = con.execute("SELECT evaluation_id FROM evaluations WHERE run_id = ? AND candidate_id = ? AND split = ?"
+                          " ORDER BY created_at DESC LIMIT 1", [run_id, candidate_id, split]).fetchone()
+    return row[0] if row else None
+
+
+def count_evaluations(store: Store, *, run_id: str, candidate_id: str | None = None,
+                      split: str | None = None) -> int:
+    """How many evaluations a run (or one of its candidates, on a split) recorded."""
+    sql, args = "SELECT count(*) FROM evaluations WHERE run_id = ?", [run_id]
+    for col, val in (("candidate_id", candidate_id), ("split", split)):
+        if val is not None:
+            sql += f" AND {col} = ?"
+            args.append(val)
+    with store.connect(read_only=True) as con:
+        return int(con.execute(sql, args).fetchone()[0])
+
+
+def record_diagnosis(store: Store, *, run_id: str, candidate_id: str, round: int, diagnosis: dict) -> None:
+    """Store a candidate's diagnosis (replacing an earlier one of the same candidate)."""
+    with store.connect() as con:
+        con.execute("DELETE FROM diagnoses WHERE run_id = ? AND candidate_id = ?", [run_id, candidate_id])
+        con.execute("INSERT INTO diagnoses (run_id, candidate_id, round, diagnosis) VALUES (?, ?, ?, ?)",
+                    [run_id, candidate_id, round, json.dumps(diagnosis)])
+
+
+def get_diagnoses(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
+    """Diagnoses of a run by candidate id."""
+    with store.connect(read_only=True) as con:
+        rows = con.execute("SELECT candidate_id, diagnosis FROM diagnoses WHERE run_id = ? ORDER BY created_at",
+                           [run_id]).fetchall()
+    return {r[0]: json.loads(r[1]) for r in rows}
+
+
+def record_spend(store: Store, *, run_id: str, round: int, node: str, llm_tokens: int, usd: float,
+                 seconds: float) -> None:
+    """Append one node execution's spend (LLM tokens, dollars, wall seconds)."""
+    with store.connect() as con:
+        con.execute("INSERT INTO spend (run_id, round, node, llm_tokens, usd, seconds) VALUES (?, ?, ?, ?, ?, ?)",
+                    [run_id, round, node, int(llm_tokens), float(usd), float(seconds)])
+
+
+def run_spend(store: Store, run_id: str) -> dict[str, dict[str, float]]:
+    """Spend of a run per node: {node: {llm_tokens, usd, seconds, calls}}."""
+    with store.connect(read_only=True) as con:
+        rows = con.execute("SELECT node, sum(llm_tokens), sum(usd), sum(seconds), count(*) FROM spend"
+                           " WHERE run_id = ? GROUP BY node ORDER BY node", [run_id]).fetchall()
+    return {r[0]: {"llm_tokens": int(r[1] or 0), "usd": float(r[2] or 0), "seconds": float(r[3] or 0),
+                   "calls": int(r[4])} for r in rows}

@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from autotts_graph.sandbox.runtime.replay import PACK_FORMAT
 
 

@@ -2,16 +2,18 @@
 
 The generative model, per question:
 
-* **Difficulty.** The single-branch accuracy is ``sigmoid(z)`` with ``z ~ Normal(ability, difficulty_spread)``.
+* **Difficulty.** The single-branch accuracy is ``sigmoid(z)``, ``z ~ Normal(ability, difficulty_spread)``.
   A wide spread gives the bimodal picture of the real data: many questions almost never or almost always
   solved, a few in between.
 * **Answers.** The gold answer and ``n_distractors`` wrong answers are AIME-style integers 0..999. A wrong
-  branch ends on a distractor with probability ``distractor_strength`` (Dirichlet(``distractor_concentration``)
-  weights, so one distractor usually dominates and can out-vote the gold answer on hard questions), otherwise
-  on a scattered one-off answer. A small ``final_err_rate`` of finals are ``'ERR'``.
-* **Length.** ``log(tokens) = question mean + branch noise``; harder questions are longer and wrong branches
-  are ``wrong_token_ratio`` times longer than correct ones. Branches past ``token_cap`` are truncated there
-  (plus a few hundred tokens, as generation caps do in the real data).
+  branch ends on a distractor with probability ``distractor_strength`` (weights drawn from
+  Dirichlet(``distractor_concentration``), so one distractor usually dominates and can out-vote the gold
+  answer on hard questions), otherwise on a scattered one-off answer. A small ``final_err_rate`` of finals
+  are ``'ERR'``.
+* **Length.** ``log(tokens) = question mean + branch noise``; harder questions are longer, and within a
+  question wrong branches are ``wrong_token_ratio`` (one-off answers) or ``distractor_token_ratio`` times
+  longer than correct ones, with per-question jitter ``token_ratio_sigma``. Branches past ``token_cap`` are
+  truncated there (plus a few hundred tokens, as generation caps do in the real data).
 * **Probes.** ``len(probe_answers) = ceil(tokens / probe_freq) - shortfall`` with the shortfall (0..9) drawn
   from the distribution observed in the real files. Each branch settles on its final answer after a
   fraction ``u ~ Beta`` (mean ``settle_mean``) of its probes; before that its probes wander (an early guess
@@ -64,18 +66,20 @@ class SynthParams(BaseModel):
     distractor_concentration: float = Field(0.7, gt=0, le=100,
                                             description="Dirichlet alpha of distractor weights "
                                                         "(small = one dominant distractor)")
-    settle_mean: float = Field(0.6, gt=0, lt=1,
-                               description="mean fraction of a branch's probes before it settles on its final")
-    settle_concentration: float = Field(3.0, gt=0, le=1000, description="Beta concentration of the settle point")
-    persistence: float = Field(0.65, ge=0, le=1,
+    settle_mean: float = Field(0.72, gt=0, lt=1,
+                               description="mean fraction of a branch's probes before it settles "
+                                           "on its final")
+    settle_concentration: float = Field(3.0, gt=0, le=1000,
+                                        description="Beta concentration of the settle point")
+    persistence: float = Field(0.55, ge=0, le=1,
                                description="probability an unsettled probe repeats the previous one")
-    early_guess_weight: float = Field(0.4, ge=0, le=1,
+    early_guess_weight: float = Field(0.45, ge=0, le=1,
                                       description="share of unsettled probe draws that are the question's "
                                                   "early guess")
-    fresh_weight: float = Field(0.3, ge=0, le=1,
+    fresh_weight: float = Field(0.4, ge=0, le=1,
                                 description="share of unsettled probe draws that are fresh random numbers "
                                             "(the rest sample the question's final answers)")
-    flicker: float = Field(0.05, ge=0, le=1, description="probability a settled probe deviates from the final")
+    flicker: float = Field(0.1, ge=0, le=1, description="probability a settled probe deviates from the final")
     err_rate: float = Field(0.06, ge=0, lt=1, description="mean fraction of probes that are 'ERR'")
     final_err_rate: float = Field(0.005, ge=0, lt=1, description="fraction of final answers that are 'ERR'")
     median_tokens: float = Field(11000, gt=0, le=1e6,
@@ -84,12 +88,15 @@ class SynthParams(BaseModel):
     branch_token_sigma: float = Field(0.3, ge=0, le=5, description="std of log length within a question")
     difficulty_token_coef: float = Field(0.15, ge=0, le=5,
                                          description="increase of log length per unit of difficulty logit")
-    wrong_token_ratio: float = Field(1.45, ge=0.1, le=20,
-                                     description="median length of one-off wrong branches relative to correct "
-                                                 "ones on the same question")
-    distractor_token_ratio: float = Field(1.25, ge=0.1, le=20,
-                                          description="median length of distractor branches relative to correct "
-                                                      "ones on the same question")
+    wrong_token_ratio: float = Field(1.3, ge=0.1, le=20,
+                                     description="median length of one-off wrong branches relative to "
+                                                 "correct ones on the same question")
+    distractor_token_ratio: float = Field(1.1, ge=0.1, le=20,
+                                          description="median length of distractor branches relative to "
+                                                      "correct ones on the same question")
+    token_ratio_sigma: float = Field(0.3, ge=0, le=5,
+                                     description="per-question std of the log length ratios (on some "
+                                                 "questions wrong branches are the shorter ones)")
     token_cap: int = Field(41_000, ge=1, description="generation cap: longer branches are truncated here")
     min_tokens: int = Field(1000, ge=1, description="shortest branch")
     seed: int = Field(0, ge=0, description="seed of numpy.random.default_rng")
@@ -106,18 +113,18 @@ class SynthParams(BaseModel):
 # Presets tuned so SC@64 accuracy, mean tokens, ERR rate and answer diversity sit in the range of the real
 # Qwen3 AIME24/AIME25 environments of the same size (see benchmarks/synth_vs_real.py).
 PRESETS: dict[str, SynthParams] = {
-    "synth-0.6b": SynthParams(ability=-3.3, difficulty_spread=2.6, n_distractors=4, distractor_strength=0.55,
-                              distractor_concentration=0.8, err_rate=0.055, median_tokens=11000,
-                              settle_mean=0.68),
+    "synth-0.6b": SynthParams(ability=-3.4, difficulty_spread=2.6, n_distractors=4, distractor_strength=0.55,
+                              distractor_concentration=0.8, err_rate=0.045, median_tokens=11000,
+                              settle_mean=0.75),
     "synth-1.7b": SynthParams(ability=-0.6, difficulty_spread=3.0, n_distractors=3, distractor_strength=0.6,
-                              distractor_concentration=0.7, err_rate=0.047, median_tokens=11500,
-                              settle_mean=0.63),
-    "synth-4b": SynthParams(ability=1.8, difficulty_spread=3.4, n_distractors=3, distractor_strength=0.75,
+                              distractor_concentration=0.7, err_rate=0.04, median_tokens=11500,
+                              settle_mean=0.73),
+    "synth-4b": SynthParams(ability=2.4, difficulty_spread=4.2, n_distractors=3, distractor_strength=0.75,
                             distractor_concentration=0.6, err_rate=0.12, median_tokens=11000,
-                            settle_mean=0.6),
-    "synth-8b": SynthParams(ability=2.0, difficulty_spread=3.4, n_distractors=3, distractor_strength=0.8,
-                            distractor_concentration=0.6, err_rate=0.055, median_tokens=11500,
-                            settle_mean=0.58),
+                            settle_mean=0.7),
+    "synth-8b": SynthParams(ability=2.5, difficulty_spread=4.2, n_distractors=3, distractor_strength=0.8,
+                            distractor_concentration=0.6, err_rate=0.06, median_tokens=11500,
+                            settle_mean=0.7),
 }
 
 # The environments `ensure_default_environments` creates in an empty store: (model preset, dataset, seed).
@@ -168,7 +175,8 @@ def _synth_question(rng: np.random.Generator, p: SynthParams, index: int) -> dic
     # Within a question wrong branches are only modestly longer (confident distractors least); most of the
     # real correct-vs-wrong length gap comes from hard questions being both long and mostly failed.
     ratio = np.where(finals == gold, 1.0, np.where(wrong_kind, p.distractor_token_ratio, p.wrong_token_ratio))
-    log_t = mu + np.log(ratio) + p.branch_token_sigma * rng.standard_normal(nb)
+    jitter = np.where(finals == gold, 0.0, p.token_ratio_sigma * rng.standard_normal())
+    log_t = mu + np.log(ratio) + jitter + p.branch_token_sigma * rng.standard_normal(nb)
     tokens = np.exp(np.minimum(log_t, 30.0))
     over = tokens > p.token_cap
     tokens = np.where(over, p.token_cap + rng.integers(0, 500, size=nb), tokens)
@@ -188,7 +196,8 @@ def _synth_question(rng: np.random.Generator, p: SynthParams, index: int) -> dic
     # forward-filling the index of the last fresh draw implements it without a Python loop. Each branch's
     # first probe is always a fresh draw, so the fill never leaks across branches.
     kind = rng.random(total)
-    draws = np.where(kind < p.early_guess_weight, guess, finals[rng.integers(0, nb, size=total)]).astype(object)
+    sampled_finals = finals[rng.integers(0, nb, size=total)]
+    draws = np.where(kind < p.early_guess_weight, guess, sampled_finals).astype(object)
     fresh = (kind >= p.early_guess_weight) & (kind < p.early_guess_weight + p.fresh_weight)
     draws[fresh] = rng.integers(0, MAX_ANSWER, size=int(fresh.sum())).astype(str)
     new_draw = (rng.random(total) >= p.persistence) | (k == 0)
@@ -227,7 +236,10 @@ def synthesize(params: SynthParams) -> list[dict]:
 
 def synthesize_into(store: Store, model: str, dataset: str, params: SynthParams,
                     replace: bool = False) -> tuple[str, bool]:
-    """Synthesise an environment and import it as ``model/dataset`` (origin ``synth``); returns (name, created)."""
+    """Synthesise an environment and import it as ``model/dataset`` (origin ``synth``).
+
+    Returns (name, created); identical content already stored is a no-op, different content needs ``replace``.
+    """
     records = synthesize(params)
     return import_records(store, model, dataset, records, origin="synth", spec=params.model_dump(),
                           source="synth", replace=replace)

@@ -160,18 +160,26 @@ def import_records(store: Store, model: str, dataset: str, records: list[dict], 
 
 def import_path(store: Store, path: Path, model: str | None = None, dataset: str | None = None,
                 replace: bool = False, split: str = "search") -> list[tuple[str, bool]]:
-    """Import one file or every ``<Model>/<dataset>.json[.gz]`` below a directory."""
+    """Import one file or every ``<Model>/<dataset>.json[.gz]`` below a directory.
+
+    Every file is read and validated before anything is written, so a bad file leaves the store as it was.
+    """
     if path.is_dir():
+        if model or dataset:
+            raise StoreError("--model/--dataset name a single file; a directory is named by its layout")
         files = sorted(p for p in path.rglob("*") if p.name.endswith((".json", ".json.gz")))
         if not files:
             raise StoreError(f"{path}: no .json or .json.gz replay files below this directory")
-        if model or dataset:
-            raise StoreError("--model/--dataset name a single file; a directory is named by its layout")
-        return [import_path(store, f, replace=replace, split=split)[0] for f in files]
-    m, d = env_name_from_path(path)
-    records = read_records(path)
-    return [import_records(store, model or m, dataset or d, records, source=str(path), replace=replace,
-                           split=split)]
+    elif path.exists():
+        files = [path]
+    else:
+        raise StoreError(f"{path}: no such file or directory")
+    loaded = []
+    for f in files:
+        m, d = env_name_from_path(f)
+        loaded.append((model or m, dataset or d, read_records(f), f))
+    return [import_records(store, m, d, records, source=str(f), replace=replace, split=split)
+            for m, d, records, f in loaded]
 
 
 def list_environments(store: Store) -> list[EnvironmentInfo]:

@@ -110,8 +110,10 @@ def result_from_output(backend: str, stdout: bytes, stderr: bytes, elapsed_s: fl
         return SandboxResult(ok=False, backend=backend, elapsed_s=elapsed_s, stderr_tail=tail,
                              error=SandboxError(kind=ErrorKind.runtime, message=f"unreadable runner result: {exc}"))
     if not body.get("ok"):
-        return SandboxResult(ok=False, backend=backend, elapsed_s=elapsed_s, stderr_tail=tail,
-                             error=SandboxError(**body["error"]))
+        error = SandboxError(**body["error"])
+        if error.kind == ErrorKind.runtime and any(line.startswith("MemoryError") for line in error.details):
+            error.kind = ErrorKind.oom  # an allocation refused by the memory limit is the limit's doing
+        return SandboxResult(ok=False, backend=backend, elapsed_s=elapsed_s, stderr_tail=tail, error=error)
     return SandboxResult(ok=True, backend=backend, results=body.get("results"), report=body.get("report"),
                          elapsed_s=elapsed_s, stderr_tail=tail)
 

@@ -87,22 +87,6 @@ class ConfidenceMomentumController(Controller):
 
         probe_more = question.probe_more
 
-        def advance(branch, chunks):
-            for _ in range(chunks):
-                if branch.finished:
-                    return
-                try:  # the safe probe-more wrapper, inlined: this is the hot loop
-                    branch.latest, branch.finished = probe_more(branch.index)
-                except (ValueError, IndexError):
-                    branch.finished = True
-                    if branch.latest is not None:
-                        completed.append(branch.latest)
-                    return
-                branch.probe_count += 1
-                if branch.finished:
-                    completed.append(branch.latest)
-                    return
-
         for _ in range(p["n_init"]):
             if not open_branch():
                 break
@@ -133,7 +117,19 @@ class ConfidenceMomentumController(Controller):
                     alive = [b for b in alive if not b.abandoned]
             for b in sorted(alive, key=_by_probe_count):
                 aligned = warm and winner is not None and b.latest == winner
-                advance(b, burst_aligned if aligned else 1)
+                # Advance by the burst (the safe probe-more wrapper inlined: this is the hot loop).
+                for _ in range(burst_aligned if aligned else 1):
+                    try:
+                        b.latest, b.finished = probe_more(b.index)
+                    except (ValueError, IndexError):
+                        b.finished = True
+                        if b.latest is not None:
+                            completed.append(b.latest)
+                        break
+                    b.probe_count += 1
+                    if b.finished:
+                        completed.append(b.latest)
+                        break
             if rec.enabled:
                 rec.record("forward", input={"step": step, "alive": len(alive)}, output={"abandoned": abandoned})
             winner, conf = pool()

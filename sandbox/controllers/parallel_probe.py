@@ -5,7 +5,7 @@ beta maps to num_chains = round(2 ** (6 * beta)) (1 ... 64); T 40, prune_patienc
 published configuration. Finished branches keep voting with their final answer; pruning keeps no floor.
 """
 
-from autotts_runtime import Controller, majority, safe_probe_more, safe_probe_new
+from autotts_runtime import Controller, majority, safe_probe_new
 
 
 class _Chain:
@@ -45,6 +45,7 @@ class ParallelProbe(Controller):
             return None
         stable = 0
         prev = None
+        probe_more = question.probe_more
         for step in range(max_steps):
             if rec.enabled:
                 rec.record("iteration_start", input={"step": step})
@@ -57,11 +58,11 @@ class ParallelProbe(Controller):
                     for _ in range(burst):
                         if chain.finished:
                             break
-                        res = safe_probe_more(question, chain.index)
-                        if res is None:
+                        try:  # the safe probe-more wrapper, inlined: this is the hot loop
+                            last, chain.finished = probe_more(chain.index)
+                        except (ValueError, IndexError):
                             chain.finished = True
                             break
-                        last, chain.finished = res
                     chain.history.append(last)
                 active.append(chain)
             if rec.enabled:

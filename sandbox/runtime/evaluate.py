@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import linecache
 import sys
 import traceback
 import types
@@ -39,6 +40,8 @@ def load_controller_class(source: str) -> type[Controller]:
         code = compile(source, CONTROLLER_FILENAME, "exec")
     except SyntaxError as exc:
         raise ControllerError("syntax", f"line {exc.lineno}: {exc.msg}", [str(exc.text or "").rstrip()]) from None
+    # Let tracebacks quote the controller's own lines.
+    linecache.cache[CONTROLLER_FILENAME] = (len(source), None, source.splitlines(True), CONTROLLER_FILENAME)
     module = types.ModuleType("autotts_controller")
     module.__file__ = CONTROLLER_FILENAME
     sys.modules["autotts_controller"] = module

@@ -88,8 +88,9 @@ class Question:
     exactly where the spec raises them; the safe wrappers in ``primitives`` turn them into None.
     """
 
-    __slots__ = ("_probes", "_tokens", "_finals", "_heads", "_spent", "_ledger", "_cursor", "_n", "_delta",
-                 "total_cost")
+    # A branch's spent tokens are always heads[i] * delta (only non-final advances move either), so they
+    # are not stored; the total is the ledger's sum. Both keep the innermost calls short.
+    __slots__ = ("_probes", "_tokens", "_finals", "_heads", "_ledger", "_cursor", "_n", "_delta")
 
     def __init__(self, data: QuestionData, seed: int) -> None:
         order = shuffle_order(seed, len(data.tokens))
@@ -100,31 +101,35 @@ class Question:
         n = len(order)
         self._n = n
         self._heads = [0] * n
-        self._spent = [0] * n
         self._ledger = [0] * n
         self._cursor = 0
         self._delta = data.probe_freq
-        self.total_cost = 0
 
-    def _advance(self, i: int) -> tuple[str, int, bool]:
+    @property
+    def total_cost(self) -> int:
+        """Tokens charged so far (the question's cost)."""
+        return sum(self._ledger)
+
+    def _advance(self, i: int) -> tuple[str, bool]:
+        """Advance branch i by one chunk, charging its ledger (spec §2.3)."""
         h = self._heads[i]
         probes = self._probes[i]
         if h < len(probes):
             self._heads[i] = h + 1
-            self._spent[i] += self._delta
-            return probes[h], self._delta, False
-        # Exhausted: the final answer and the remainder; head and spent stay, so a re-read re-charges.
-        charge = self._tokens[i] - self._spent[i]
-        return self._finals[i], (charge if charge > 0 else 0), True
+            self._ledger[i] += self._delta
+            return probes[h], False
+        # Exhausted: the final answer and the remainder; the head stays, so a re-read re-charges.
+        charge = self._tokens[i] - h * self._delta
+        if charge > 0:
+            self._ledger[i] += charge
+        return self._finals[i], True
 
     def probe_new(self) -> tuple[str, int, bool]:
         """Open the next branch and read its first chunk: (answer, branch_index, finished)."""
         c = self._cursor
         if c >= self._n:
             raise ValueError("index out of range")
-        answer, charge, finished = self._advance(c)
-        self.total_cost += charge
-        self._ledger[c] += charge
+        answer, finished = self._advance(c)
         self._cursor = c + 1
         return answer, c, finished
 
@@ -132,19 +137,15 @@ class Question:
         """Read one more chunk of branch i (i <= cursor, as the reference allows): (answer, finished)."""
         if not i <= self._cursor:
             raise ValueError("index out of range")
-        # The advance of _advance(), inlined: this is the innermost call of every probing controller.
+        # _advance(), inlined: this is the innermost call of every probing controller.
         h = self._heads[i]
         probes = self._probes[i]
         if h < len(probes):
-            delta = self._delta
             self._heads[i] = h + 1
-            self._spent[i] += delta
-            self.total_cost += delta
-            self._ledger[i] += delta
+            self._ledger[i] += self._delta
             return probes[h], False
-        charge = self._tokens[i] - self._spent[i]
+        charge = self._tokens[i] - h * self._delta
         if charge > 0:
-            self.total_cost += charge
             self._ledger[i] += charge
         return self._finals[i], True
 
@@ -153,9 +154,7 @@ class Question:
         c = self._cursor
         answer = self._finals[c]  # IndexError past the last branch, as in the reference
         self._cursor = c + 1
-        charge = self._tokens[c]
-        self.total_cost += charge
-        self._ledger[c] += charge
+        self._ledger[c] += self._tokens[c]
         return answer
 
     def get_seq_and_total_tokens(self) -> tuple[int, int]:
@@ -168,4 +167,4 @@ class Question:
 
     def ledger_consistent(self) -> bool:
         """The evaluator's cost check (spec §3.1): opened branches account for every token charged."""
-        return sum(self._ledger[: self._cursor]) == self.total_cost
+        return not any(self._ledger[self._cursor:])

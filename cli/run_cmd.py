@@ -1,0 +1,391 @@
+"""`autotts-graph run`, `report` and `studio`: discovery runs, their reports, and LangGraph Studio.
+
+LangGraph and LangChain are imported inside the commands only, so the rest of the CLI stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .common import DEFAULT_STORE, StoreOption, fail, print_table, user_errors
+
+ROLES = ("proposer", "critic", "diagnostician")
+ROLE_KEYS = ("kind", "model", "base_url", "api_key_env", "temperature", "max_output_tokens", "timeout_s",
+             "usd_per_mtok_in", "usd_per_mtok_out", "max_tool_steps")
+
+
+def load_run_file(path: Path) -> dict[str, Any]:
+    """A ``run.toml``: RunConfig keys at the top level, role tables ``[proposer]`` etc., plus ``store``.
+
+    Top-level ``model``/``base_url``/``api_key_env`` apply to every role that does not set its own.
+    """
+    if not path.is_file():
+        raise ValueError(f"--config {path}: no such file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"--config {path}: {exc}") from None
+    shared = {k: data.pop(k) for k in ("model", "base_url", "api_key_env") if k in data}
+    for role in ROLES:
+        table = data.get(role)
+        if isinstance(table, str):
+            table = {"kind": table}
+        table = dict(table or {})
+        for k, v in shared.items():
+            table.setdefault(k, v)
+        if table:
+            data[role] = table
+    return data
+
+
+def build_config(file_data: dict[str, Any], flags: dict[str, Any], roles: dict[str, dict[str, Any]]):
+    """RunConfig from the file, overridden by the flags that were given; role kinds resolved (auto)."""
+    from autotts_graph.graph.agents.factory import resolve_kind
+    from autotts_graph.graph.state import RoleSettings, RunConfig
+
+    data = {k: v for k, v in file_data.items() if k not in ("store",)}
+    data.update({k: v for k, v in flags.items() if v is not None})
+    for role in ROLES:
+        table = dict(data.get(role) or {})
+        table.update({k: v for k, v in roles.get(role, {}).items() if v is not None})
+        table.setdefault("kind", "auto")
+        settings = RoleSettings.model_validate(table)
+        data[role] = settings.model_copy(update={"kind": resolve_kind(settings)})
+    return RunConfig.model_validate(data)
+
+
+class LiveView:
+    """A live panel (round, node, candidate, best so far, spend) on a terminal; one line per node otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.enabled = enabled and self.console.is_terminal
+        self.state = None
+        self.progress = ""
+        self.started = time.monotonic()
+        self._live = None
+
+    def __enter__(self) -> LiveView:
+        if self.enabled:
+            from rich.live import Live
+
+            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+            self._live = None
+
+    def pause(self) -> None:
+        """Stop drawing (for a prompt)."""
+        if self._live is not None:
+            self._live.stop()
+
+    def unpause(self) -> None:
+        if self._live is not None:
+            self._live.start()
+
+    def _render(self):
+        from rich.table import Table
+
+        t = Table.grid(padding=(0, 2))
+        s = self.state
+        if s is None:
+            t.add_row("starting…", self.progress)
+            return t
+        total = s.total_spend()
+        cand = s.candidate
+        t.add_row("run", s.config.run_id, "status", s.status)
+        t.add_row("round", f"{min(s.round + 1, s.config.rounds)}/{s.config.rounds}", "attempt",
+                  f"{s.attempt + 1}/{s.config.max_attempts}")
+        t.add_row("node", s.node or "-", "progress", self.progress or "-")
+        t.add_row("candidate", f"{cand.name} ({cand.candidate_id})" if cand else "-", "outcome", s.outcome or "-")
+        best = (f"{s.best.name} {s.best.search_accuracy:.2f}% ({s.best.candidate_id})"
+                if s.best and s.best.search_accuracy is not None else "-")
+        t.add_row("best so far", best, "spend",
+                  f"${total.usd:.2f}, {total.llm_tokens:,} tok, {(time.monotonic() - self.started) / 60:.1f} min")
+        return t
+
+    def on_state(self, state: Any) -> None:
+        """Observer of the graph's states."""
+        changed = self.state is None or state.node != self.state.node or state.round != self.state.round
+        self.state = state
+        self.progress = ""
+        if self._live is not None:
+            self._live.update(self._render())
+        elif changed and state.node:
+            cand = state.candidate.candidate_id if state.candidate else "-"
+            best = f"{state.best.search_accuracy:.2f}%" if state.best and state.best.search_accuracy else "-"
+            self.console.print(f"[round {state.round}] {state.node}: candidate {cand} {state.outcome or ''} "
+                               f"best {best}", highlight=False, markup=False)
+
+    def on_progress(self, what: str, done: int, total: int) -> None:
+        """Sandbox progress of the node in flight."""
+        self.progress = f"{what} {done}/{total}"
+        if self._live is not None:
+            self._live.update(self._render())
+
+
+def make_reviewer(view: LiveView):
+    """The --review prompt: approve, edit (in $EDITOR or from a file), or reject."""
+    from rich.syntax import Syntax
+
+    def review(payload: dict[str, Any]) -> dict[str, Any]:
+        view.pause()
+        try:
+            con = view.console
+            con.rule(f"review {payload.get('name')} ({payload.get('candidate_id')}), round {payload.get('round')}")
+            con.print(Syntax(payload.get("source", ""), "python", line_numbers=True))
+            if payload.get("rationale"):
+                con.print(f"rationale: {payload['rationale']}")
+            while True:
+                choice = typer.prompt("[a]pprove, [e]dit or [r]eject", default="a", err=True).strip().lower()
+                if choice.startswith("a"):
+                    return {"action": "approve"}
+                if choice.startswith("r"):
+                    reason = typer.prompt("reason", default="rejected by the reviewer", err=True)
+                    return {"action": "reject", "reason": reason}
+                if choice.startswith("e"):
+                    edited = typer.edit(payload.get("source", ""), extension=".py") if os.environ.get("EDITOR") \
+                        else None
+                    if edited is None:
+                        path = typer.prompt("path of the edited source file", err=True)
+                        try:
+                            edited = Path(path).read_text(encoding="utf-8")
+                        except OSError as exc:
+                            con.print(f"cannot read {path}: {exc}")
+                            continue
+                    return {"action": "edit", "source": edited, "reason": "edited by the reviewer"}
+        finally:
+            view.unpause()
+
+    return review
+
+
+def _finish(store_path: Path, state: Any, out: Path | None) -> None:
+    from autotts_graph.store.db import Store
+
+    from .run_report import spend_line, write_report
+
+    store = Store(store_path)
+    md, png = write_report(store, state.config.run_id, out)
+    from autotts_graph.store import history
+
+    typer.echo(f"run {state.config.run_id}: {state.status}"
+               + (f" — {state.error}" if state.error else "")
+               + (f" ({state.stop_reason})" if state.stop_reason else ""))
+    if state.selected:
+        best = state.best
+        typer.echo(f"discovered controller: {best.name if best else ''} ({state.selected})"
+                   + (f", search accuracy {best.search_accuracy:.2f}%" if best and best.search_accuracy else ""))
+    typer.echo(f"spend: {spend_line(history.run_spend(store, state.config.run_id))}")
+    typer.echo(f"report: {md}" + (f"\nplot: {png}" if png else ""))
+    if state.status == "failed":
+        typer.echo(f"resume with: autotts-graph run --resume {state.config.run_id}", err=True)
+        raise typer.Exit(1)
+
+
+def _split_csv(text: str | None) -> list[str] | None:
+    return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
+
+
+@user_errors
+def run_command(
+    config: Annotated[Path | None, typer.Option("--config", help="run.toml with the same settings (flags win).")]
+        = None,
+    rounds: Annotated[int | None, typer.Option(help="Discovery rounds.", min=1)] = None,
+    search: Annotated[list[str] | None, typer.Option("--search", help="Search environment (repeat).")] = None,
+    heldout: Annotated[list[str] | None, typer.Option("--heldout", help="Held-out environment (repeat).")] = None,
+    betas: Annotated[str | None, typer.Option(help="Comma-separated β grid (default 0,0.1,…,1).")] = None,
+    seeds: Annotated[int | None, typer.Option(min=1, max=1000, help="Shuffle seeds per evaluation.")] = None,
+    sandbox: Annotated[str | None, typer.Option(help="auto, docker, bwrap or process.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Parallel sandbox tasks.")] = None,
+    proposer: Annotated[str | None, typer.Option(help="offline, llm or module:Class (default: llm when the "
+                                                      "API key is set, else offline).")] = None,
+    critic: Annotated[str | None, typer.Option(help="offline, llm or module:Class.")] = None,
+    diagnostician: Annotated[str | None, typer.Option(help="offline, llm or module:Class.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model of every LLM role.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL of every LLM role.")] = None,
+    api_key_env: Annotated[str | None, typer.Option(help="Variable holding the API key (default "
+                                                         "OPENAI_API_KEY).")] = None,
+    proposer_model: Annotated[str | None, typer.Option()] = None,
+    proposer_base_url: Annotated[str | None, typer.Option()] = None,
+    proposer_api_key_env: Annotated[str | None, typer.Option()] = None,
+    critic_model: Annotated[str | None, typer.Option()] = None,
+    critic_base_url: Annotated[str | None, typer.Option()] = None,
+    critic_api_key_env: Annotated[str | None, typer.Option()] = None,
+    diagnostician_model: Annotated[str | None, typer.Option()] = None,
+    diagnostician_base_url: Annotated[str | None, typer.Option()] = None,
+    diagnostician_api_key_env: Annotated[str | None, typer.Option()] = None,
+    review: Annotated[bool | None, typer.Option("--review/--no-review", help="Pause before each evaluation for "
+                                                                              "a human to approve, edit or reject.")]
+        = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue the run RUN_ID from its checkpoint.")]
+        = None,
+    selection: Annotated[str | None, typer.Option(help="best_accuracy or frontier.")] = None,
+    max_attempts: Annotated[int | None, typer.Option(min=1, help="Proposals per round.")] = None,
+    max_usd: Annotated[float | None, typer.Option(min=0, help="LLM spend limit in $.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=0, help="LLM token limit.")] = None,
+    max_minutes: Annotated[float | None, typer.Option(min=0, help="Wall-clock budget in minutes.")] = None,
+    baselines: Annotated[str | None, typer.Option(help="Comma-separated baselines to compare with.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the offline proposer.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report folder (default <store>.runs/RUN_ID).")] = None,
+    live: Annotated[bool, typer.Option("--live/--no-live", help="Live view on a terminal.")] = True,
+    store: StoreOption = DEFAULT_STORE,
+) -> None:
+    """Discover a controller: propose → check → critique → evaluate → diagnose → record, then select and
+    evaluate it once on the held-out environments."""
+    from autotts_graph.graph.agents.llm import AgentError
+    from autotts_graph.graph.deps import DepsProvider
+    from autotts_graph.graph.runner import prepare_config, resume_run, start_run
+    from autotts_graph.sandbox.select import SandboxUnavailable
+    from autotts_graph.store.db import Store
+
+    file_data = load_run_file(config) if config else {}
+    if "store" in file_data and store == DEFAULT_STORE and "AUTOTTS_STORE" not in os.environ:
+        store = Path(file_data["store"])
+    role_flags = {
+        r: {"kind": k, "model": m, "base_url": u, "api_key_env": e}
+        for r, k, m, u, e in (
+            ("proposer", proposer, proposer_model or model, proposer_base_url or base_url,
+             proposer_api_key_env or api_key_env),
+            ("critic", critic, critic_model or model, critic_base_url or base_url, critic_api_key_env or api_key_env),
+            ("diagnostician", diagnostician, diagnostician_model or model, diagnostician_base_url or base_url,
+             diagnostician_api_key_env or api_key_env))}
+    bl = _split_csv(baselines)
+    flags = {"rounds": rounds, "search_envs": search or None, "heldout_envs": heldout or None,
+             "betas": None if betas is None else [float(x) for x in _split_csv(betas)], "seeds": seeds,
+             "sandbox": sandbox, "workers": workers, "review": review, "selection": selection,
+             "max_attempts": max_attempts, "max_usd": max_usd, "max_llm_tokens": max_tokens,
+             "max_wall_s": None if max_minutes is None else max_minutes * 60, "baselines": bl, "seed": seed}
+    with LiveView(live) as view:
+        provider = DepsProvider(store_path=store, progress=view.on_progress)
+        reviewer = make_reviewer(view)
+        try:
+            if resume:
+                update = {k: v for k, v in flags.items() if v is not None and k in ("rounds", "max_attempts",
+                                                                                 "max_usd", "max_llm_tokens",
+                                                                                 "max_wall_s", "review",
+                                                                                 "workers")}
+                for role, given in role_flags.items():
+                    if any(v is not None for v in given.values()):
+                        update[role] = _role_update(store, resume, role, given)
+                state = resume_run(resume, provider, reviewer=reviewer, observer=view.on_state,
+                                   config_update=update or None)
+            else:
+                cfg = prepare_config(build_config(file_data, flags, role_flags), Store(store))
+                provider.get(cfg)  # build the roles now: a missing API key fails before any work
+                state = start_run(cfg, provider, reviewer=reviewer, observer=view.on_state)
+        except (AgentError, SandboxUnavailable) as exc:
+            fail(str(exc))
+        finally:
+            provider.close()
+    _finish(store, state, out)
+
+
+def _role_update(store: Path, run_id: str, role: str, given: dict[str, Any]):
+    """A role's stored settings with the given flags applied (for --resume)."""
+    from autotts_graph.graph.agents.factory import resolve_kind
+    from autotts_graph.graph.state import RoleSettings
+    from autotts_graph.store import history
+    from autotts_graph.store.db import Store
+
+    stored = history.get_run(Store(store), run_id)["config"].get(role, {})
+    settings = RoleSettings.model_validate({**stored, **{k: v for k, v in given.items() if v is not None}})
+    return settings.model_copy(update={"kind": resolve_kind(settings)})
+
+
+@user_errors
+def report_command(
+    run_id: Annotated[str | None, typer.Argument(help="The run (omit with --list).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for report.md and the PNG plot.")] = None,
+    list_runs: Annotated[bool, typer.Option("--list", help="List the runs in the store.")] = False,
+    show: Annotated[bool, typer.Option("--show/--no-show", help="Print the markdown.")] = True,
+    store: StoreOption = DEFAULT_STORE,
+) -> None:
+    """The report of a discovery run: markdown with curves, lineage and spend, plus an accuracy-vs-tokens PNG."""
+    from autotts_graph.store import history
+    from autotts_graph.store.db import Store
+
+    from .run_report import write_report
+
+    st = Store(store)
+    if list_runs or run_id is None:
+        rows = history.list_runs(st)
+        if not rows:
+            typer.echo("no runs in this store")
+            return
+        print_table("runs", ["run", "status", "created", "best", "search", "held-out"],
+                    [[r["run_id"], r["status"], r["created_at"][:19], r["best_candidate"] or "",
+                      ", ".join(r["search_envs"] or []), ", ".join(r["heldout_envs"] or [])] for r in rows])
+        return
+    md, png = write_report(st, run_id, out)
+    if show:
+        typer.echo(md.read_text(encoding="utf-8"))
+    typer.echo(f"report: {md}" + (f"\nplot: {png}" if png else ""), err=True)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def studio_env(store: Path) -> dict[str, str]:
+    """Environment of the dev server: the store, no analytics, no version check, tracing only if asked for."""
+    env = dict(os.environ)
+    env["AUTOTTS_STORE"] = str(store.resolve())
+    env["LANGGRAPH_CLI_NO_ANALYTICS"] = "1"
+    env["LANGGRAPH_NO_VERSION_CHECK"] = "true"
+    env.setdefault("LANGSMITH_TRACING", "false")
+    return env
+
+
+def studio_command(
+    port: Annotated[int | None, typer.Option(help="Port (default: a free one).")] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind (keep loopback).")] = "127.0.0.1",
+    store: StoreOption = DEFAULT_STORE,
+) -> None:
+    """Start `langgraph dev` on a free loopback port and print the LangGraph Studio URL."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    config = root / "langgraph.json"
+    if not config.is_file():
+        fail(f"{config} is missing")
+    exe = shutil.which("langgraph")
+    if exe is None:
+        fail("the langgraph CLI is not installed: pip install 'langgraph-cli[inmem]'")
+    port = port or free_port(host)
+    cmd = [exe, "dev", "--no-browser", "--no-reload", "--allow-blocking", "--host", host, "--port", str(port),
+           "--config", str(config)]
+    url = f"http://{host}:{port}"
+    typer.echo(f"API:    {url}")
+    typer.echo(f"Studio: https://smith.langchain.com/studio/?baseUrl={url}")
+    typer.echo(f"store:  {store.resolve()}  (Ctrl-C stops the server)")
+    sys.stdout.flush()
+    proc = subprocess.Popen(cmd, env=studio_env(store), cwd=str(root))
+    try:
+        raise typer.Exit(proc.wait())
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise typer.Exit(130) from None

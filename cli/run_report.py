@@ -1,0 +1,191 @@
+"""The report of a discovery run: markdown (curves, lineage, spend) and a PNG accuracy-vs-tokens plot.
+
+Everything is read from the store: the run, its candidates and diagnoses, the discovered controller's
+search and held-out evaluations, the baseline evaluations the run used, and the spend per node.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from autotts_graph.store import history
+from autotts_graph.store.db import Store
+
+from .report import cost_k
+
+BASELINE_TITLES = {"sc": "SC@k", "asc": "ASC", "esc": "ESC", "parallel_probe": "Parallel-Probe", "cmc": "CMC"}
+
+
+def _points(store: Store, evaluation_id: str | None) -> list[dict[str, Any]]:
+    if not evaluation_id:
+        return []
+    try:
+        ev = history.get_evaluation(store, evaluation_id)
+    except Exception:  # an evaluation id from a store that was edited by hand
+        return []
+    return ev["points"] if ev["status"] == "ok" else []
+
+
+def collect(store: Store, run_id: str) -> dict[str, Any]:
+    """Everything the report shows, as plain data."""
+    run = history.get_run(store, run_id)
+    cands = history.list_candidates(store, run_id)
+    diagnoses = history.get_diagnoses(store, run_id)
+    spend = history.run_spend(store, run_id)
+    best = run["best_candidate"]
+    search_eval = history.find_evaluation(store, run_id=run_id, candidate_id=best, split="search") if best else None
+    heldout_eval = history.find_evaluation(store, run_id=run_id, candidate_id=best, split="heldout") if best else None
+    baseline_ids = (run["report"] or {}).get("baseline_evaluations", {})
+    baselines: dict[str, dict[str, list[dict]]] = {"search": {}, "heldout": {}}
+    for key, ev_id in baseline_ids.items():
+        method, _, split = key.partition("@")
+        baselines.setdefault(split, {})[method] = _points(store, ev_id)
+    return {"run": run, "candidates": cands, "diagnoses": diagnoses, "spend": spend, "best": best,
+            "search": _points(store, search_eval), "heldout": _points(store, heldout_eval), "baselines": baselines}
+
+
+def _curve_table(points: list[dict], title: str) -> list[str]:
+    if not points:
+        return [f"_{title}: no evaluation._", ""]
+    envs = sorted({p["env"] for p in points})
+    betas = sorted({p["beta"] for p in points if p["beta"] is not None})
+    cell = {(p["env"], p["beta"]): f"{p['accuracy']:.2f} / {cost_k(p['avg_cost'])}" for p in points}
+    lines = [f"**{title}** (accuracy % / tokens per question)", "", "| β | " + " | ".join(envs) + " |",
+             "|---|" + "---|" * len(envs)]
+    for b in betas:
+        lines.append(f"| {b:g} | " + " | ".join(cell.get((e, b), "") for e in envs) + " |")
+    return [*lines, ""]
+
+
+def _baseline_table(methods: dict[str, list[dict]], title: str) -> list[str]:
+    rows = [(m, p) for m, pts in methods.items() for p in pts]
+    if not rows:
+        return []
+    envs = sorted({p["env"] for _, p in rows})
+    from autotts_graph.tools.baselines import point_label
+
+    cells: dict[str, dict[str, str]] = {}
+    for m, p in rows:
+        cells.setdefault(point_label(m, p["config"]), {})[p["env"]] = f"{p['accuracy']:.2f} / {cost_k(p['avg_cost'])}"
+    lines = [f"**{title}**", "", "| baseline | " + " | ".join(envs) + " |", "|---|" + "---|" * len(envs)]
+    lines += [f"| {label} | " + " | ".join(per.get(e, "") for e in envs) + " |" for label, per in cells.items()]
+    return [*lines, ""]
+
+
+def spend_line(spend: dict[str, dict[str, float]]) -> str:
+    """'$X and Y minutes' (LLM dollars, summed node wall time), plus tokens."""
+    usd = sum(s["usd"] for s in spend.values())
+    minutes = sum(s["seconds"] for s in spend.values()) / 60
+    tokens = sum(s["llm_tokens"] for s in spend.values())
+    return f"${usd:.2f} and {minutes:.1f} minutes ({tokens:,} LLM tokens)"
+
+
+def render_markdown(data: dict[str, Any], plot_name: str | None) -> str:
+    """The markdown report."""
+    run, cands = data["run"], data["candidates"]
+    cfg = run["config"]
+    best = next((c for c in cands if c["candidate_id"] == data["best"]), None)
+    lines = [f"# Discovery run {run['run_id']}", "",
+             f"- status: **{run['status']}**" + (f" — {run['error']}" if run.get("error") else ""),
+             f"- started {run['created_at']}" + (f", finished {run['finished_at']}" if run["finished_at"] else ""),
+             f"- search environments: {', '.join(run['search_envs'] or [])}",
+             f"- held-out environments: {', '.join(run['heldout_envs'] or []) or 'none'}",
+             f"- β grid {cfg.get('betas')}, {cfg.get('seeds')} seeds, {cfg.get('rounds')} rounds, "
+             f"selection by {cfg.get('selection')}",
+             "- roles: " + ", ".join(f"{r} {cfg.get(r, {}).get('kind', '?')}"
+                                     + (f" ({cfg[r]['model']})" if cfg.get(r, {}).get("kind") == "llm" else "")
+                                     for r in ("proposer", "critic", "diagnostician")),
+             f"- spend: **{spend_line(data['spend'])}**", ""]
+    if best is not None:
+        lines += [f"## Discovered controller: {best['name'] or best['candidate_id']} ({best['candidate_id']})", "",
+                  f"Round {best['round']}, by {best['origin']}; best search accuracy "
+                  f"{best['search_accuracy']:.2f}%." if best["search_accuracy"] is not None else "", ""]
+        if plot_name:
+            lines += [f"![accuracy vs tokens]({plot_name})", ""]
+        lines += _curve_table(data["search"], "Search environments")
+        lines += _curve_table(data["heldout"], "Held-out environments (evaluated once, after selection)")
+        lines += _baseline_table(data["baselines"].get("search", {}), "Baselines, search environments")
+        lines += _baseline_table(data["baselines"].get("heldout", {}), "Baselines, held-out environments")
+    else:
+        lines += ["## No controller was selected", ""]
+    lines += ["## Candidate lineage", "", "| round | candidate | name | parent | origin | status | search acc % |",
+              "|---|---|---|---|---|---|---|"]
+    for c in cands:
+        acc = f"{c['search_accuracy']:.2f}" if c["search_accuracy"] is not None else ""
+        mark = " ★" if c["candidate_id"] == data["best"] else ""
+        lines.append(f"| {c['round']} | {c['candidate_id']}{mark} | {c['name'] or ''} | {c['parent'] or ''} | "
+                     f"{c['origin'] or ''} | {c['status'] or ''} | {acc} |")
+    lines.append("")
+    notes = []
+    for c in cands:
+        why = []
+        if c["check_result"] and not c["check_result"].get("ok", True):
+            why += c["check_result"].get("errors", [])
+        if c["critic"] and not c["critic"].get("approve", True):
+            why += c["critic"].get("reasons", [])
+        diag = data["diagnoses"].get(c["candidate_id"])
+        if diag:
+            why.append("diagnosis: " + diag.get("summary", ""))
+        if why:
+            notes.append(f"- **{c['candidate_id']}**: " + "; ".join(w.replace("\n", " ")[:300] for w in why))
+    if notes:
+        lines += ["## Notes per candidate", "", *notes, ""]
+    lines += ["## Spend per node", "", "| node | runs | LLM tokens | $ | seconds |", "|---|---|---|---|---|"]
+    for node, s in data["spend"].items():
+        lines.append(f"| {node} | {s['calls']} | {s['llm_tokens']:,} | {s['usd']:.4f} | {s['seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_plot(data: dict[str, Any], path: Path) -> bool:
+    """Accuracy vs tokens (log) per environment: the discovered β curve against the baselines."""
+    groups = [("search", data["search"]), ("held-out", data["heldout"])]
+    panels = [(split, env, [p for p in pts if p["env"] == env]) for split, pts in groups
+              for env in sorted({p["env"] for p in pts})]
+    if not panels:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(len(panels), 3)
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows), squeeze=False)
+    name = next((c["name"] for c in data["candidates"] if c["candidate_id"] == data["best"]), None) or "discovered"
+    for ax, (split, env, pts) in zip(axes.flat, panels, strict=False):
+        pts = sorted(pts, key=lambda p: p["beta"] or 0.0)
+        ax.plot([p["avg_cost"] for p in pts], [p["accuracy"] for p in pts], "o-", color="black", lw=2,
+                label=f"{name} (β sweep)", zorder=5)
+        key = "search" if split == "search" else "heldout"
+        for method, bpts in data["baselines"].get(key, {}).items():
+            mine = sorted((p for p in bpts if p["env"] == env), key=lambda p: p["avg_cost"])
+            if mine:
+                ax.plot([p["avg_cost"] for p in mine], [p["accuracy"] for p in mine], ".--", alpha=0.8,
+                        label=BASELINE_TITLES.get(method, method))
+        ax.set_xscale("log")
+        ax.set_xlabel("tokens per question")
+        ax.set_ylabel("accuracy %")
+        ax.set_title(f"{env} ({split})", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"run {data['run']['run_id']}: accuracy vs tokens")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_report(store: Store, run_id: str, out_dir: Path | None = None) -> tuple[Path, Path | None]:
+    """Write ``report.md`` and ``accuracy_vs_tokens.png`` for a run; returns their paths."""
+    out_dir = out_dir or store.path.with_name(store.path.name + ".runs") / run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = collect(store, run_id)
+    png = out_dir / "accuracy_vs_tokens.png"
+    has_plot = render_plot(data, png)
+    md = out_dir / "report.md"
+    md.write_text(render_markdown(data, png.name if has_plot else None), encoding="utf-8")
+    return md, png if has_plot else None

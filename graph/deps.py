@@ -1,0 +1,113 @@
+"""The run-time dependencies of the nodes (store, tool contexts, sandbox, agent roles).
+
+They are not part of the graph state (not serialisable); ``DepsProvider`` builds them from the state's
+``RunConfig`` on first use and caches them per run, so a resumed run (or LangGraph Studio, which only
+knows the state) gets the same dependencies back.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autotts_graph.store.db import Store
+from autotts_graph.store.trajectories import list_environments
+from autotts_graph.tools.context import ToolContext
+
+from .agents.roles import Critic, Diagnostician, Proposer
+from .state import RunConfig
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Deps:
+    """What nodes use. ``ctx`` is the agents' view (search environments only); ``full_ctx`` sees all."""
+
+    store: Store
+    ctx: ToolContext
+    full_ctx: ToolContext
+    proposer: Proposer
+    critic: Critic
+    diagnostician: Diagnostician
+    progress: Progress | None = None
+
+    def roles(self) -> dict[str, Any]:
+        """The roles by name."""
+        return {"proposer": self.proposer, "critic": self.critic, "diagnostician": self.diagnostician}
+
+    def close(self) -> None:
+        """Release the sandbox."""
+        self.ctx.close()
+        self.full_ctx._backend = None
+
+
+@dataclass
+class DepsProvider:
+    """Builds and caches Deps per run id.
+
+    ``roles`` replaces role objects by name (tests, embedding); ``chat_models`` replaces the ChatOpenAI of
+    LLM roles; ``backend`` replaces the sandbox backend; ``progress`` receives (node, done, total).
+    """
+
+    store_path: str | Path | None = None
+    roles: dict[str, Any] = field(default_factory=dict)
+    chat_models: dict[str, Any] = field(default_factory=dict)
+    backend: Any = None
+    progress: Progress | None = None
+    _cache: dict[str, Deps] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def store(self) -> Store:
+        """The store (``store_path``, else ``$AUTOTTS_STORE``, else ./autotts.duckdb)."""
+        store = Store(self.store_path) if self.store_path is not None else Store()
+        # Pack paths travel to the sandbox, which runs elsewhere: keep the store path absolute.
+        store.path = store.path.resolve()
+        return store
+
+    def get(self, config: RunConfig) -> Deps:
+        """The dependencies of the run described by ``config`` (built once per run id)."""
+        with self._lock:
+            deps = self._cache.get(config.run_id)
+            if deps is None:
+                deps = self._build(config)
+                self._cache[config.run_id] = deps
+            return deps
+
+    def _build(self, config: RunConfig) -> Deps:
+        from autotts_graph.sandbox.backends.base import Limits
+
+        from .agents.factory import make_role
+        from .agents.tools import ProposerToolbox
+
+        store = self.store()
+        # Agents see the search environments and nothing else: every other environment of the store is hidden.
+        hidden = frozenset(e.name for e in list_environments(store) if e.name not in config.search_envs)
+        hidden |= frozenset(config.heldout_envs)
+        workers = config.workers or os.cpu_count() or 1
+        backend = self.backend
+        if backend is None:
+            from autotts_graph.sandbox.select import make_backend
+
+            backend = make_backend(config.sandbox, Limits(timeout_s=config.eval_timeout_s))
+        ctx = ToolContext(store=store, sandbox=config.sandbox, workers=workers, hidden_envs=hidden, _backend=backend)
+        full_ctx = ToolContext(store=store, sandbox=config.sandbox, workers=workers, expose_heldout=True,
+                               _backend=backend)
+        toolbox = ProposerToolbox(ctx=ctx, run_id=config.run_id, search_envs=list(config.search_envs),
+                                  quick_betas=[0.0, 0.5, 1.0], quick_seeds=min(config.quick_seeds, config.seeds))
+        made = {}
+        for role in ("proposer", "critic", "diagnostician"):
+            made[role] = self.roles.get(role) or make_role(role, config, toolbox=toolbox,
+                                                           chat_model=self.chat_models.get(role))
+        return Deps(store=store, ctx=ctx, full_ctx=full_ctx, progress=self.progress, **made)
+
+    def close(self) -> None:
+        """Close every cached run's sandbox."""
+        with self._lock:
+            for deps in self._cache.values():
+                deps.close()
+            self._cache.clear()

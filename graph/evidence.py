@@ -1,0 +1,169 @@
+"""What agents get to see, built from the store: history entries, curves, outcomes and trace samples.
+
+Everything here reads search-split evaluations of one run through ``store/history.py`` and the caller's
+``ToolContext`` (which hides held-out environments), and computes the selection scores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+from autotts_graph.store import history
+from autotts_graph.tools.context import ToolContext
+
+from .agents.roles import BaselinePoint, CurvePoint, Diagnosis, HistoryEntry, QuestionOutcome, TraceSample
+
+STATUS_FOR_AGENTS = {"evaluated": "evaluated", "check_failed": "check_failed", "rejected": "rejected",
+                     "crashed": "crashed"}
+
+
+def curve_from_points(points: list[Any]) -> list[CurvePoint]:
+    """Curve points from evaluation point dicts (``get_evaluation``) or ``PointSummary`` objects."""
+    out = []
+    for p in points:
+        d = p if isinstance(p, dict) else p.model_dump()
+        out.append(CurvePoint(env=d["env"], beta=d.get("beta"), accuracy=float(d["accuracy"]),
+                              avg_cost=float(d["avg_cost"])))
+    return out
+
+
+def mean_curve(curve: list[CurvePoint]) -> list[tuple[float, float, float]]:
+    """(beta, mean accuracy over envs, mean tokens over envs) per beta, for betas measured on every env."""
+    envs = {p.env for p in curve}
+    per_beta: dict[float, list[CurvePoint]] = {}
+    for p in curve:
+        if p.beta is not None:
+            per_beta.setdefault(p.beta, []).append(p)
+    rows = []
+    for beta, pts in sorted(per_beta.items()):
+        if {p.env for p in pts} == envs:
+            rows.append((beta, sum(p.accuracy for p in pts) / len(pts), sum(p.avg_cost for p in pts) / len(pts)))
+    return rows
+
+
+def search_accuracy(curve: list[CurvePoint]) -> float | None:
+    """The best mean-over-environments accuracy over the beta grid."""
+    rows = mean_curve(curve)
+    return max(r[1] for r in rows) if rows else None
+
+
+def frontier_score(curve: list[CurvePoint], baselines: list[BaselinePoint]) -> float | None:
+    """Area under the accuracy-vs-log-tokens frontier, averaged over environments.
+
+    Per environment, the best accuracy reachable within a budget c (the candidate's points with cost <= c)
+    is averaged over a log-spaced grid of budgets spanning the baselines' costs on that environment (or the
+    candidate's own range when there are no baselines). A controller that reaches high accuracy with few
+    tokens and keeps improving with more scores high.
+    """
+    scores = []
+    for env in sorted({p.env for p in curve}):
+        pts = sorted((p.avg_cost, p.accuracy) for p in curve if p.env == env)
+        costs = [b.avg_cost for b in baselines if b.env == env] or [c for c, _ in pts]
+        lo, hi = max(min(costs), 1.0), max(max(costs), 1.0)
+        if hi <= lo:
+            hi = lo * 10
+        grid = [math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * i / 63) for i in range(64)]
+        total = 0.0
+        for budget in grid:
+            total += max((acc for cost, acc in pts if cost <= budget), default=0.0)
+        scores.append(total / len(grid))
+    return sum(scores) / len(scores) if scores else None
+
+
+def score(curve: list[CurvePoint], criterion: str, baselines: list[BaselinePoint]) -> float | None:
+    """The selection score of a curve (higher is better)."""
+    if criterion == "frontier":
+        return frontier_score(curve, baselines)
+    return search_accuracy(curve)
+
+
+def history_entries(store: Any, run_id: str, *, with_source: bool = True) -> list[HistoryEntry]:
+    """Every candidate of a run as agents see it: code, search curve, status, diagnosis, notes."""
+    diagnoses = history.get_diagnoses(store, run_id)
+    entries = []
+    for c in history.list_candidates(store, run_id):
+        status = STATUS_FOR_AGENTS.get(c["status"] or "")
+        if status is None:
+            continue  # still in flight
+        curve: list[CurvePoint] = []
+        if c["evaluation_id"]:
+            ev = history.get_evaluation(store, c["evaluation_id"])
+            if ev["split"] == "search":
+                curve = curve_from_points(ev["points"])
+        notes: list[str] = []
+        if c["check_result"] and not c["check_result"].get("ok", True):
+            notes += [f"check: {e}" for e in c["check_result"].get("errors", [])]
+        if c["critic"] and not c["critic"].get("approve", True):
+            notes += [f"critic: {r}" for r in c["critic"].get("reasons", [])]
+        diag = diagnoses.get(c["candidate_id"])
+        entries.append(HistoryEntry(
+            candidate_id=c["candidate_id"], round=c["round"], name=c["name"] or "", origin=c["origin"] or "",
+            parent=c["parent"], code_hash=c["code_hash"] or "", source=c["source"] if with_source else "",
+            status=status, curve=curve, search_accuracy=c["search_accuracy"],
+            diagnosis=Diagnosis.model_validate(diag) if diag else None, notes=notes))
+    return entries
+
+
+def question_outcomes(ctx: ToolContext, evaluation_id: str) -> list[QuestionOutcome]:
+    """Per (env, beta, question) accuracy over seeds, mean tokens and modal answer (visible envs only)."""
+    from autotts_graph.store.trajectories import describe_environment
+
+    rows = history.get_outcomes(ctx.store, evaluation_id)
+    visible = {e.name for e in ctx.environments()}
+    gold: dict[str, list[str]] = {}
+    agg: dict[tuple[str, float | None, int], list[tuple[bool, int, str | None]]] = {}
+    for r in rows:
+        if r["env"] not in visible:
+            continue
+        if r["env"] not in gold:
+            gold[r["env"]] = [q["gold_answer"] for q in describe_environment(ctx.store, r["env"])["questions"]]
+        for qi, (ok, tok, ans) in enumerate(zip(r["correct"], r["tokens"], r["answers"], strict=True)):
+            agg.setdefault((r["env"], r["beta"], qi), []).append((bool(ok), int(tok), ans))
+    out = []
+    for (env, beta, qi), cases in sorted(agg.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0.0, kv[0][2])):
+        answers = Counter(a for _, _, a in cases if a is not None)
+        out.append(QuestionOutcome(env=env, beta=beta, question_index=qi,
+                                   gold=gold[env][qi] if qi < len(gold[env]) else "",
+                                   accuracy=sum(ok for ok, _, _ in cases) / len(cases),
+                                   mean_tokens=sum(t for _, t, _ in cases) / len(cases),
+                                   modal_answer=answers.most_common(1)[0][0] if answers else None))
+    return out
+
+
+def trace_samples(ctx: ToolContext, evaluation_id: str, *, limit: int = 12, max_steps: int = 60,
+                  env: str | None = None, beta: float | None = None,
+                  failures_only: bool = True) -> list[TraceSample]:
+    """Sampled traces of an evaluation on visible environments (failed solves first), steps capped."""
+    visible = {e.name for e in ctx.environments()}
+    if env is not None and env not in visible:
+        return []
+    page, _ = history.get_traces(ctx.store, evaluation_id, env=env, beta=beta, failures_only=failures_only,
+                                 limit=limit * 4)
+    if failures_only and len(page) < limit:
+        more, _ = history.get_traces(ctx.store, evaluation_id, env=env, beta=beta, limit=limit * 4)
+        page += [t for t in more if t["is_correct"]]
+    # Spread the sample over environments and betas instead of taking the first rows.
+    buckets: dict[tuple, list[dict]] = {}
+    for t in page:
+        if t["env"] in visible:
+            buckets.setdefault((t["env"], t["beta"]), []).append(t)
+    picked: list[dict] = []
+    while len(picked) < limit and any(buckets.values()):
+        for key in list(buckets):
+            if buckets[key] and len(picked) < limit:
+                picked.append(buckets[key].pop(0))
+    return [TraceSample(env=t["env"], beta=t["beta"], seed=t["seed"], question_index=t["question_index"],
+                        is_correct=bool(t["is_correct"]), cost=int(t["cost"]), answer=t["answer"],
+                        steps=t["steps"][:max_steps]) for t in picked]
+
+
+def format_curve(curve: list[CurvePoint]) -> str:
+    """A compact text table of a curve: one line per (env, beta)."""
+    return "\n".join(f"  {p.env} β={p.beta}: {p.accuracy:.2f}% at {p.avg_cost:,.0f} tokens" for p in curve)
+
+
+def format_baselines(baselines: list[BaselinePoint]) -> str:
+    """A compact text table of baseline points."""
+    return "\n".join(f"  {b.env} {b.label}: {b.accuracy:.2f}% at {b.avg_cost:,.0f} tokens" for b in baselines)

@@ -1,0 +1,43 @@
+"""``check``: record the candidate, then validate it statically and in the sandbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autotts_graph.store import history
+from autotts_graph.tools.validate import ValidateInput, validate_controller
+
+from ..deps import Deps
+from ..state import CheckResult, DiscoveryState
+from .common import failed_attempt
+
+
+def record_candidate(deps: Deps, state: DiscoveryState, status: str, **extra: Any) -> None:
+    """Write the candidate in flight to the store (idempotent by id)."""
+    c = state.candidate
+    history.record_candidate(deps.store, candidate_id=c.candidate_id, run_id=state.config.run_id, round=c.round,
+                             attempt=c.attempt, source=c.source, parent=c.parent, origin=c.origin, name=c.name,
+                             rationale=c.rationale, status=status, **extra)
+
+
+def check(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
+    """Syntax, contract, forbidden imports, monotone schedule, smoke solve; duplicates of evaluated code."""
+    c = state.candidate
+    record_candidate(deps, state, "pending")
+    errors: list[str] = []
+    duplicate = next((x for x in history.list_candidates(deps.store, state.config.run_id)
+                      if x["code_hash"] == c.code_hash and x["evaluation_id"] and x["candidate_id"] != c.candidate_id),
+                     None)
+    if duplicate is not None:
+        result = CheckResult(ok=False, errors=[f"identical to candidate {duplicate['candidate_id']}, which was "
+                                               "already evaluated: propose something different"])
+    else:
+        report = validate_controller(deps.ctx, ValidateInput(source=c.source, env=state.config.search_envs[0]))
+        errors = list(report.errors)
+        result = CheckResult(ok=report.ok and not errors, errors=errors, warnings=report.warnings,
+                             schedule=report.schedule)
+    history.update_candidate(deps.store, c.candidate_id, check_result=result.model_dump(mode="json"),
+                             status="checked" if result.ok else "check_failed")
+    if result.ok:
+        return {"check": result, "feedback": []}
+    return {"check": result, **failed_attempt(state, [f"check: {e}" for e in result.errors], "check_failed")}

@@ -1,0 +1,37 @@
+"""``review`` (with ``--review``): a human approves, edits or rejects the candidate before evaluation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autotts_graph.store import history
+from langgraph.types import interrupt
+
+from ..deps import Deps
+from ..state import Candidate, DiscoveryState, ReviewDecision
+from .common import controller_name, failed_attempt
+
+
+def review(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
+    """Pause with the candidate; resume with {"action": "approve"|"edit"|"reject", "source", "reason"}."""
+    c = state.candidate
+    answer = interrupt({"candidate_id": c.candidate_id, "name": c.name, "round": c.round, "source": c.source,
+                        "rationale": c.rationale, "critic": state.verdict.model_dump() if state.verdict else None})
+    decision = ReviewDecision.model_validate(answer if isinstance(answer, dict) else {"action": str(answer)})
+    if decision.action == "approve":
+        return {"review": decision}
+    if decision.action == "edit":
+        if not decision.source or not decision.source.strip():
+            decision = ReviewDecision(action="reject", reason="edit without a source")
+        else:
+            edited = Candidate(candidate_id=history.new_id("cand"), round=c.round, attempt=c.attempt,
+                               source=decision.source, code_hash=history.code_hash(decision.source),
+                               name=controller_name(decision.source), parent=c.candidate_id, origin="human",
+                               rationale=decision.reason or "edited by a reviewer")
+            history.update_candidate(deps.store, c.candidate_id, status="rejected",
+                                     critic={"approve": False, "reasons": ["replaced by a reviewer's edit"]})
+            return {"review": decision, "candidate": edited, "check": None, "verdict": None}
+    reason = decision.reason or "rejected by the reviewer"
+    history.update_candidate(deps.store, c.candidate_id, status="rejected",
+                             critic={"approve": False, "reasons": [f"human: {reason}"]})
+    return {"review": decision, **failed_attempt(state, [f"reviewer: {reason}"], "rejected")}

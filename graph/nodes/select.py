@@ -1,0 +1,34 @@
+"""``select``: choose the discovered controller by the run's criterion, on search environments only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autotts_graph.store import history
+
+from ..deps import Deps
+from ..state import DiscoveryState
+from .evaluate import evaluation_result
+
+
+def select(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
+    """Highest search accuracy over the beta grid (or frontier area); ties go to fewer tokens, then earlier."""
+    cfg = state.config
+    ranked = []
+    for order, c in enumerate(history.list_candidates(deps.store, cfg.run_id)):
+        if c["candidate_id"] not in state.evaluated or not c["evaluation_id"]:
+            continue
+        res = evaluation_result(deps, c["evaluation_id"], cfg.selection, state.baselines)
+        if not res.ok or res.score is None:
+            continue
+        mean_tokens = sum(p.avg_cost for p in res.curve) / max(len(res.curve), 1)
+        ranked.append((-res.score, mean_tokens, order, c["candidate_id"]))
+    if not ranked:
+        message = "no candidate passed its checks and evaluation; nothing to select"
+        history.update_run(deps.store, cfg.run_id, status="no_candidate", error=state.stop_reason or message,
+                           finished=True, report={"baseline_evaluations": state.baseline_evaluations,
+                                                  "stop_reason": state.stop_reason})
+        return {"status": "no_candidate", "selected": None}
+    selected = min(ranked)[3]
+    history.update_run(deps.store, cfg.run_id, best_candidate=selected)
+    return {"selected": selected}

@@ -1,0 +1,84 @@
+"""A real `autotts-graph run` killed with SIGKILL mid-round continues with `--resume` without redoing work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from autotts_graph.store import history
+
+pytestmark = pytest.mark.slow
+
+SCRIPTED = ["--proposer", "scripted_roles:ScriptedProposer", "--critic", "scripted_roles:ScriptedCritic",
+            "--diagnostician", "scripted_roles:ScriptedDiagnostician"]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "autotts_graph.cli.main", *args]
+
+
+def _wait_for(pred, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            raise AssertionError(f"the run ended before it was killed (rc {proc.returncode}):\n{out[-3000:]}")
+        if pred():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for the run to reach the kill point")
+
+
+def test_kill_9_mid_round_then_resume(tiny_env_store, subprocess_env, tmp_path):
+    store = tiny_env_store
+    args = ["run", "--store", str(store.path), "--search", "m1/search", "--search", "m2/search", "--heldout",
+            "m1/heldout", "--betas", "0.2,0.8", "--seeds", "2", "--rounds", "3", "--sandbox", "process",
+            "--baselines", "sc", "--no-live", *SCRIPTED]
+    env = {**subprocess_env, "SCRIPTED_PROPOSER_DELAY": "1.0"}
+    proc = subprocess.Popen(_cli(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        def in_round_1() -> bool:
+            runs = history.list_runs(store)
+            if not runs:
+                return False
+            cands = history.list_candidates(store, runs[0]["run_id"])
+            return any(c["round"] == 1 for c in cands)
+
+        _wait_for(in_round_1, 180, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    run_id = history.list_runs(store)[0]["run_id"]
+    before = {c["candidate_id"]: c for c in history.list_candidates(store, run_id)}
+    round0 = [c for c in before.values() if c["round"] == 0 and c["status"] == "evaluated"]
+    assert len(round0) == 1
+    assert history.get_run(store, run_id)["status"] == "running"
+    prepare_rows_before = history.run_spend(store, run_id)["prepare"]["calls"]
+
+    done = subprocess.run(_cli("run", "--resume", run_id, "--store", str(store.path), "--no-live"), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"run {run_id}: done" in done.stdout
+    after = {c["candidate_id"]: c for c in history.list_candidates(store, run_id)}
+    # Nothing recorded before the kill was lost or changed.
+    for cid, c in before.items():
+        assert cid in after and after[cid]["source"] == c["source"] and after[cid]["round"] == c["round"]
+    # Finished work was not redone: the baselines ran once, round 0's candidate was evaluated once.
+    assert history.run_spend(store, run_id)["prepare"]["calls"] == prepare_rows_before == 1
+    assert history.count_evaluations(store, run_id=run_id, candidate_id=round0[0]["candidate_id"],
+                                     split="search") == 1
+    # The proposal of round 1 survived the kill (it was checkpointed): one proposal per round in all.
+    assert history.run_spend(store, run_id)["propose"]["calls"] == 3
+    assert sorted(c["round"] for c in after.values() if c["status"] == "evaluated") == [0, 1, 2]
+    assert len(after) == 3
+    assert history.get_run(store, run_id)["status"] == "done"
+    assert history.find_evaluation(store, run_id=run_id, candidate_id=history.get_run(store, run_id)["best_candidate"],
+                                   split="heldout") is not None

@@ -1,0 +1,153 @@
+"""LLM roles through fake chat models: tool-using proposer, structured critic/diagnostician, bad outputs,
+unreachable endpoints and rejected keys."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+
+import pytest
+from langchain_core.messages import AIMessage
+from scripted_roles import (
+    ScriptedProposer,
+    all_text,
+    controller,
+    diagnosis_call,
+    fake,
+    function_model,
+    tool_call,
+    tool_using_proposer_fn,
+    verdict_call,
+)
+
+from autotts_graph.graph.agents.llm import extract_code
+from autotts_graph.store import history
+
+
+def test_llm_roles_full_run(run_graph, graph_store):
+    counter = [0]
+    proposer = function_model(tool_using_proposer_fn(counter))
+    critic = fake([verdict_call(False, ["the stop threshold falls with beta"]), verdict_call(True), verdict_call(True)])
+    diag = fake([diagnosis_call("first"), diagnosis_call("second")])
+    state, _, _ = run_graph(rounds=2, chat_models={"proposer": proposer, "critic": critic, "diagnostician": diag})
+    assert state.status == "done", state.error
+    cands = history.list_candidates(graph_store, state.config.run_id)
+    assert [c["status"] for c in cands] == ["rejected", "evaluated", "evaluated"]
+    assert cands[0]["critic"]["reasons"] == ["the stop threshold falls with beta"]
+    assert all(c["origin"].startswith("llm:") for c in cands)
+    # The proposer used its tools, saw the critic's reasons, and (round 2) the first candidate's traces.
+    text = all_text(proposer)
+    assert "the stop threshold falls with beta" in text
+    assert "quick evaluation (2 seeds)" in text
+    traces = [m.content for msgs in proposer.seen for m in msgs if getattr(m, "tool_call_id", None) == "t1"]
+    assert traces and '"steps"' in traces[-1] and '"event": "start"' in traces[-1]
+    # Diagnoses are stored as structured objects; spend counts the fake usage.
+    diags = history.get_diagnoses(graph_store, state.config.run_id)
+    assert {d["summary"] for d in diags.values()} == {"first", "second"}
+    assert state.spend["propose"].llm_tokens > 0 and state.spend["critique"].llm_tokens == 3 * 150
+
+
+def test_malformed_structured_output_is_retried_then_stops_cleanly(run_graph, graph_store):
+    bad = AIMessage(content="I approve, looks fine")
+    critic = fake([bad, tool_call("CriticVerdict", {"reasons": "not a list"}), bad])
+    state, _, _ = run_graph(chat_models={"critic": critic})
+    assert state.status == "failed"
+    assert "malformed structured output 3 times" in state.error
+    assert len(critic.seen) == 3
+    # Everything recorded so far is kept: the run and its checked candidate.
+    assert history.get_run(graph_store, state.config.run_id)["status"] == "failed"
+    assert len(history.list_candidates(graph_store, state.config.run_id)) == 1
+
+
+def test_malformed_then_valid_structured_output_recovers(run_graph):
+    critic = fake([AIMessage(content="hmm"), verdict_call(True)])
+    state, _, _ = run_graph(chat_models={"critic": critic})
+    assert state.status == "done"
+    assert "unusable" in all_text(critic)
+
+
+def test_proposer_without_code_stops_cleanly(run_graph):
+    proposer = fake([AIMessage(content="I would use more branches."), AIMessage(content="Let me think."),
+                     AIMessage(content="Still thinking.")])
+    state, _, _ = run_graph(chat_models={"proposer": proposer})
+    assert state.status == "failed" and "no controller code" in state.error
+
+
+def test_proposer_code_in_reply_text_is_accepted(run_graph):
+    proposer = fake([AIMessage(content="Here it is:\n```python\n" + controller(5) + "```\n")])
+    state, _, _ = run_graph(chat_models={"proposer": proposer})
+    assert state.status == "done" and len(state.evaluated) == 1
+
+
+def test_extract_code_picks_the_class_block():
+    text = "```bash\nls\n```\nthen\n```python\nclass A:\n    pass\n```"
+    assert extract_code(text) == "class A:\n    pass\n"
+    assert extract_code("no code here") is None
+
+
+def _unused_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_endpoint_stops_cleanly(run_graph, graph_store, monkeypatch):
+    monkeypatch.setenv("FAKE_KEY", "sk-test")
+    from autotts_graph.graph.state import RoleSettings
+
+    from conftest import tiny_config
+
+    cfg = tiny_config()
+    cfg.critic = RoleSettings(kind="llm", base_url=f"http://127.0.0.1:{_unused_port()}/v1", api_key_env="FAKE_KEY",
+                              timeout_s=5)
+    state, _, _ = run_graph(config=cfg, proposer=ScriptedProposer(), critic=None, diagnostician=None,
+                            real_roles=("critic",))
+    assert state.status == "failed"
+    assert "critic: cannot reach http://127.0.0.1" in state.error
+    assert len(history.list_candidates(graph_store, state.config.run_id)) == 1
+
+
+class _Reject401(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802
+        body = b'{"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", ' \
+               b'"code": "invalid_api_key"}}'
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_invalid_key_stops_cleanly(run_graph, monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Reject401)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("FAKE_KEY", "sk-wrong")
+    from autotts_graph.graph.state import RoleSettings
+
+    from conftest import tiny_config
+
+    cfg = tiny_config()
+    cfg.proposer = RoleSettings(kind="llm", base_url=f"http://127.0.0.1:{server.server_port}/v1",
+                                api_key_env="FAKE_KEY")
+    try:
+        state, _, _ = run_graph(config=cfg, real_roles=("proposer",))
+    finally:
+        server.shutdown()
+    assert state.status == "failed"
+    assert "rejected the API key in FAKE_KEY (401)" in state.error
+
+
+def test_missing_key_is_reported_before_work(monkeypatch):
+    from autotts_graph.graph.agents.factory import make_role
+    from autotts_graph.graph.agents.llm import AgentError
+    from autotts_graph.graph.state import RoleSettings, RunConfig
+
+    monkeypatch.delenv("NO_SUCH_KEY", raising=False)
+    cfg = RunConfig(critic=RoleSettings(kind="llm", api_key_env="NO_SUCH_KEY"))
+    with pytest.raises(AgentError, match="NO_SUCH_KEY is not set"):
+        make_role("critic", cfg)

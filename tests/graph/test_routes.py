@@ -1,0 +1,85 @@
+"""Every route of the discovery graph, driven by scripted roles on tiny environments."""
+
+from __future__ import annotations
+
+from autotts_graph.store import history
+from scripted_roles import ScriptedCritic, ScriptedProposer
+
+
+def test_approve_path_records_everything(run_graph, graph_store):
+    state, roles, _ = run_graph(rounds=2, baselines=["sc"])
+    assert state.status == "done", state.error
+    assert state.round == 2
+    assert len(state.evaluated) == 2
+    assert state.selected in state.evaluated
+    assert state.best is not None and state.best.candidate_id == state.selected
+    assert state.heldout is not None and state.heldout.ok and {p.env for p in state.heldout.curve} == {"m1/heldout"}
+    cands = history.list_candidates(graph_store, state.config.run_id)
+    assert [c["status"] for c in cands] == ["evaluated", "evaluated"]
+    assert all(c["check_result"]["ok"] and c["critic"]["approve"] for c in cands)
+    run = history.get_run(graph_store, state.config.run_id)
+    assert run["status"] == "done" and run["best_candidate"] == state.selected
+    assert set(history.get_diagnoses(graph_store, state.config.run_id)) == set(state.evaluated)
+    spend = history.run_spend(graph_store, state.config.run_id)
+    assert {"prepare", "propose", "check", "critique", "evaluate", "diagnose", "record", "select",
+            "heldout"} <= set(spend)
+    # The second proposal saw the first candidate's curve and the diagnosis.
+    second = roles["proposer"].calls[1]
+    assert second.history and second.history[0].curve and second.diagnosis is not None
+    assert second.baselines and {b.env for b in second.baselines} == {"m1/search", "m2/search"}
+
+
+def test_check_failures_go_back_with_errors(run_graph, graph_store):
+    proposer = ScriptedProposer(["syntax", "nonmonotone"])
+    state, _, _ = run_graph(proposer=proposer)
+    assert state.status == "done"
+    calls = proposer.calls
+    assert len(calls) == 3
+    assert calls[1].attempt == 1 and any("syntax error" in f for f in calls[1].feedback)
+    assert calls[2].attempt == 2 and any("not monotone" in f for f in calls[2].feedback)
+    assert calls[2].last_source is not None
+    statuses = [c["status"] for c in history.list_candidates(graph_store, state.config.run_id)]
+    assert statuses == ["check_failed", "check_failed", "evaluated"]
+
+
+def test_critic_rejection_goes_back_with_reasons(run_graph):
+    proposer = ScriptedProposer()
+    state, _, _ = run_graph(proposer=proposer, critic=ScriptedCritic(["reject"]))
+    assert state.status == "done"
+    assert any("too similar" in f for f in proposer.calls[1].feedback)
+
+
+def test_retries_are_bounded_then_round_ends(run_graph, graph_store):
+    proposer = ScriptedProposer(["syntax"] * 10)
+    state, _, _ = run_graph(proposer=proposer, rounds=2, max_attempts=2)
+    assert len(proposer.calls) == 4  # 2 rounds x 2 attempts
+    assert state.status == "no_candidate" and state.selected is None and state.heldout is None
+    assert history.get_run(graph_store, state.config.run_id)["status"] == "no_candidate"
+
+
+def test_crash_goes_to_diagnostician_then_proposer_same_round(run_graph, graph_store):
+    proposer = ScriptedProposer(["crash"])
+    state, roles, _ = run_graph(proposer=proposer)
+    assert state.status == "done"
+    assert len(proposer.calls) == 2 and proposer.calls[1].round == 0 and proposer.calls[1].attempt == 1
+    assert proposer.calls[1].diagnosis is not None and proposer.calls[1].diagnosis.crashed
+    assert any("scripted crash" in f for f in proposer.calls[1].feedback)
+    assert roles["diagnostician"].calls[0].error_kind == "runtime"
+    cands = history.list_candidates(graph_store, state.config.run_id)
+    assert [c["status"] for c in cands] == ["crashed", "evaluated"]
+
+
+def test_timeout_goes_to_diagnostician(run_graph):
+    proposer = ScriptedProposer(["hang"])
+    state, roles, _ = run_graph(proposer=proposer, eval_timeout_s=3)
+    assert state.status == "done"
+    assert roles["diagnostician"].calls[0].error_kind == "timeout"
+    assert proposer.calls[1].attempt == 1
+
+
+def test_wall_budget_stops_before_next_proposal(run_graph):
+    proposer = ScriptedProposer()
+    state, _, _ = run_graph(proposer=proposer, rounds=5, max_wall_s=0.01)
+    assert len(proposer.calls) == 0  # prepare's baselines already used the budget
+    assert state.stop_reason and "wall time" in state.stop_reason
+    assert state.status == "no_candidate"

@@ -1,0 +1,211 @@
+"""Tools: read back an evaluation and its sampled traces, with held-out filtering and size caps.
+
+An evaluation is visible to a caller only when every environment it touched is visible to that caller
+and it was not recorded as a held-out evaluation; otherwise it is reported exactly like an unknown id,
+so its existence does not leak either.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from autotts_graph.store import history
+from autotts_graph.store.db import StoreError
+from pydantic import BaseModel, Field
+
+from .context import ToolContext
+
+MAX_PAGE = 50
+MAX_STEPS_PER_TRACE = 200
+MAX_STEP_CHARS = 2_000
+MAX_PAGE_CHARS = 200_000
+
+
+class GetEvaluationInput(BaseModel):
+    """Which evaluation to show."""
+
+    evaluation_id: str = Field(
+        description="The id returned by evaluate_controller or run_baseline, e.g. 'ev-3f2a9c1b0d'.")
+    per_question: bool = Field(
+        default=False, description="Also return, for every (env, beta), each question's accuracy over seeds "
+        "and mean tokens (to find the questions a controller gets wrong).")
+
+
+class EvaluationPoint(BaseModel):
+    """Accuracy and cost of one (environment, configuration) of an evaluation."""
+
+    point_index: int = Field(description="Index of the configuration (beta) in the evaluation's sweep.")
+    env: str
+    beta: float | None
+    config: dict[str, Any]
+    description: str
+    accuracy: float = Field(description="Percent of (seed, question) pairs answered right, 2 decimals.")
+    avg_cost: float = Field(description="Mean tokens per question.")
+    std_acc: float = Field(description="Standard deviation of the per-seed accuracy, percent.")
+    params: dict[str, Any] = Field(description="The controller's hyper-parameters at this beta.")
+    question_accuracy: list[float] | None = Field(
+        default=None, description="Per question (in question order): fraction of seeds answered right.")
+    question_tokens: list[float] | None = Field(
+        default=None, description="Per question (in question order): mean tokens over seeds.")
+
+
+class EvaluationDetail(BaseModel):
+    """An evaluation's metadata and per-(env, beta) results."""
+
+    evaluation_id: str
+    status: str = Field(description="'ok' or 'error'.")
+    error: dict[str, Any] | None = Field(default=None, description="Why it failed (kind, message, details).")
+    label: str
+    code_hash: str
+    run_id: str | None = None
+    candidate_id: str | None = None
+    protocol: dict[str, Any] = Field(description="Seeds, trace seeds, envs, configs, runtime, backend.")
+    elapsed_s: float
+    created_at: str
+    points: list[EvaluationPoint]
+
+
+class GetTracesInput(BaseModel):
+    """Filters and page of the sampled traces of one evaluation."""
+
+    evaluation_id: str = Field(description="The evaluation to read traces from.")
+    env: str | None = Field(default=None, description="Only this environment, e.g. 'Qwen3-4B/aime24'.")
+    beta: float | None = Field(default=None, ge=0.0, le=1.0, description="Only this beta.")
+    question_index: int | None = Field(default=None, ge=0, description="Only this question (0-based).")
+    failures_only: bool = Field(default=False, description="Only questions answered wrongly.")
+    offset: int = Field(default=0, ge=0, description="Skip this many matching traces (pagination).")
+    limit: int = Field(default=10, ge=1, le=MAX_PAGE, description=f"Page size, at most {MAX_PAGE}.")
+
+
+class TraceRecord(BaseModel):
+    """What the controller did on one question for one seed."""
+
+    env: str
+    beta: float | None
+    point_index: int
+    seed: int
+    question_index: int
+    is_correct: bool
+    cost: int = Field(description="Tokens spent on the question.")
+    answer: str | None
+    steps: list[dict[str, Any]] = Field(description="Steps: event, goal, input, output, state, decision.")
+    steps_total: int = Field(description="Steps recorded (long traces are shortened: see steps_omitted).")
+    steps_omitted: int = Field(default=0, description="Steps left out of the middle of a very long trace.")
+
+
+class TracePage(BaseModel):
+    """One page of traces; fetch the next with offset=next_offset."""
+
+    evaluation_id: str
+    total: int = Field(description="Traces matching the filters.")
+    offset: int
+    traces: list[TraceRecord]
+    next_offset: int | None = Field(description="Offset of the next page, None when this is the last.")
+    truncated: bool = Field(description="True when the page was cut short or steps shortened (size cap).")
+
+
+def evaluation_visible(ctx: ToolContext, evaluation: dict[str, Any]) -> bool:
+    """May this caller see the evaluation (all its environments visible, not a held-out evaluation)?"""
+    if ctx.expose_heldout:
+        return True
+    if evaluation.get("split") == "heldout":
+        return False
+    visible = {e.name for e in ctx.environments()}
+    envs = set((evaluation.get("protocol") or {}).get("envs") or [])
+    envs |= {p["env"] for p in evaluation.get("points", [])}
+    return envs <= visible
+
+
+def load_visible_evaluation(ctx: ToolContext, evaluation_id: str) -> dict[str, Any]:
+    """The evaluation dict from the history, or StoreError 'unknown evaluation' when hidden or missing."""
+    try:
+        evaluation = history.get_evaluation(ctx.store, evaluation_id)
+    except StoreError:
+        raise StoreError(f"unknown evaluation {evaluation_id!r}") from None
+    if not evaluation_visible(ctx, evaluation):
+        raise StoreError(f"unknown evaluation {evaluation_id!r}")
+    return evaluation
+
+
+def get_evaluation(ctx: ToolContext, inp: GetEvaluationInput) -> EvaluationDetail:
+    """An evaluation's metadata and results per (environment, beta)."""
+    ev = load_visible_evaluation(ctx, inp.evaluation_id)
+    per_q: dict[tuple[str, int], tuple[list[float], list[float]]] = {}
+    if inp.per_question and ev["points"]:
+        rows: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for o in history.get_outcomes(ctx.store, inp.evaluation_id):
+            rows.setdefault((o["env"], o["point_index"]), []).append(o)
+        for key, seeds in rows.items():
+            n = len(seeds)
+            acc = [sum(bool(s["correct"][q]) for s in seeds) / n for q in range(len(seeds[0]["correct"]))]
+            tok = [sum(s["tokens"][q] for s in seeds) / n for q in range(len(seeds[0]["tokens"]))]
+            per_q[key] = (acc, tok)
+    points = []
+    for p in ev["points"]:
+        acc_tok = per_q.get((p["env"], p["point_index"]))
+        points.append(EvaluationPoint(**p, question_accuracy=acc_tok[0] if acc_tok else None,
+                                      question_tokens=acc_tok[1] if acc_tok else None))
+    return EvaluationDetail(evaluation_id=ev["evaluation_id"], status=ev["status"], error=ev["error"],
+                            label=ev["label"] or "", code_hash=ev["code_hash"] or "", run_id=ev["run_id"],
+                            candidate_id=ev["candidate_id"], protocol=ev["protocol"],
+                            elapsed_s=float(ev["elapsed_s"] or 0.0), created_at=ev["created_at"],
+                            points=points)
+
+
+def _cap_step(step: Any) -> dict[str, Any]:
+    """A trace step whose JSON stays under MAX_STEP_CHARS (oversized fields replaced by a short prefix)."""
+    if not isinstance(step, dict):
+        step = {"event": "?", "output": step}
+    text = json.dumps(step, default=str)
+    if len(text) <= MAX_STEP_CHARS:
+        return step
+    capped: dict[str, Any] = {}
+    budget = MAX_STEP_CHARS // max(1, len(step))
+    for key, value in step.items():
+        body = json.dumps(value, default=str)
+        capped[key] = value if len(body) <= budget else body[:budget] + f"... [{len(body)} chars]"
+    return capped
+
+
+def cap_steps(steps: list[Any],
+              max_steps: int = MAX_STEPS_PER_TRACE) -> tuple[list[dict[str, Any]], int, bool]:
+    """(steps, omitted, shortened): very long traces keep their head and their tail (where the finish
+    step is); oversized steps are shortened."""
+    omitted = 0
+    if len(steps) > max_steps:
+        tail = max_steps // 4
+        omitted = len(steps) - max_steps
+        marker = {"event": "omitted", "output": {"steps": omitted}}
+        steps = steps[: max_steps - tail] + [marker] + steps[-tail:]
+    capped = [_cap_step(s) for s in steps]
+    return capped, omitted, omitted > 0 or any(c is not s for c, s in zip(capped, steps, strict=True))
+
+
+def get_traces(ctx: ToolContext, inp: GetTracesInput) -> TracePage:
+    """A filtered, paginated, size-capped page of the sampled traces of one evaluation."""
+    load_visible_evaluation(ctx, inp.evaluation_id)
+    if inp.env is not None:
+        ctx.require_visible([inp.env])
+    rows, total = history.get_traces(ctx.store, inp.evaluation_id, env=inp.env, beta=inp.beta,
+                                     question_index=inp.question_index, failures_only=inp.failures_only,
+                                     offset=inp.offset, limit=inp.limit)
+    traces: list[TraceRecord] = []
+    used = 0
+    truncated = False
+    for r in rows:
+        steps, omitted, shortened = cap_steps(r["steps"] or [])
+        rec = TraceRecord(env=r["env"], beta=r["beta"], point_index=r["point_index"], seed=r["seed"],
+                          question_index=r["question_index"], is_correct=bool(r["is_correct"]),
+                          cost=int(r["cost"]), answer=r["answer"], steps=steps,
+                          steps_total=len(r["steps"] or []), steps_omitted=omitted)
+        size = len(rec.model_dump_json())
+        truncated = truncated or shortened
+        if traces and used + size > MAX_PAGE_CHARS:
+            truncated = True
+            break
+        traces.append(rec)
+        used += size
+    end = inp.offset + len(traces)
+    return TracePage(evaluation_id=inp.evaluation_id, total=total, offset=inp.offset, traces=traces,
+                     next_offset=end if end < total else None, truncated=truncated)
