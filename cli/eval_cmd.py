@@ -20,6 +20,7 @@ from .common import (
 
 SandboxOption = Annotated[str, typer.Option("--sandbox", help="auto (docker, else bwrap), docker, bwrap, or "
                                                              "process (NOT a security boundary).")]
+DEFAULT_BETAS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
 WorkersOption = Annotated[int, typer.Option("--workers", min=1, help="Parallel sandbox tasks (default: cores).")]
 
 
@@ -55,12 +56,13 @@ def eval_command(
     controller: Annotated[str, typer.Argument(help="Controller file (.py) or baseline:NAME (sc, asc, esc, "
                                                    "parallel_probe, cmc).")],
     env: Annotated[list[str], typer.Option("--env", help="Environment (repeat for several).")],
-    betas: Annotated[str, typer.Option(help="Comma-separated knob values.")] = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1",
+    betas: Annotated[str, typer.Option(help="Comma-separated knob values.")] = DEFAULT_BETAS,
     seeds: Annotated[int, typer.Option(min=1, max=1000, help="Shuffle seeds 0..N-1.")] = 100,
     traces: Annotated[int, typer.Option(min=0, max=10, help="Keep full traces for the first N seeds.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     sandbox: SandboxOption = "auto",
-    workers: WorkersOption = None,
+    workers: DEFAULT_BETAS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
+WorkersOption = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Sweep a controller's beta over environments: accuracy and mean tokens per question."""
@@ -98,7 +100,8 @@ def baselines_command(
     seeds: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     fmt: Annotated[str, typer.Option("--format", help="markdown, csv or json.")] = "markdown",
     sandbox: SandboxOption = "auto",
-    workers: WorkersOption = None,
+    workers: DEFAULT_BETAS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
+WorkersOption = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """The reference baselines over their budget sweeps, as a Table-1-style table."""

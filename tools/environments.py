@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from autotts_graph.store.trajectories import EnvironmentInfo, describe_environment
+from pydantic import BaseModel, Field
 
 from .context import ToolContext
 

@@ -8,11 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from autotts_graph.sandbox.backends.base import SandboxError, SandboxTask, runtime_hash
 from autotts_graph.store import history
 from autotts_graph.store.trajectories import pack_path
+from pydantic import BaseModel, Field
 
 from .context import ToolContext
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import ast
 
-from pydantic import BaseModel, Field
-
 from autotts_graph.sandbox.backends.base import SandboxError, SandboxTask
 from autotts_graph.store.trajectories import pack_path
+from pydantic import BaseModel, Field
 
 from .context import ToolContext
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
-
 from autotts_graph.sandbox.runtime.runner import RESULT_MARKER
+from pydantic import BaseModel, Field
 
 RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime"
 
 
-class ErrorKind(str, Enum):
+class ErrorKind(StrEnum):
     """Why a sandboxed task failed; ``infrastructure`` is never the controller's fault."""
 
     syntax = "syntax"

@@ -64,7 +64,8 @@ def smoke_solve(cls, pack: ReplayPack, questions: int, betas: tuple[float, ...] 
             if not events or events[0] != "start":
                 errors.append(f"{where}: the trace must begin with a 'start' step")
             if events.count("finish") != 1 or (events and events[-1] != "finish"):
-                errors.append(f"{where}: the trace must end with exactly one 'finish' step (got {events.count('finish')})")
+                n_finish = events.count("finish")
+                errors.append(f"{where}: the trace must end with exactly one 'finish' step (got {n_finish})")
             try:
                 size = len(json.dumps(steps))
             except (TypeError, ValueError) as exc:

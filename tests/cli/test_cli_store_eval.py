@@ -6,9 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
-
 from autotts_graph.cli.main import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 

@@ -1,7 +1,6 @@
 """The evaluator: controller loading errors, traces, and determinism across worker counts."""
 
 import pytest
-
 from autotts_graph.sandbox.runtime.evaluate import ControllerError, evaluate_point, load_controller_class
 from autotts_graph.sandbox.runtime.replay import load_pack
 from autotts_graph.sandbox.runtime.runner import run_task

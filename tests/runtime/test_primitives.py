@@ -4,7 +4,6 @@ from fractions import Fraction
 from math import comb
 
 import pytest
-
 from autotts_graph.sandbox.runtime import primitives as P
 from autotts_graph.sandbox.runtime.replay import shuffle_order
 

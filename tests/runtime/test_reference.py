@@ -2,7 +2,6 @@
 checks every row)."""
 
 import pytest
-
 from autotts_graph.sandbox.runtime.evaluate import evaluate_point, load_controller_class
 from autotts_graph.sandbox.runtime.replay import load_pack
 from autotts_graph.store.trajectories import pack_path

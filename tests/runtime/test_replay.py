@@ -1,7 +1,6 @@
 """Replay semantics of spec §2: costs, cursor, quirks, and the worked example of §2.10."""
 
 import pytest
-
 from autotts_graph.sandbox.runtime.replay import Question, QuestionData, shuffle_order
 
 

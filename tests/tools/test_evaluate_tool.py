@@ -1,7 +1,6 @@
 """evaluate_controller: sandboxed sweeps recorded in the history, cached by code+data+protocol."""
 
 import pytest
-
 from autotts_graph.store import history
 from autotts_graph.store.db import StoreError
 from autotts_graph.tools.baselines import BaselineInput, run_baseline
