@@ -377,7 +377,8 @@ def report_non_domination(selected: HistoryEntry, baselines: list[BaselinePoint]
           "(SC@1..64, ASC(1..64, 0.95), ESC(16/32/64, 8), PP(1..64)):")
     print(f"  {'β':>4} {'acc':>6} {'cost':>8}  dominated by")
     for r in mean_rows:
-        print(f"  {r['beta']:>4} {r['accuracy']:>6.2f} {r['avg_cost'] / 1000:>7.1f}k  {r['dominated_by'] or '— (non-dominated)'}")
+        by = r["dominated_by"] or "— (non-dominated)"
+        print(f"  {r['beta']:>4} {r['accuracy']:>6.2f} {r['avg_cost'] / 1000:>7.1f}k  {by}")
     per_env: dict[str, int] = defaultdict(int)
     for r in env_rows:
         per_env[r["env"]] += r["dominated_by"] is None

@@ -18,6 +18,7 @@ from .common import (
     user_errors,
 )
 
+DEFAULT_BETAS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
 SandboxOption = Annotated[str, typer.Option("--sandbox", help="auto (docker, else bwrap), docker, bwrap, or "
                                                              "process (NOT a security boundary).")]
 DEFAULT_BETAS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
@@ -61,8 +62,7 @@ def eval_command(
     traces: Annotated[int, typer.Option(min=0, max=10, help="Keep full traces for the first N seeds.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     sandbox: SandboxOption = "auto",
-    workers: DEFAULT_BETAS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
-WorkersOption = None,
+    workers: WorkersOption = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Sweep a controller's beta over environments: accuracy and mean tokens per question."""
@@ -100,8 +100,7 @@ def baselines_command(
     seeds: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     fmt: Annotated[str, typer.Option("--format", help="markdown, csv or json.")] = "markdown",
     sandbox: SandboxOption = "auto",
-    workers: DEFAULT_BETAS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
-WorkersOption = None,
+    workers: WorkersOption = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """The reference baselines over their budget sweeps, as a Table-1-style table."""

@@ -277,7 +277,8 @@ def _solve_body(g: Genome) -> list[str]:
               "                alive = [x for x in alive if not x.pruned]",
               "                if rec.enabled:",
               '                    rec.record("prune", input={"step": step, "leader": leader},',
-              '                               output={"pruned": len(doomed), "answers": [x.latest for x in doomed[:8]]},',
+              '                               output={"pruned": len(doomed),',
+              '                                       "answers": [x.latest for x in doomed[:8]]},',
               '                               decision={"keep": len(alive)})']
     # Depth allocation
     b.append("        alive.sort(key=_deeper_first)")

@@ -79,7 +79,8 @@ def baseline_means(baselines: list[BaselinePoint], envs: set[str]) -> list[tuple
     for b in baselines:
         if b.env in envs:
             by_label[b.label][b.env] = b
-    return [(label, statistics.fmean(b.accuracy for b in pts.values()), statistics.fmean(b.avg_cost for b in pts.values()))
+    return [(label, statistics.fmean(b.accuracy for b in pts.values()),
+             statistics.fmean(b.avg_cost for b in pts.values()))
             for label, pts in sorted(by_label.items()) if set(pts) == envs]
 
 
@@ -499,7 +500,8 @@ class StatsDiagnostician:
         head = ""
         if mc:
             lo, hi = mc[0], mc[-1]
-            head = (f"mean over {len({p.env for p in inp.curve})} envs: {lo[1]:.1f}% at {lo[2] / 1000:.0f}k (β={lo[0]}) "
+            n_envs = len({p.env for p in inp.curve})
+            head = (f"mean over {n_envs} envs: {lo[1]:.1f}% at {lo[2] / 1000:.0f}k (β={lo[0]}) "
                     f"→ {hi[1]:.1f}% at {hi[2] / 1000:.0f}k (β={hi[0]}). ")
         summary = head + ("; ".join(f"{m.kind} ×{m.count}" for _, m, _ in modes) or "no failure mode stands out")
         return Diagnosis(summary=summary, failure_modes=[m for _, m, _ in modes], actions=actions)
@@ -647,7 +649,8 @@ class StatsDiagnostician:
         mode = FailureMode(kind="pruned_correct", count=hit, share=hit / max(1, len(inp.traces)),
                            evidence=[f"{hit} sampled solves pruned a branch holding the gold answer; {lost} of them "
                                      "ended wrong"], examples=examples[: self.max_examples],
-                           suggestion="prune later (more patience), keep more branches alive, or spare minority clusters")
+                           suggestion="prune later (more patience), keep more branches alive, or spare minority "
+                                      "clusters")
         return 100.0 * lost / max(1, len(inp.traces)) + 1.0, mode, ["less_pruning"]
 
     def _never_converged(self, inp: DiagnoseInput, gold: dict) -> tuple[float, FailureMode, list[str]] | None:

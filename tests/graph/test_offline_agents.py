@@ -204,7 +204,8 @@ def test_critic_rules_give_actionable_reasons():
     base = generate_source(seed_genomes()[0])
     bad_import = "import os\n" + base
     assert any("os" in r for r in critic.review(CriticInput(source=bad_import)).reasons)
-    oracle = base.replace("        ready = warm and", "        ready = question.get_seq_and_total_tokens()[1] < 9 and warm and")
+    oracle = base.replace("        ready = warm and",
+                          "        ready = question.get_seq_and_total_tokens()[1] < 9 and warm and")
     assert any("oracle" in r for r in critic.review(CriticInput(source=oracle)).reasons)
     knob = base.replace('p = self.params', 'p = dict(self.params, extra=self.config.get("width"))')
     assert any("single knob" in r for r in critic.review(CriticInput(source=knob)).reasons)
@@ -257,8 +258,8 @@ def test_diagnostician_finds_premature_stops_and_asks_for_stricter_stopping():
 
 
 def test_diagnostician_counts_pruned_gold_waste_and_non_convergence():
-    outcomes = [QuestionOutcome(env="m/a", beta=b, question_index=0, gold="7", accuracy=0.5, mean_tokens=1000 + 5000 * b,
-                                modal_answer="7") for b in BETAS]
+    outcomes = [QuestionOutcome(env="m/a", beta=b, question_index=0, gold="7", accuracy=0.5,
+                                mean_tokens=1000 + 5000 * b, modal_answer="7") for b in BETAS]
     traces = [
         _trace("m/a", 0, 0.5, 0, False, "loop_end", answer="3", pruned=("7", "5")),
         _trace("m/a", 0, 1.0, 0, True, "quorum", answer="7", winners=("3", "7", "7", "7"), chunks=(10, 20, 60, 100)),
