@@ -37,7 +37,7 @@ def user_errors(fn: Callable) -> Callable:
         except ValidationError as exc:
             first = exc.errors()[0]
             fail(f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}")
-        except (StoreError, ValueError, FileNotFoundError, PermissionError) as exc:
+        except (StoreError, SandboxUnavailable, ValueError, FileNotFoundError, PermissionError) as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         except duckdb.Error as exc:
             fail(f"store error: {str(exc).splitlines()[0]}")

@@ -32,10 +32,6 @@ def make_context(store: Path, sandbox: str, workers: int | None, expose_heldout:
     from autotts_graph.store.db import Store
     from autotts_graph.tools.context import ToolContext
 
-    if sandbox == "process":
-        from autotts_graph.sandbox.backends.process import WARNING
-
-        typer.echo(f"warning: {WARNING}", err=True)
     return ToolContext(store=Store(store), sandbox=sandbox, workers=workers or os.cpu_count() or 1,
                        expose_heldout=expose_heldout)
 
@@ -79,6 +75,8 @@ def eval_command(
                                                              trace_seeds=traces, label=label), update)
     finally:
         ctx.close()
+    if ctx.sandbox_reason:
+        typer.echo(f"sandbox: {summary.backend} ({ctx.sandbox_reason})", err=True)
     if as_json:
         print_json(summary.model_dump(mode="json"))
     if not summary.ok:

@@ -23,15 +23,16 @@ class ToolContext:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     expose_heldout: bool = False
     hidden_envs: frozenset[str] = frozenset()
+    sandbox_reason: str = ""  # why this backend was chosen (set when it is created)
     _backend: SandboxBackend | None = None
 
     @property
     def backend(self) -> SandboxBackend:
         """The sandbox backend, created on first use."""
         if self._backend is None:
-            from autotts_graph.sandbox.select import make_backend
+            from autotts_graph.sandbox.select import choose
 
-            self._backend = make_backend(self.sandbox)
+            self._backend, self.sandbox_reason = choose(self.sandbox)
         return self._backend
 
     def visible(self, env: EnvironmentInfo) -> bool:

@@ -15,6 +15,8 @@ it never reads the environment's cost.
 
 from __future__ import annotations
 
+import textwrap
+
 from .genome import KNOBS, Genome, Ramp
 
 MECHANISM_DOCS: dict[tuple[str, str], str] = {
@@ -100,26 +102,32 @@ def generate_source(genome: Genome, title: str = "", rationale: str = "") -> str
     doc.append("Mechanisms (every hyper-parameter is a monotone function of beta, see schedule()):")
     doc.append(f"- Widening: open `n_init` branches, then {MECHANISM_DOCS[('widen', g.widen)]}; never more than "
                "`max_branches` (itself capped at 64).")
-    doc.append(f"- Leader: {MECHANISM_DOCS[('leader', g.leader)]}.")
+    if g.uses_leader():
+        doc.append(f"- Leader: {MECHANISM_DOCS[('leader', g.leader)]}.")
     doc.append(f"- Depth: {MECHANISM_DOCS[('depth', g.depth)]}.")
     doc.append(f"- Pruning: {MECHANISM_DOCS[('prune', g.prune)]}.")
     doc.append(f"- Stopping: after `warm_up` steps and at least `min_complete` completed branches, "
                f"{MECHANISM_DOCS[('stop', g.stop)]}.")
     doc.append(f"- Aggregation: {MECHANISM_DOCS[('aggregate', g.aggregate)]}.")
     doc.append("Larger beta opens more branches, probes deeper, prunes later and stops later.")
-    doc.append('"""')
+    # Wrap for readability (and so generated files pass the repository's line-length rule).
+    wrapped: list[str] = []
+    for line in doc:
+        indent = "  " if line.startswith("- ") else ""
+        wrapped += textwrap.wrap(line, width=110, subsequent_indent=indent, break_on_hyphens=False) or [""]
+    doc = wrapped + ['"""']
 
-    imports = {"Controller", "MAX_BRANCHES", "safe_probe_new"}
-    imports.add("vote_stats")
-    imports.add("beta_confidence")
+    imports = {"Controller", "MAX_BRANCHES", "safe_probe_new", "vote_stats", "beta_confidence"}
     imports.add("weighted_vote" if g.aggregate == "depth_weighted" else "majority")
-    if g.leader == "latest":
+    if g.uses_leader() and g.leader == "latest":
         imports.add("majority")
 
     out: list[str] = list(doc)
-    out += ["", f"from autotts_runtime import {', '.join(sorted(imports, key=str.lower))}", ""]
+    # isort's order: constants, classes, then functions.
+    ordered = sorted(imports, key=lambda n: (0 if n.isupper() else 1 if n[0].isupper() else 2, n))
+    out += ["", f"from autotts_runtime import {', '.join(ordered)}", ""]
     out.append("MAX_STEPS = 400  # outer-step guard; every live branch reads at least one chunk per step")
-    if g.leader == "latest" or g.aggregate == "depth_weighted":
+    if (g.uses_leader() and g.leader == "latest") or g.aggregate == "depth_weighted":
         out.append("NO_ANSWER = 'ERR'  # the replay format's marker for a probe with no extractable answer")
     if g.aggregate == "depth_weighted":
         out.append("DEPTH_HALF = 8  # probes at which a live branch's latest answer weighs one half")
@@ -252,7 +260,9 @@ def _solve_body(g: Genome) -> list[str]:
           "        warm = step >= warm_up",
           "        winner, top1, top2, conf = pool()",
           "        alive = [x for x in branches if not x.finished and not x.pruned]"]
-    if g.leader == "completed":
+    if not g.uses_leader():
+        pass  # no mechanism follows a leader: nothing to compute
+    elif g.leader == "completed":
         b.append("        leader = winner")
     else:
         b += ["        leader = majority([x.latest for x in branches",

@@ -163,13 +163,18 @@ class Genome(BaseModel):
                     names.append(knob)
         return names
 
+    def uses_leader(self) -> bool:
+        """Whether any chosen mechanism follows a leader answer (otherwise ``leader`` has no effect)."""
+        return self.prune != "none" or self.depth == "consensus" or self.widen == "disagreement"
+
     def schedule(self, beta: float) -> dict[str, float | int]:
         """The generated controller's ``schedule(beta)``, computed here (used by tests and the critic)."""
         return {k: self.ramps[k].value(beta, KNOBS[k]) for k in self.active_knobs()}
 
     def key(self) -> str:
         """A short content hash of what the generated controller depends on (active parts only)."""
-        active = {"mech": [getattr(self, d) for d in MECHANISMS],
+        mech = [getattr(self, d) if d != "leader" or self.uses_leader() else "-" for d in MECHANISMS]
+        active = {"mech": mech,
                   "ramps": {k: self.ramps[k].model_dump() for k in self.active_knobs()}}
         return hashlib.sha256(json.dumps(active, sort_keys=True).encode()).hexdigest()[:10]
 
