@@ -29,6 +29,7 @@ def user_errors(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         import duckdb
+        from autotts_graph.sandbox.select import SandboxUnavailable
         from autotts_graph.store.db import StoreError
         from pydantic import ValidationError
 

@@ -379,7 +379,14 @@ def studio_command(
     typer.echo(f"Studio: https://smith.langchain.com/studio/?baseUrl={url}")
     typer.echo(f"store:  {store.resolve()}  (Ctrl-C stops the server)")
     sys.stdout.flush()
+    import signal
+
     proc = subprocess.Popen(cmd, env=studio_env(store), cwd=str(root))
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # `kill` of this command also stops the server it started
     try:
         raise typer.Exit(proc.wait())
     except KeyboardInterrupt:

@@ -75,6 +75,7 @@ def _probe_pool(client: Any) -> dict[str, Any]:
     """Start a one-container pool, run a smoke evaluation and a reset; timings and health."""
     import tempfile
     import time
+    from pathlib import Path
 
     from autotts_graph.sandbox.backends.base import Limits, SandboxTask
     from autotts_graph.sandbox.backends.docker import DockerBackend, DockerUnavailable
@@ -83,7 +84,7 @@ def _probe_pool(client: Any) -> dict[str, Any]:
 
     records = [{"gold_answer": "7", "probe_freq": 500,
                 "each_branch": [[["7", "7"], 900, "7"], [["3", "7"], 1100, "7"], [["3"], 600, "3"]]}]
-    source = (__import__("pathlib").Path(controllers_init).parent / "sc.py").read_text()
+    source = (Path(controllers_init).parent / "sc.py").read_text()
     started = time.perf_counter()
     try:
         backend = DockerBackend(Limits(timeout_s=30), pool_size=1, client=client, warm=False)

@@ -62,6 +62,13 @@ def _saver(path: Path):
         con.close()
 
 
+def thread_config(run_id: str) -> dict[str, Any]:
+    """The LangGraph config of a run: its thread, and names that group its LangSmith traces (sent only when
+    the user enabled LangSmith tracing through the usual LANGSMITH_* variables)."""
+    return {"configurable": {"thread_id": run_id}, "run_name": f"autotts-graph {run_id}",
+            "tags": ["autotts-graph", run_id], "metadata": {"autotts_run_id": run_id}}
+
+
 def prepare_config(config: RunConfig, store: Store) -> RunConfig:
     """Check the configuration before anything runs (StoreError with a clear message), assign a run id."""
     return resolve_config(config, store)
@@ -91,8 +98,7 @@ def start_run(config: RunConfig, provider: DepsProvider, *, reviewer: Reviewer |
                        heldout_envs=config.heldout_envs, status="running")
     with _saver(checkpoint_path(store, config.run_id)) as saver:
         graph = build_graph(provider, checkpointer=saver)
-        thread = {"configurable": {"thread_id": config.run_id}}
-        return _drive(graph, DiscoveryState(config=config), thread, reviewer, observer)
+        return _drive(graph, DiscoveryState(config=config), thread_config(config.run_id), reviewer, observer)
 
 
 def resume_run(run_id: str, provider: DepsProvider, *, reviewer: Reviewer | None = None,
@@ -109,7 +115,7 @@ def resume_run(run_id: str, provider: DepsProvider, *, reviewer: Reviewer | None
         raise StoreError(f"run {run_id} has no checkpoint at {path}; it cannot be resumed")
     with _saver(path) as saver:
         graph = build_graph(provider, checkpointer=saver)
-        thread = {"configurable": {"thread_id": run_id}}
+        thread = thread_config(run_id)
         snapshot = graph.get_state(thread)
         if not snapshot.values:
             raise StoreError(f"run {run_id} has an empty checkpoint; start it again")

@@ -38,10 +38,25 @@ log = logging.getLogger("autotts_graph.sandbox.pool")
 LABEL = "org.autotts.sandbox"
 OWNER_LABEL = f"{LABEL}.owner"
 SPEC_LABEL = f"{LABEL}.spec"
+POOL_LABEL = f"{LABEL}.pool"
 PACKS_MOUNT = "/packs"
 TASK_USER = "65534:65534"
 STAGING_ROOT = Path(tempfile.gettempdir()) / "autotts-sandbox"
 RESET_CMD = ["python3", "-I", "-B", "/opt/autotts/reset.py"]
+TASK_ENV = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1",
+            "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1"]
+
+
+def task_command(memory_mb: int) -> list[str]:
+    """The exec command of one task's runner.
+
+    `env -i` empties the environment (the image's ENV included) before setting exactly TASK_ENV; `-I`
+    keeps Python from reading PYTHON* variables, the user site and the working directory. RLIMIT_AS
+    (ulimit -v) makes a single-process memory bomb fail at once with MemoryError, where the cgroup
+    limit alone can leave it thrashing until the timeout; the cgroup still bounds all processes.
+    """
+    return ["/usr/bin/env", "-i", *TASK_ENV, "/bin/sh", "-c",
+            f"ulimit -v {memory_mb * 1024} && exec python3 -I -B -m autotts_runtime.runner"]
 
 
 class PoolError(RuntimeError):
@@ -90,6 +105,7 @@ class Slot:
     create_s: float
     tasks: int = 0
     staged: list[Path] = field(default_factory=list)
+    runner: tuple[str, Any] | None = None  # (exec id, socket) of the next task's pre-started runner
 
     @property
     def id(self) -> str:
@@ -170,7 +186,8 @@ class ContainerPool:
         self.size = max(1, size)
         self.owner = owner or owner_id()
         # Unique per pool: two pools of one process may share a spec, and close() removes this tree.
-        self.staging_root = STAGING_ROOT / self.owner.replace(":", "_") / f"{spec.key()}-{os.urandom(3).hex()}"
+        self.pool_id = f"{spec.key()}-{os.urandom(3).hex()}"
+        self.staging_root = STAGING_ROOT / self.owner.replace(":", "_") / self.pool_id
         self._cond = threading.Condition()
         self._ready: list[Slot] = []
         self._busy: set[str] = set()
@@ -179,6 +196,7 @@ class ContainerPool:
         self._closed = False
         self._counter = 0
         self._reset_times: list[float] = []
+        self._destroyers: set[threading.Thread] = set()
         self.stats = PoolStats(size=self.size, ready=0, busy=0, starting=0)
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -200,6 +218,7 @@ class ContainerPool:
     def _create_into_pool(self) -> None:
         try:
             slot = self.create()
+            self.start_runner(slot)
         except Exception as exc:
             with self._cond:
                 self._starting -= 1
@@ -210,7 +229,7 @@ class ContainerPool:
         with self._cond:
             self._starting -= 1
             if self._closed:
-                self._destroy(slot)
+                self._destroy_async(slot)
                 return
             self._ready.append(slot)
             self._error = None
@@ -247,7 +266,7 @@ class ContainerPool:
                 mounts=[docker.types.Mount(PACKS_MOUNT, str(staging), type="bind", read_only=True)],
                 # Exec output is never logged, but nothing the box prints may reach the host's disk.
                 log_config=docker.types.LogConfig(type="none"),
-                labels={LABEL: "1", OWNER_LABEL: self.owner, SPEC_LABEL: spec.key()},
+                labels={LABEL: "1", OWNER_LABEL: self.owner, SPEC_LABEL: spec.key(), POOL_LABEL: self.pool_id},
                 working_dir="/tmp")
         except Exception:
             shutil.rmtree(staging, ignore_errors=True)
@@ -258,23 +277,28 @@ class ContainerPool:
             self.stats.last_create_s = elapsed
         return Slot(container=container, staging=staging, create_s=elapsed)
 
-    def close(self) -> None:
-        """Destroy every container of this pool (ready ones now; busy ones when released)."""
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Destroy every container of this pool, waiting (bounded) for creations and tasks in flight."""
+        end = time.monotonic() + timeout_s
         with self._cond:
             self._closed = True
-            slots, self._ready = self._ready, []
             self._cond.notify_all()
-        threads = [threading.Thread(target=self._destroy, args=(s,)) for s in slots]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+            while (self._starting or self._busy) and time.monotonic() < end:
+                self._cond.wait(max(0.0, end - time.monotonic()))
+            slots, self._ready = self._ready, []
+        for slot in slots:
+            self._destroy_async(slot)
+        with self._cond:
+            pending = list(self._destroyers)
+        for thread in pending:
+            thread.join(max(0.1, end - time.monotonic()))
         shutil.rmtree(self.staging_root, ignore_errors=True)
 
     # -- use -----------------------------------------------------------------------------------------
     def acquire(self, timeout_s: float = 120.0) -> Slot:
         """A ready container, starting one if the pool is short; PoolError if none can be had."""
         end = time.monotonic() + timeout_s
+        tried = False  # an earlier failure is retried once by this call before it is reported
         with self._cond:
             while True:
                 if self._closed:
@@ -285,9 +309,12 @@ class ContainerPool:
                     return slot
                 alive = len(self._busy) + self._starting
                 if self._error and self._starting == 0 and not self._busy:
-                    error, self._error = self._error, None  # the next call tries again
-                    raise PoolError(error)
-                if alive < self.size:
+                    error, self._error = self._error, None
+                    if tried:
+                        raise PoolError(error)
+                    tried = True
+                    self._spawn_locked()
+                elif alive < self.size:
                     self._spawn_locked()
                 left = end - time.monotonic()
                 if left <= 0:
@@ -309,15 +336,17 @@ class ContainerPool:
                          name="autotts-pool-reset").start()
 
     def _replace(self, slot: Slot) -> None:
-        with self._cond:
+        with self._cond:  # an RLock: the destroyer is registered before close() can see busy empty
             self._busy.discard(slot.id)
+            self._destroy_async(slot)
             if not self._closed:
                 self._spawn_locked()
             self._cond.notify_all()
-        threading.Thread(target=self._destroy, args=(slot,), daemon=True, name="autotts-pool-destroy").start()
 
     def _reset_and_return(self, slot: Slot) -> None:
         report = self.reset(slot)
+        if report.get("clean"):
+            self.start_runner(slot)
         if not report.get("clean"):
             log.warning("sandbox container %s failed its reset probe: %s", slot.container.name,
                         report.get("problems"))
@@ -329,10 +358,50 @@ class ContainerPool:
         with self._cond:
             self._busy.discard(slot.id)
             if self._closed:
-                self._destroy(slot)
+                self._destroy_async(slot)
                 return
             self._ready.append(slot)
             self._cond.notify_all()
+
+    def start_runner(self, slot: Slot) -> None:
+        """Start the next task's runner now, off the task's path.
+
+        The runner imports numpy and the runtime, then blocks reading its task from stdin; the task
+        later only writes its JSON there. It is a fresh process started after the reset, so it carries
+        nothing from the previous task. On failure the task simply gets a fresh exec.
+        """
+        self.drop_runner(slot)
+        try:
+            api = self.client.api
+            exec_id = api.exec_create(slot.id, task_command(self.spec.memory_mb), stdin=True, stdout=True,
+                                      stderr=True, user=TASK_USER, workdir="/tmp")["Id"]
+            slot.runner = (exec_id, api.exec_start(exec_id, socket=True)._sock)
+        except Exception as exc:
+            log.debug("cannot pre-start a runner in %s: %s", slot.container.name, exc)
+            slot.runner = None
+
+    def take_runner(self, slot: Slot) -> tuple[str, Any] | None:
+        """The pre-started runner if it is still alive (else None, and it is discarded)."""
+        runner, slot.runner = slot.runner, None
+        if runner is None:
+            return None
+        try:
+            alive = self.client.api.exec_inspect(runner[0])["Running"]
+        except Exception:
+            alive = False
+        if not alive:
+            with contextlib.suppress(OSError):
+                runner[1].close()
+            return None
+        return runner
+
+    @staticmethod
+    def drop_runner(slot: Slot) -> None:
+        """Close the pre-started runner's stream (the reset or the container's end kills the process)."""
+        if slot.runner is not None:
+            with contextlib.suppress(OSError):
+                slot.runner[1].close()
+            slot.runner = None
 
     def reset(self, slot: Slot) -> dict[str, Any]:
         """Run the in-box reset (kill all task processes, wipe /tmp etc.); its report, never raises."""
@@ -367,6 +436,7 @@ class ContainerPool:
             report["container"] = slot.container.name
             reports.append(report)
             if report.get("clean"):
+                self.start_runner(slot)
                 with self._cond:
                     self._busy.discard(slot.id)
                     self._ready.append(slot)
@@ -427,6 +497,21 @@ class ContainerPool:
         slot.staged.clear()
 
     def _destroy(self, slot: Slot) -> None:
+        self.drop_runner(slot)
         with contextlib.suppress(Exception):
             slot.container.remove(force=True)
         shutil.rmtree(slot.staging, ignore_errors=True)
+
+    def _destroy_async(self, slot: Slot) -> None:
+        def run() -> None:
+            try:
+                self._destroy(slot)
+            finally:
+                with self._cond:
+                    self._destroyers.discard(thread)
+                    self._cond.notify_all()
+
+        thread = threading.Thread(target=run, daemon=True, name="autotts-pool-destroy")
+        with self._cond:
+            self._destroyers.add(thread)
+        thread.start()

@@ -27,7 +27,7 @@ def _docker(limits: Limits | None, pool_size: int | None) -> SandboxBackend:
     try:
         return DockerBackend(limits, pool_size=pool_size)
     except DockerUnavailable as exc:
-        raise SandboxUnavailable(f"{exc}; or use --sandbox bwrap") from None
+        raise SandboxUnavailable(str(exc)) from None
 
 
 def _bwrap(limits: Limits | None) -> SandboxBackend:
@@ -60,7 +60,7 @@ def choose(name: str = "auto", limits: Limits | None = None,
         backend = _docker(limits, pool_size)
         reason = "auto: a Docker engine answers and the sandbox image is built"
     except SandboxUnavailable as docker_exc:
-        docker_why = str(docker_exc).removesuffix("; or use --sandbox bwrap")
+        docker_why = str(docker_exc)
         try:
             backend = _bwrap(limits)
         except SandboxUnavailable as bwrap_exc:

@@ -6,8 +6,9 @@ their questions and branches, and every evaluation that touched them are left ou
 configs, which may name held-out results, are dropped). The snapshot is opened read-only with external
 access disabled (no files, no network, no extensions, no ATTACH, no COPY) and its configuration locked,
 only single SELECT/EXPLAIN statements are accepted, results are capped in rows and size, and a timer
-interrupts queries that run too long. A snapshot is rebuilt when the store file changes; building it
-holds the store only for the copy, so writers in other processes are not blocked for long.
+interrupts queries that run too long. A snapshot is rebuilt when the store file has changed, at most once
+per SNAPSHOT_MIN_INTERVAL_S (so answers may lag writes by about a second); building it holds the store
+only for the copy, so writers in other processes are not blocked for long.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import duckdb
@@ -32,6 +34,9 @@ MAX_ROWS = 1000
 MAX_TIMEOUT_S = 60.0
 MAX_CELL_CHARS = 4_000
 MAX_RESULT_CHARS = 500_000
+# A snapshot is rebuilt at most this often while the store keeps changing: each rebuild copies the store
+# and holds its read lock meanwhile, which a busy writer in another process would otherwise keep paying.
+SNAPSHOT_MIN_INTERVAL_S = 1.0
 ALLOWED_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
 
 # The configuration every query connection runs under; lock_configuration stops SET from undoing it.
@@ -161,22 +166,28 @@ class Snapshot:
         self._state: tuple | None = None
         self._path: Path | None = None
         self._generation = 0
+        self._built_at = 0.0
 
     def current(self, ctx: ToolContext) -> Path:
         """The snapshot file for the store as it is now (rebuilt if the store changed)."""
         with self._lock:
             state = store_state(ctx.store.path)
-            if self._path is None or state != self._state:
+            stale = state != self._state and time.monotonic() - self._built_at >= SNAPSHOT_MIN_INTERVAL_S
+            if self._path is None or stale:
                 self._path = self._build(ctx)
                 self._state = state
+                self._built_at = time.monotonic()
             return self._path
 
     def _build(self, ctx: ToolContext) -> Path:
         self._generation += 1
         path = Path(self._dir.name) / f"snapshot-{self._generation}.duckdb"
-        envs = [e.name for e in ctx.environments()]
         quoted = str(path).replace("'", "''")
         with ctx.store.connect(read_only=True) as con:
+            # Visibility is decided from the same connection the data is copied from, so a split changed
+            # by a concurrent writer cannot slip through between the two reads.
+            envs = [name for name, split in con.execute("SELECT name, split FROM main.environments").fetchall()
+                    if ctx.visible(SimpleNamespace(name=name, split=split))]  # type: ignore[arg-type]
             con.execute(f"ATTACH '{quoted}' AS snap (READ_WRITE)")
             try:
                 if ctx.expose_heldout:

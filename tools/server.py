@@ -179,12 +179,13 @@ class ServingContext(ToolContext):
 
 def thread_safe(ctx: ToolContext) -> ToolContext:
     """Prepare a context for concurrent calls, in place (same object, same sandbox backend): its store
-    becomes a LockedStore on the same file and it becomes a ServingContext. Returns the context."""
+    becomes a LockedStore on the same file and a plain ToolContext becomes a ServingContext (memoised
+    environment list). Returns the context."""
     if not isinstance(ctx.store, LockedStore):
         locked = LockedStore(ctx.store.path)
         locked._schema_ready = ctx.store._schema_ready
         ctx.store = locked
-    if not isinstance(ctx, ServingContext):
+    if type(ctx) is ToolContext:  # a caller's own subclass keeps its class (and its environments())
         ctx.__class__ = ServingContext
     return ctx
 
@@ -223,8 +224,10 @@ class ServeBaselineInput(BaseModel):
     envs: list[str] = Field(min_length=1, max_length=16, description="Environment names.")
     configs: list[dict[str, Any]] | None = Field(
         default=None, max_length=32,
-        description="Explicit configurations (e.g. [{'max_samples': 16, 'threshold': 0.95}] for asc, or "
-                    "[{'beta': 0.5}] for any method); default: the method's reference budget sweep.")
+        description="Explicit configurations in the method's own parameters: sc {'k': 8}; asc "
+                    "{'max_samples': 16, 'threshold': 0.95}; esc {'max_samples': 32, 'window_size': 8}; "
+                    "parallel_probe {'num_chains': 16, 'T': 40, 'prune_patience': 7, 'warm_up': 15}; cmc "
+                    "{'beta': 0.5}. Default: the method's reference budget sweep.")
     seeds: int = Field(default=100, ge=1, le=1000, description="Shuffle seeds 0..seeds-1.")
     trace_seeds: int = Field(default=0, ge=0, le=10, description="Keep traces for seeds 0..trace_seeds-1.")
 
@@ -248,7 +251,15 @@ def _evaluate(ctx: ToolContext, inp: ServeEvaluateInput) -> EvaluationSummary:
                                                   label=inp.label or "tool", split="search"))
 
 
+BASELINE_KEYS = {"sc": ("k",), "asc": ("max_samples",), "esc": ("max_samples", "window_size"),
+                 "parallel_probe": ("num_chains",), "cmc": ("beta",)}
+
+
 def _baseline(ctx: ToolContext, inp: ServeBaselineInput) -> BaselineResult:
+    for i, config in enumerate(inp.configs or []):
+        missing = [k for k in BASELINE_KEYS[inp.method] if k not in config]
+        if missing:
+            raise ValueError(f"configs[{i}]: {inp.method} needs {', '.join(missing)} (got {sorted(config)})")
     summary, rows = run_baseline(ctx, BaselineInput(method=inp.method, envs=inp.envs, configs=inp.configs,
                                                     seeds=inp.seeds, trace_seeds=inp.trace_seeds))
     return BaselineResult(summary=summary, rows=rows)
@@ -300,7 +311,7 @@ TOOL_SPECS: list[ToolSpec] = [
         "Score a controller source on environments for each beta over shuffle seeds, in an isolated "
         "sandbox (no network, no file access). Returns, per (environment, beta), accuracy in percent, mean "
         "tokens per question and the std of accuracy over seeds, plus an evaluation_id for get_evaluation "
-        "and get_traces. Results are cached: the same source, data and protocol return instantly. Failures "
+        "and get_traces. Results are cached: the same source, data and protocol are not run again. Failures "
         "(syntax, contract, runtime error, timeout) come back as ok=false with a typed error. Cost grows "
         "with len(envs) x len(betas) x seeds; use few seeds (5-20) while iterating, 100 for final numbers.",
         ServeEvaluateInput, EvaluationSummary, _evaluate, sandbox=True, read_only=False),
@@ -329,7 +340,7 @@ TOOL_SPECS: list[ToolSpec] = [
         "query_store",
         "Run one read-only DuckDB SQL query (SELECT or EXPLAIN) over the history and the replay data, e.g. "
         "to compare evaluations or inspect branches. No file, network or extension access; rows and size are "
-        "capped and slow queries are stopped. Data may lag writes by a moment (it reads a snapshot).\n"
+        "capped and slow queries are stopped. Data may lag writes by about a second (it reads a snapshot).\n"
         + SCHEMA_HELP,
         QueryInput, QueryResult, query_store),
 ]
@@ -393,7 +404,10 @@ class CallGate:
         def job() -> BaseModel:
             if heavy:
                 self._count(sandbox_queued=-1, sandbox_active=1)
-            loop.call_soon_threadsafe(started.set)
+            try:
+                loop.call_soon_threadsafe(started.set)
+            except RuntimeError:  # the event loop is gone (server shutting down): nobody waits
+                pass
             try:
                 return spec.fn(ctx, inp)
             finally:

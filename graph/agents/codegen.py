@@ -125,7 +125,10 @@ def generate_source(genome: Genome, title: str = "", rationale: str = "") -> str
     out: list[str] = list(doc)
     # isort's order: constants, classes, then functions.
     ordered = sorted(imports, key=lambda n: (0 if n.isupper() else 1 if n[0].isupper() else 2, n))
-    out += ["", f"from autotts_runtime import {', '.join(ordered)}", ""]
+    line = f"from autotts_runtime import {', '.join(ordered)}"
+    if len(line) > 110:
+        line = "from autotts_runtime import (\n" + "".join(f"    {n},\n" for n in ordered) + ")"
+    out += ["", line, ""]
     out.append("MAX_STEPS = 400  # outer-step guard; every live branch reads at least one chunk per step")
     if (g.uses_leader() and g.leader == "latest") or g.aggregate == "depth_weighted":
         out.append("NO_ANSWER = 'ERR'  # the replay format's marker for a probe with no extractable answer")

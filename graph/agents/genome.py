@@ -122,7 +122,7 @@ class Ramp(BaseModel):
 
 
 def _quantise(x: float, integer: bool) -> float:
-    # Integers knobs keep one decimal in lo/hi so rounding can fall at different β; floats keep 4 decimals.
+    # Integer knobs keep one decimal in lo/hi so rounding can fall at different β; floats keep 4 decimals.
     return round(x, 1) if integer else round(x, 4)
 
 
@@ -180,7 +180,7 @@ class Genome(BaseModel):
 
     def describe(self) -> str:
         """One line naming the mechanisms, e.g. ``widen=low_confidence depth=consensus ...``."""
-        return " ".join(f"{d}={getattr(self, d)}" for d in MECHANISMS)
+        return " ".join(f"{d}={getattr(self, d)}" for d in MECHANISMS if d != "leader" or self.uses_leader())
 
 
 DEFAULT_RAMPS: dict[str, Ramp] = {

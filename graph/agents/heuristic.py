@@ -54,6 +54,8 @@ from .roles import (
 
 BASELINE_DIR = Path(__file__).resolve().parents[2] / "sandbox" / "controllers"
 # Finish reasons that mean "ran out of branches or steps" rather than a voluntary stop (baselines included).
+OPPOSITE = {"stricter_stop": "looser_stop", "looser_stop": "stricter_stop", "more_width": "less_width",
+            "less_width": "more_width", "less_pruning": "more_pruning", "more_pruning": "less_pruning"}
 EXHAUSTED_REASONS = frozenset({"loop_end", "no_branches", "max_steps", "max_samples_or_exhausted",
                                "max_windows_or_exhausted", "all_branches_done_or_no_active", "k_reads_or_exhausted"})
 
@@ -161,7 +163,7 @@ class HeuristicProposer:
         rng = random.Random(f"offline-proposer:{self.seed}:{inp.seed}:{inp.round}:{inp.attempt}")
         seen = {_genome_key(h.genome) for h in inp.history if h.genome} - {None}
         if inp.last_source:
-            seen.add(_source_genome_key(inp.last_source, inp.history))
+            seen.add(_source_genome_key(inp.last_source))
         scored = self._scored(inp)
         feedback = " ".join(inp.feedback).lower()
         wants_structure = any(w in feedback for w in ("similar", "novel", "duplicate"))
@@ -231,8 +233,15 @@ class HeuristicProposer:
             diagnosis = inp.diagnosis
         actions = list(diagnosis.actions) if diagnosis else []
         if actions:
-            # Act on the first (most important) action always, on another one sometimes.
-            chosen = [actions[0]] + ([rng.choice(actions[1:])] if len(actions) > 1 and rng.random() < 0.5 else [])
+            # Act on the first (most important) action always, on another one sometimes: from the parent's own
+            # list, or from the latest candidate's diagnosis when that was a different (worse) sibling.
+            chosen = [actions[0]]
+            latest = inp.diagnosis.actions if inp.diagnosis and inp.history and \
+                inp.history[-1].candidate_id != parent.candidate_id else []
+            extra = [a for a in (latest[:1] if latest and rng.random() < 0.5 else actions[1:])
+                     if a != actions[0] and OPPOSITE.get(a) != actions[0]]
+            if extra and rng.random() < 0.5:
+                chosen.append(rng.choice(extra))
             genome, edits = apply_actions(genome, chosen, rng, max_actions=2)
             notes += [f"diagnosis → {e}" for e in edits]
         if not actions or wants_structure or rng.random() < self.explore_rate:
@@ -256,7 +265,7 @@ def _genome_key(genome: dict[str, Any] | None) -> str | None:
         return None
 
 
-def _source_genome_key(source: str, history: list[HistoryEntry]) -> str | None:
+def _source_genome_key(source: str) -> str | None:
     # The generated NAME carries the genome key ("offline_<key>"): a rejected attempt is not repeated.
     marker = 'NAME = "offline_'
     at = source.find(marker)

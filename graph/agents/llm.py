@@ -243,6 +243,9 @@ class LLMProposer(_LLMRole):
             calls = getattr(ai, "tool_calls", None) or []
             if calls:
                 steps += 1
+                if steps > self.settings.max_tool_steps + NO_CODE_NUDGES:
+                    raise AgentError(f"proposer: the model kept calling tools without submitting code "
+                                     f"({steps} tool turns)")
                 for call in calls:
                     tool = tools.get(call["name"])
                     if tool is None:

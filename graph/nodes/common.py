@@ -18,20 +18,28 @@ NodeFn = Callable[[DiscoveryState, Deps], dict[str, Any]]
 
 
 def controller_name(source: str) -> str:
-    """The controller's NAME attribute, else its class name, else ''."""
+    """The controller class's NAME attribute (else its class name); '' when there is no class.
+
+    The controller is the class deriving from ``Controller`` (helper classes such as ``_Branch`` are not).
+    """
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return ""
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef):
-            for item in node.body:
-                if (isinstance(item, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "NAME"
-                                                         for t in item.targets)
-                        and isinstance(item.value, ast.Constant) and isinstance(item.value.value, str)):
-                    return item.value.value
-            return node.name
-    return ""
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    if not classes:
+        return ""
+
+    def derives(cls: ast.ClassDef) -> bool:
+        return any((isinstance(b, ast.Name) and b.id == "Controller")
+                   or (isinstance(b, ast.Attribute) and b.attr == "Controller") for b in cls.bases)
+
+    cls = next((c for c in classes if derives(c)), classes[-1])
+    for item in cls.body:
+        if (isinstance(item, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "NAME" for t in item.targets)
+                and isinstance(item.value, ast.Constant) and isinstance(item.value.value, str)):
+            return item.value.value
+    return cls.name
 
 
 def spend_of(deps: Deps) -> tuple[int, float]:

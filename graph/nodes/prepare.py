@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from autotts_graph.sandbox.select import SandboxUnavailable
 from autotts_graph.store import history
 from autotts_graph.store.db import Store, StoreError
 from autotts_graph.store.trajectories import list_environments
 from autotts_graph.tools.baselines import SWEEPS, BaselineInput, run_baseline
 
+from ..agents.llm import AgentError
 from ..agents.roles import BaselinePoint
 from ..deps import DepsProvider
 from ..state import DiscoveryState, NodeSpend, RunConfig
@@ -60,7 +62,11 @@ def make_prepare(provider: DepsProvider):
             return {"status": "failed", "error": str(exc), "node": "prepare"}
         history.record_run(store, cfg.run_id, config=cfg.model_dump(mode="json"), search_envs=cfg.search_envs,
                            heldout_envs=cfg.heldout_envs, status="running")
-        deps = provider.get(cfg)
+        try:
+            deps = provider.get(cfg)
+        except (AgentError, SandboxUnavailable, ValueError) as exc:  # missing key, no sandbox, bad role name
+            history.update_run(store, cfg.run_id, status="failed", error=str(exc), finished=True)
+            return {"config": cfg, "status": "failed", "error": str(exc), "node": "prepare"}
         points: list[BaselinePoint] = []
         ids: dict[str, str] = {}
         for method in cfg.baselines:

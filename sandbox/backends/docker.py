@@ -27,18 +27,26 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ..pool import TASK_USER, ContainerPool, ContainerSpec, PoolError, Slot, host_oom_kills, sweep_leftovers
+from ..pool import (
+    TASK_USER,
+    ContainerPool,
+    ContainerSpec,
+    PoolError,
+    Slot,
+    host_oom_kills,
+    sweep_leftovers,
+    task_command,
+)
 from .base import ErrorKind, Limits, SandboxError, SandboxResult, SandboxTask, result_from_output
 
 log = logging.getLogger("autotts_graph.sandbox.docker")
 
 RESULT_MARKER = b"\x1eAUTOTTS-RESULT\x1e"
-TASK_ENV = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1",
-            "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1"]
-# `env -i` empties the environment (the image's ENV included) before setting exactly TASK_ENV; `-I`
-# keeps Python from reading PYTHON* variables, the user site and the working directory.
-TASK_CMD = ["/usr/bin/env", "-i", *TASK_ENV, "python3", "-I", "-B", "-m", "autotts_runtime.runner"]
 MAX_POOLS = 4  # distinct container specs kept warm at once
+
+
+class _ExecNotStarted(RuntimeError):
+    """The task's exec could not even be created (the container is gone); safe to retry elsewhere."""
 
 
 class DockerUnavailable(RuntimeError):
@@ -186,29 +194,47 @@ class DockerBackend:
         if self._closed:
             return failure(ErrorKind.infrastructure, "the docker sandbox backend is closed")
         pool = self._pool(self._spec(limits))
-        try:
-            slot = pool.acquire(self.acquire_timeout_s)
-        except PoolError as exc:
-            return failure(ErrorKind.infrastructure, str(exc))
-        recycle, reason = True, "infrastructure error"
-        try:
-            result, recycle, reason = self._run_in(slot, task, limits, started)
-            return result
-        except Exception as exc:  # engine errors mid-task: never the controller's fault
-            log.warning("sandbox infrastructure error: %s", exc)
-            return failure(ErrorKind.infrastructure, f"the Docker engine failed during the task: {exc}")
-        finally:
-            pool.unstage_packs(slot)
-            pool.release(slot, recycle=recycle, reason=reason)
+        for attempt in (1, 2):
+            try:
+                slot = pool.acquire(self.acquire_timeout_s)
+            except PoolError as exc:
+                return failure(ErrorKind.infrastructure, str(exc))
+            recycle, reason = True, "infrastructure error"
+            try:
+                result, recycle, reason = self._run_in(pool, slot, task, limits, started)
+                return result
+            except _ExecNotStarted as exc:
+                # The warm container died while idle (killed or removed from outside): nothing of the
+                # task ran yet, so replace it and try once more before blaming the engine.
+                log.warning("sandbox container %s unusable (%s)", slot.container.name, exc)
+                if attempt == 2:
+                    return failure(ErrorKind.infrastructure, f"the Docker engine cannot run the task: {exc}")
+            except Exception as exc:  # engine errors mid-task: never the controller's fault
+                log.warning("sandbox infrastructure error: %s", exc)
+                return failure(ErrorKind.infrastructure, f"the Docker engine failed during the task: {exc}")
+            finally:
+                pool.unstage_packs(slot)
+                pool.release(slot, recycle=recycle, reason=reason)
+        raise AssertionError("unreachable")
 
-    def _run_in(self, slot: Slot, task: SandboxTask, limits: Limits,
+    def _run_in(self, pool: ContainerPool, slot: Slot, task: SandboxTask, limits: Limits,
                 started: float) -> tuple[SandboxResult, bool, str]:
+        import docker
+
         api = self.client.api
         payload = task.runner_payload(ContainerPool.stage_packs(slot, task.packs))
-        exec_id = api.exec_create(slot.id, TASK_CMD, stdin=True, stdout=True, stderr=True, user=TASK_USER,
-                                  workdir="/tmp")["Id"]
-        hijacked = api.exec_start(exec_id, socket=True)
-        sock: socket.socket = hijacked._sock
+        runner = pool.take_runner(slot)
+        if runner is not None:
+            exec_id, sock = runner
+        else:
+            try:
+                exec_id = api.exec_create(slot.id, task_command(pool.spec.memory_mb), stdin=True, stdout=True,
+                                          stderr=True, user=TASK_USER, workdir="/tmp")["Id"]
+            except docker.errors.APIError as exc:
+                if exc.status_code in (404, 409):  # no such container / container is not running
+                    raise _ExecNotStarted(exc.explanation or str(exc)) from None
+                raise
+            sock = api.exec_start(exec_id, socket=True)._sock
         killed = threading.Event()
 
         def kill_now() -> None:
@@ -230,7 +256,7 @@ class DockerBackend:
         except OSError:
             pass  # the process died before reading its input; its exit status tells why
         timed_out = False
-        deadline = started + limits.timeout_s
+        deadline = time.perf_counter() + limits.timeout_s  # waiting for a container does not count
         exited_at: float | None = None
         exit_code: int | None = None
         next_poll = time.monotonic() + 0.2

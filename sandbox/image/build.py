@@ -90,7 +90,8 @@ def docker_client(timeout: int = 600) -> Any:
         client = docker.from_env(timeout=timeout)
         client.ping()
     except Exception as exc:  # the SDK raises DockerException, requests errors or OSError
-        raise BuildError(f"no Docker engine answers at {engine_address()}: start dockerd ({exc.__class__.__name__})")
+        raise BuildError(f"no Docker engine answers at {engine_address()}: start dockerd or use --sandbox bwrap "
+                         f"({exc.__class__.__name__})") from None
     return client
 
 
@@ -204,7 +205,8 @@ def build_offline_base(client: Any, suite: str, mirror: str, numpy_spec: str, fo
         emit(f"debootstrap {suite} from {mirror} (about a minute)")
         _run(["debootstrap", "--variant=minbase", "--include=python3", suite, str(rootfs), mirror],
              "debootstrap", emit)
-        versions = sorted(p.name for p in (rootfs / "usr/lib").glob("python3.*") if re.fullmatch(r"python3\.\d+", p.name))
+        versions = sorted(p.name for p in (rootfs / "usr/lib").glob("python3.*")
+                          if re.fullmatch(r"python3\.\d+", p.name))
         if not versions:
             raise BuildError("debootstrap produced no python3")
         pyver = versions[-1].removeprefix("python")  # e.g. 3.11

@@ -99,7 +99,7 @@ class ChatTokenizer:
         eos = self.tok.eos_token_id
         if eos is None:
             raise CollectError(f"tokenizer {name_or_path!r} defines no end-of-sequence token")
-        self.stop_ids: set[int] = {int(eos)}
+        self.stop_ids: set[int] = {int(eos)} | _generation_eos(name_or_path)
 
     def prompt_ids(self, question: str, instruction: str, enable_thinking: bool) -> list[int]:
         """The chat-templated user turn plus the assistant generation prompt, as token ids."""
@@ -122,6 +122,19 @@ class ChatTokenizer:
         if len(ids) != 1:
             raise CollectError(f"the tokenizer splits {text!r} into {len(ids)} tokens; it must be one token")
         return ids[0]
+
+
+def _generation_eos(name_or_path: str) -> set[int]:
+    """Extra end-of-sequence ids from the model's generation config (Qwen3 lists two), if it has one."""
+    try:
+        from transformers import GenerationConfig
+
+        eos = GenerationConfig.from_pretrained(name_or_path).eos_token_id
+    except Exception:  # noqa: BLE001 - no generation config: the tokenizer's EOS is enough
+        return set()
+    if eos is None:
+        return set()
+    return {int(e) for e in (eos if isinstance(eos, list) else [eos])}
 
 
 def strip_stop(ids: list[int], stop_ids: set[int]) -> tuple[list[int], bool]:

@@ -28,9 +28,15 @@ class HFBackend(Backend):
                                "pip install 'autotts-graph[collect]'") from None
         self.torch = torch
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        import transformers
+
         kwargs: dict[str, Any] = dict(model_kwargs or {})
         if dtype != "auto":
-            kwargs["dtype"] = getattr(torch, dtype)
+            if not isinstance(getattr(torch, dtype, None), torch.dtype):
+                raise CollectError(f"unknown dtype {dtype!r} (auto, bfloat16, float16, float32)")
+            # transformers 4.56 renamed ``torch_dtype`` to ``dtype``.
+            major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+            kwargs["dtype" if (major, minor) >= (4, 56) else "torch_dtype"] = getattr(torch, dtype)
         try:
             self.model = AutoModelForCausalLM.from_pretrained(model, **kwargs).to(self.device).eval()
         except Exception as exc:  # noqa: BLE001 - any loading failure is one user-facing line

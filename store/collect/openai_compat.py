@@ -7,6 +7,7 @@ prefix caching reuses the previous depth's prefix.
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -49,6 +50,7 @@ class OpenAIBackend(Backend):
                                    limits=httpx.Limits(max_connections=concurrency))
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="collect-http")
         self.requests_sent = 0
+        self._count_lock = threading.Lock()
 
     def _complete(self, prompt: list[int], max_tokens: int, sampling: Sampling,
                   seed: int | None) -> SampleResult:
@@ -63,7 +65,8 @@ class OpenAIBackend(Backend):
             body["seed"] = seed
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
-            self.requests_sent += 1
+            with self._count_lock:
+                self.requests_sent += 1
             try:
                 resp = self.client.post(self.url, json=body)
             except httpx.TransportError as exc:

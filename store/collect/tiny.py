@@ -7,6 +7,7 @@ chat template (thinking mode); ``write_tiny_model`` saves a randomly initialised
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -110,15 +111,22 @@ def write_tiny_model(directory: str | Path, tokenizer: Any, shape: dict[str, Any
 
     ``train_steps`` > 0 trains it briefly on format-only chats (see ``train_briefly``).
     """
-    from transformers import Qwen3Config
-
     dims = dict(shape or TINY)
     dims.setdefault("vocab_size", len(tokenizer))
+    if not weights:
+        # Written by hand, in the published Qwen3 layout, so any transformers/vLLM version reads it.
+        config = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_act": "silu",
+                  "attention_bias": False, "attention_dropout": 0.0, "initializer_range": 0.02,
+                  "rope_scaling": None, "sliding_window": None, "use_sliding_window": False,
+                  "max_window_layers": dims["num_hidden_layers"], "use_cache": True,
+                  "torch_dtype": "bfloat16", "bos_token_id": tokenizer.eos_token_id,
+                  "eos_token_id": tokenizer.eos_token_id, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, **dims}
+        Path(directory, "config.json").write_text(json.dumps(config, indent=2))
+        return
+    from transformers import Qwen3Config
+
     config = Qwen3Config(**dims, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                          bos_token_id=None)
-    if not weights:
-        config.save_pretrained(str(directory))
-        return
     import torch
     from transformers import Qwen3ForCausalLM
 

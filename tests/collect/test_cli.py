@@ -22,7 +22,12 @@ from typer.testing import CliRunner
 app = typer.Typer()
 app.command()(collect)
 app.command("noop")(lambda: None)  # two commands keep `collect` a named subcommand, as under `store`
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+def _flat(output: str) -> str:
+    """The output with rich's panel borders and line wrapping removed."""
+    return " ".join(output.replace("│", " ").split())
 
 
 def _args(model_dir: Path, questions: Path, store: Path, *extra: str) -> list[str]:
@@ -57,14 +62,15 @@ def test_cli_errors_are_one_line(tmp_path: Path, tiny_tokenizer_dir: Path, quest
                                  extra: list[str], code: int, message: str) -> None:
     result = runner.invoke(app, _args(tiny_tokenizer_dir, questions_file, tmp_path / "s.duckdb", *extra))
     assert result.exit_code == code, result.output
-    assert message in result.output
+    assert message in _flat(result.output)
     assert "Traceback" not in result.output
 
 
 def test_cli_missing_questions_file(tmp_path: Path) -> None:
     result = runner.invoke(app, _args(tmp_path, tmp_path / "none.jsonl", tmp_path / "s.duckdb"))
-    assert result.exit_code == 1
-    assert result.output.strip().endswith("none.jsonl: no such file")
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].endswith("none.jsonl: no such file"), result.output
 
 
 KILL_SCRIPT = textwrap.dedent("""
@@ -94,8 +100,8 @@ def test_resume_after_sigkill_repeats_no_generation(tmp_path: Path, tiny_model_d
     script = tmp_path / "collect.py"
     script.write_text(KILL_SCRIPT)
     args = ["collect", "--model", str(tiny_model_dir), "--questions", str(questions_file), "--dataset", "toy",
-            "--backend", "hf", "--branches", "6", "--batch-size", "1", "--probe-every", "16",
-            "--think-budget", "400", "--answer-budget", "8", "--store", str(store)]
+            "--backend", "hf", "--branches", "6", "--batch-size", "1", "--probe-every", "50",
+            "--probe-tokens", "6", "--think-budget", "300", "--answer-budget", "8", "--store", str(store)]
     proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -118,7 +124,7 @@ def test_resume_after_sigkill_repeats_no_generation(tmp_path: Path, tiny_model_d
             self.first_phase = 0
 
         def sample(self, requests):
-            self.first_phase += sum(r.max_tokens == 400 for r in requests)
+            self.first_phase += sum(r.max_tokens == 300 for r in requests)
             return hf_backend.sample(requests)
 
         def probe(self, requests):
@@ -128,8 +134,8 @@ def test_resume_after_sigkill_repeats_no_generation(tmp_path: Path, tiny_model_d
 
     counting = Counting()
     spec = CollectSpec(generation=GenerationSpec(model=str(tiny_model_dir), tokenizer=str(tiny_model_dir),
-                                                 backend="hf", think_budget=400, answer_budget=8),
-                       probe=ProbeSpec(probe_every=16))
+                                                 backend="hf", think_budget=300, answer_budget=8),
+                       probe=ProbeSpec(probe_every=50, max_tokens=6))
     options = CollectOptions(dataset="toy", env_model=tiny_model_dir.name, n_branches=6, batch_size=4)
     items = read_questions(questions_file)
     result = run_collection(Store(store), spec, items, options, counting, chat_tokenizer)

@@ -193,3 +193,16 @@ def test_canonicalize_norm_rewrites_answers_and_gold(tmp_path: Path, tok: ChatTo
     run_collection(store, _spec(), q, options, Scripted(tok, replies), tok)
     rec = export_records(store, "scripted/toy")[0]
     assert rec["gold_answer"] == "\\frac{14}{2}" and rec["each_branch"][0][2] == "\\frac{14}{2}"
+
+
+def test_gpu_check_config_is_qwen3_0_6b_shaped(tmp_path: Path, tiny_tokenizer_dir: Path) -> None:
+    from autotts_graph.store.collect.tiny import QWEN3_0_6B, write_tiny_model
+    from transformers import AutoConfig, AutoTokenizer
+
+    write_tiny_model(tmp_path, AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir)), shape=QWEN3_0_6B,
+                     weights=False)
+    config = AutoConfig.from_pretrained(str(tmp_path))
+    assert (config.model_type, config.architectures) == ("qwen3", ["Qwen3ForCausalLM"])
+    assert (config.hidden_size, config.num_hidden_layers, config.num_key_value_heads, config.vocab_size) == (
+        1024, 28, 8, 151936)
+    assert not any(p.suffix == ".safetensors" for p in tmp_path.iterdir())  # dummy weights: config only

@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from autotts_graph.store import history
 
 pytestmark = pytest.mark.slow

@@ -69,7 +69,8 @@ def controller(n: int, extra: str = "", nonmonotone: bool = False) -> str:
 class ScriptedProposer:
     """Returns sources from a script; by default a new valid controller per call.
 
-    ``script`` items: "ok", "syntax", "nonmonotone", "crash", "hang", "import". Items are consumed in order;
+    ``script`` items: "ok", "syntax", "nonmonotone", "crash", "hang", "import", "repeat" (the first source
+    again). Items are consumed in order;
     after the script the proposer keeps returning new valid controllers. ``calls`` records every input.
     """
 
@@ -101,6 +102,8 @@ class ScriptedProposer:
             src = controller(self.n, extra=CRASH)
         elif kind == "hang":
             src = controller(self.n, extra=HANG)
+        elif kind == "repeat":
+            src = controller(self.base + 1)  # the same source as the run's first proposal
         else:
             src = controller(self.n)
         return Proposal(source=src, rationale=f"scripted {kind}")
@@ -206,7 +209,7 @@ def function_model(fn) -> FunctionChatModel:
 
 
 def tool_using_proposer_fn(counter: list[int]):
-    """A proposer conversation: read_history → get_traces (if a candidate exists) → validate → quick_evaluate → submit."""
+    """A proposer conversation: read_history, get_traces (when a candidate exists), validate, quick_evaluate, submit."""
     import re
 
     from langchain_core.messages import ToolMessage

@@ -7,6 +7,8 @@ import http.server
 import threading
 
 import pytest
+from autotts_graph.graph.agents.llm import extract_code
+from autotts_graph.store import history
 from langchain_core.messages import AIMessage
 from scripted_roles import (
     ScriptedProposer,
@@ -19,9 +21,6 @@ from scripted_roles import (
     tool_using_proposer_fn,
     verdict_call,
 )
-
-from autotts_graph.graph.agents.llm import extract_code
-from autotts_graph.store import history
 
 
 def test_llm_roles_full_run(run_graph, graph_store):
@@ -96,7 +95,6 @@ def _unused_port() -> int:
 def test_unreachable_endpoint_stops_cleanly(run_graph, graph_store, monkeypatch):
     monkeypatch.setenv("FAKE_KEY", "sk-test")
     from autotts_graph.graph.state import RoleSettings
-
     from conftest import tiny_config
 
     cfg = tiny_config()
@@ -128,7 +126,6 @@ def test_invalid_key_stops_cleanly(run_graph, monkeypatch):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("FAKE_KEY", "sk-wrong")
     from autotts_graph.graph.state import RoleSettings
-
     from conftest import tiny_config
 
     cfg = tiny_config()
@@ -151,3 +148,26 @@ def test_missing_key_is_reported_before_work(monkeypatch):
     cfg = RunConfig(critic=RoleSettings(kind="llm", api_key_env="NO_SUCH_KEY"))
     with pytest.raises(AgentError, match="NO_SUCH_KEY is not set"):
         make_role("critic", cfg)
+
+
+def test_token_budget_stops_before_next_round(run_graph):
+    proposer = fake([AIMessage(content="```python\n" + controller(k) + "```") for k in (1, 2, 3)])
+    critic = fake([verdict_call(True)] * 3)
+    state, _, _ = run_graph(rounds=3, max_llm_tokens=250, chat_models={"proposer": proposer, "critic": critic})
+    # Round 0 used 150 (proposer) + 150 (critic) tokens >= 250: no second proposal, straight to selection.
+    assert len(proposer.seen) == 1
+    assert state.stop_reason == "LLM tokens 300 reached the limit 250"
+    assert state.status == "done" and len(state.evaluated) == 1 and state.heldout is not None
+
+
+def test_dollar_budget_uses_role_prices(run_graph):
+    from autotts_graph.graph.state import RoleSettings
+    from conftest import tiny_config
+
+    cfg = tiny_config(rounds=3, max_usd=0.001)
+    cfg.proposer = RoleSettings(kind="llm", usd_per_mtok_in=5.0, usd_per_mtok_out=10.0)  # 100 in + 50 out = $0.001
+    proposer = fake([AIMessage(content="```python\n" + controller(k) + "```") for k in (1, 2, 3)])
+    state, _, _ = run_graph(config=cfg, chat_models={"proposer": proposer})
+    assert len(proposer.seen) == 1
+    assert state.stop_reason.startswith("LLM spend $0.0010 reached the limit $0.001")
+    assert abs(state.total_spend().usd - 0.001) < 1e-9

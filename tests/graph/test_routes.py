@@ -83,3 +83,35 @@ def test_wall_budget_stops_before_next_proposal(run_graph):
     assert len(proposer.calls) == 0  # prepare's baselines already used the budget
     assert state.stop_reason and "wall time" in state.stop_reason
     assert state.status == "no_candidate"
+
+
+def test_identical_source_is_not_evaluated_twice(run_graph, graph_store):
+    proposer = ScriptedProposer(["ok", "repeat"])
+    state, _, _ = run_graph(proposer=proposer, rounds=2)
+    assert state.status == "done"
+    assert any("identical to candidate" in f and "already evaluated" in f for f in proposer.calls[2].feedback)
+    cands = history.list_candidates(graph_store, state.config.run_id)
+    assert [c["status"] for c in cands] == ["evaluated", "check_failed", "evaluated"]
+    assert cands[0]["code_hash"] == cands[1]["code_hash"] != cands[2]["code_hash"]
+    run_id = state.config.run_id
+    assert history.count_evaluations(graph_store, run_id=run_id, candidate_id=cands[1]["candidate_id"]) == 0
+
+
+def test_frontier_score_prefers_cheaper_accuracy():
+    from autotts_graph.graph.agents.roles import BaselinePoint, CurvePoint
+    from autotts_graph.graph.evidence import frontier_score, search_accuracy
+
+    base = [BaselinePoint(method="sc", label="SC@1", env="e", accuracy=50, avg_cost=1_000),
+            BaselinePoint(method="sc", label="SC@64", env="e", accuracy=70, avg_cost=100_000)]
+    cheap = [CurvePoint(env="e", beta=0.0, accuracy=60, avg_cost=2_000),
+             CurvePoint(env="e", beta=1.0, accuracy=70, avg_cost=50_000)]
+    costly = [CurvePoint(env="e", beta=0.0, accuracy=60, avg_cost=40_000),
+              CurvePoint(env="e", beta=1.0, accuracy=70, avg_cost=90_000)]
+    assert search_accuracy(cheap) == search_accuracy(costly) == 70
+    assert frontier_score(cheap, base) > frontier_score(costly, base) > 0
+
+
+def test_frontier_selection_runs_end_to_end(run_graph):
+    state, _, _ = run_graph(rounds=2, selection="frontier", baselines=["sc"])
+    assert state.status == "done" and state.selected in state.evaluated
+    assert state.best is not None and 0 < state.best.score <= 100

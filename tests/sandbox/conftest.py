@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from autotts_graph.sandbox.backends.base import Limits, SandboxResult, SandboxTask
 
 REQUIRE = os.environ.get("AUTOTTS_REQUIRE_DOCKER") == "1"

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-
 from autotts_graph.sandbox.backends.base import ErrorKind, SandboxResult
 
 from .conftest import ADVERSARIAL_LIMITS, ASC, adversarial_source, host_processes_with, report, wait_gone
@@ -225,7 +224,7 @@ def _spin():
 for _ in range(6):
     multiprocessing.get_context("fork").Process(target=_spin).start()
 _spin()
-""", {ErrorKind.timeout}, _quick, marker="autotts_runtime.runner"),
+""", {ErrorKind.timeout}, _quick),
     Case("ignores_sigterm", """
 import signal
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -284,9 +283,8 @@ def test_adversarial(case: Case, backend, make_task, tiny_pack, monkeypatch) -> 
 def _assert_host_clean_and_next_task_ok(backend, make_task, marker: str | None) -> None:
     if backend.name == "docker":
         assert backend.pool.wait_idle(30), "the pool did not settle"
-        for slot in list(backend.pool._ready):  # only the keeper may run in an idle container
-            commands = [row[-1] for row in slot.container.top()["Processes"]]
-            assert all(c.startswith(("/sbin/docker-init", "sleep infinity")) for c in commands), commands
+        for slot in list(backend.pool._ready):
+            assert_idle_container(slot)
     if marker:
         assert wait_gone(marker) == [], f"processes matching {marker!r} survived the task"
     if backend.name == "bwrap":
@@ -299,6 +297,14 @@ def _assert_host_clean_and_next_task_ok(backend, make_task, marker: str | None) 
     if backend.name == "docker":
         stats = backend.pool.snapshot()
         assert stats.ready + stats.busy + stats.starting <= backend.pool.size
+
+
+def assert_idle_container(slot) -> None:
+    """An idle container runs only the keeper and at most the next task's pre-started runner."""
+    commands = [row[-1] for row in slot.container.top()["Processes"]]
+    keeper = [c for c in commands if c.startswith(("/sbin/docker-init", "sleep infinity"))]
+    runners = [c for c in commands if c == "python3 -I -B -m autotts_runtime.runner"]
+    assert len(keeper) == 2 and len(runners) <= 1 and len(commands) == len(keeper) + len(runners), commands
 
 
 def sandboxed_runners() -> list[int]:
@@ -421,24 +427,35 @@ def test_error_kinds_of_ordinary_mistakes(name, request, make_task) -> None:
     assert weird.error.kind is ErrorKind.contract, weird.error
 
 
-def test_engine_errors_are_infrastructure(docker_client, sandbox_image, make_task) -> None:
-    """Containers vanishing under the backend give `infrastructure`, then the pool recovers."""
+def test_engine_errors_are_infrastructure(docker_client, sandbox_image, make_task, tmp_path) -> None:
+    """A warm container removed from outside is replaced transparently; an engine that stops answering
+    gives `infrastructure` (not the controller's fault); the pool recovers when the engine is back."""
+    import docker
     from autotts_graph.sandbox.backends.docker import DockerBackend
-    from autotts_graph.sandbox.pool import OWNER_LABEL
+    from autotts_graph.sandbox.pool import POOL_LABEL
 
     backend = DockerBackend(ADVERSARIAL_LIMITS, pool_size=1, client=docker_client, image=sandbox_image)
     try:
         backend.pool.start(wait=True)
-        for container in docker_client.containers.list(filters={"label": f"{OWNER_LABEL}={backend.pool.owner}"}):
+        mine = {"label": f"{POOL_LABEL}={backend.pool.pool_id}"}
+        for container in docker_client.containers.list(all=True, filters=mine):
             container.remove(force=True)
+        recovered = backend.run(make_task(ASC))
+        assert recovered.ok, recovered.error
+        assert backend.pool.wait_idle(30)
+        # The engine stops answering: the backend now talks to a socket nobody listens on.
+        dead = docker.DockerClient(base_url=f"unix://{tmp_path}/no-engine.sock", version="1.41", timeout=5)
+        backend.client = backend.pool.client = dead
         broken = backend.run(make_task(ASC))
-        assert broken.error and broken.error.kind is ErrorKind.infrastructure, broken
+        assert not broken.ok and broken.error.kind is ErrorKind.infrastructure, broken
+        backend.client = backend.pool.client = docker_client
         again = backend.run(make_task(ASC))
         assert again.ok, again.error
     finally:
         backend.close()
-    missing = backend.run(make_task(ASC))
-    assert missing.error.kind is ErrorKind.infrastructure
+    assert docker_client.containers.list(all=True, filters=mine) == []
+    closed = backend.run(make_task(ASC))
+    assert closed.error.kind is ErrorKind.infrastructure
 
 
 def test_missing_pack_is_infrastructure(docker_backend, make_task) -> None:
@@ -456,5 +473,4 @@ def test_timeout_recycles_the_container(docker_backend, make_task) -> None:
     assert after.recycled == before.recycled + 1 and after.created == before.created + 1
     assert after.ready == docker_backend.pool.size
     for slot in docker_backend.pool._ready:
-        commands = [row[-1] for row in slot.container.top()["Processes"]]
-        assert all(c.startswith(("/sbin/docker-init", "sleep infinity")) for c in commands), commands
+        assert_idle_container(slot)

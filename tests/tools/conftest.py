@@ -108,7 +108,7 @@ class Populated:
         return ToolContext(store=self.store, sandbox=self.sandbox, workers=2, expose_heldout=expose_heldout)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def populated(tmp_path_factory, sandbox) -> Populated:
     """Search, held-out and mixed evaluations (made with an exposing context), and a run with a report."""
     from autotts_graph.tools.context import ToolContext

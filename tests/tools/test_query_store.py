@@ -115,14 +115,31 @@ def test_size_cap(hidden):
     assert len(json.dumps(res.rows)) <= 600_000
 
 
-def test_snapshot_follows_writes(tmp_path, store, make_ctx):
+def test_snapshot_follows_writes(tmp_path, store, make_ctx, monkeypatch):
     from autotts_graph.store.trajectories import import_records
+    from autotts_graph.tools import query_store as module
 
     from .conftest import make_records
 
+    monkeypatch.setattr(module, "SNAPSHOT_MIN_INTERVAL_S", 0.0)
     ctx = make_ctx()
     before = q(ctx, "SELECT count(*) FROM environments").rows[0][0]
     import_records(store, "Tiny", "later", make_records(2, 4, 5))
     import_records(store, "Tiny", "later_secret", make_records(2, 4, 6), split="heldout")
     after = [r[0] for r in q(ctx, "SELECT name FROM environments ORDER BY name").rows]
     assert len(after) == before + 1 and "Tiny/later" in after and "Tiny/later_secret" not in after
+
+
+def test_snapshot_refresh_is_rate_limited(store, make_ctx, monkeypatch):
+    from autotts_graph.store.trajectories import import_records
+    from autotts_graph.tools import query_store as module
+
+    from .conftest import make_records
+
+    monkeypatch.setattr(module, "SNAPSHOT_MIN_INTERVAL_S", 30.0)
+    ctx = make_ctx()
+    before = q(ctx, "SELECT count(*) FROM environments").rows[0][0]
+    import_records(store, "Tiny", "later", make_records(2, 4, 5))
+    assert q(ctx, "SELECT count(*) FROM environments").rows[0][0] == before
+    monkeypatch.setattr(module, "SNAPSHOT_MIN_INTERVAL_S", 0.0)
+    assert q(ctx, "SELECT count(*) FROM environments").rows[0][0] == before + 1

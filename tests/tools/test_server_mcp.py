@@ -197,3 +197,20 @@ def test_registry_matches_server():
     assert {t.name for t in TOOL_SPECS} == TOOLS
     assert {t.name for t in TOOL_SPECS if t.sandbox} == {"validate_controller", "evaluate_controller",
                                                          "run_baseline"}
+
+
+def test_run_baseline(make_ctx):
+    mcp = make_server(make_ctx())
+
+    async def go():
+        async with memory_session(mcp) as s:
+            res = mcp_result(await s.call_tool("run_baseline", {"method": "sc", "envs": [SEARCH_ENV],
+                                                                "configs": [{"k": 1}, {"k": 4}], "seeds": 2}))
+            assert res["summary"]["ok"] and [r["label"] for r in res["rows"]] == ["SC@1", "SC@4"]
+            one, four = (r["point"] for r in res["rows"])
+            assert one["avg_cost"] < four["avg_cost"]
+            err = mcp_error(await s.call_tool("run_baseline", {"method": "sc", "envs": [SEARCH_ENV],
+                                                               "configs": [{"beta": 0.5}], "seeds": 2}))
+            assert "configs[0]: sc needs k" in err
+
+    run(go())
