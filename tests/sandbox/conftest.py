@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ CONTROLLERS = Path(__file__).resolve().parents[2] / "sandbox" / "controllers"
 ASC = (CONTROLLERS / "asc.py").read_text()
 
 # Short limits keep the adversarial suite fast; 384 MB leaves numpy room under RLIMIT_AS (bwrap).
-ADVERSARIAL_LIMITS = Limits(timeout_s=3, memory_mb=384, pids=64, nofile=64, tmp_mb=16, cpus=1.0,
+ADVERSARIAL_LIMITS = Limits(timeout_s=4, memory_mb=384, pids=64, nofile=64, tmp_mb=16, cpus=1.0,
                             stdout_bytes=2 * 1024 * 1024, stderr_bytes=256 * 1024)
 
 PRELUDE = '''
@@ -35,6 +37,18 @@ def need(reason: str) -> None:
     if REQUIRE:
         pytest.fail(f"{reason} (AUTOTTS_REQUIRE_DOCKER=1)")
     pytest.skip(reason)
+
+
+@contextmanager
+def patient(backend, timeout_s: float = 120.0) -> Iterator[None]:
+    """Run ordinary tasks with a long timeout (a busy CI host must not make them flaky); the
+    container-level limits, and so the pool, stay the same."""
+    old = backend.limits
+    backend.limits = (old or ADVERSARIAL_LIMITS).model_copy(update={"timeout_s": timeout_s})
+    try:
+        yield
+    finally:
+        backend.limits = old
 
 
 def adversarial_source(snippet: str) -> str:

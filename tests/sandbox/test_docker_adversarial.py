@@ -7,6 +7,7 @@ has no leftover task process and the next task in the pool succeeds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 from autotts_graph.sandbox.backends.base import ErrorKind, SandboxResult
 
-from .conftest import ADVERSARIAL_LIMITS, ASC, adversarial_source, host_processes_with, report, wait_gone
+from .conftest import ADVERSARIAL_LIMITS, ASC, adversarial_source, host_processes_with, patient, report, wait_gone
 
 TIMEOUT = ADVERSARIAL_LIMITS.timeout_s
 SLACK = 3.0  # seconds past the limit we accept for killing and reporting
@@ -34,7 +35,7 @@ class Case:
 
 
 def _quick(result: SandboxResult, ctx: dict) -> None:
-    assert result.elapsed_s < TIMEOUT + SLACK
+    assert result.elapsed_s < TIMEOUT + SLACK  # killed promptly, or never needed to be
 
 
 def _check_fill(result: SandboxResult, ctx: dict) -> None:
@@ -265,8 +266,11 @@ def test_adversarial(case: Case, backend, make_task, tiny_pack, monkeypatch) -> 
     # A secret planted in the host environment must never be visible inside.
     monkeypatch.setenv("OPENAI_API_KEY", "sk-autotts-FAKE-0123456789")
     ctx = {"pack": str(tiny_pack), "pack_hash": hashlib.sha256(tiny_pack.read_bytes()).hexdigest()}
+    # Only the cases meant to time out get the short timeout; the others must not flake on a busy host.
+    short = ErrorKind.timeout in case.kinds
     started = time.perf_counter()
-    result = backend.run(make_task(adversarial_source(case.snippet)))
+    with contextlib.nullcontext() if short else patient(backend, 30):
+        result = backend.run(make_task(adversarial_source(case.snippet)))
     wall = time.perf_counter() - started
     kind = result.error.kind if result.error else None
     assert kind in case.kinds, (result.error, result.stderr_tail[-800:])
@@ -292,7 +296,8 @@ def _assert_host_clean_and_next_task_ok(backend, make_task, marker: str | None) 
         while sandboxed_runners() and time.monotonic() < end:  # killed processes take a moment to go
             time.sleep(0.1)
         assert sandboxed_runners() == [], "a bwrap runner process outlived its task"
-    nxt = backend.run(make_task(ASC))
+    with patient(backend):
+        nxt = backend.run(make_task(ASC))
     assert nxt.ok, nxt.error
     if backend.name == "docker":
         stats = backend.pool.snapshot()
@@ -301,10 +306,13 @@ def _assert_host_clean_and_next_task_ok(backend, make_task, marker: str | None) 
 
 def assert_idle_container(slot) -> None:
     """An idle container runs only the keeper and at most the next task's pre-started runner."""
-    commands = [row[-1] for row in slot.container.top()["Processes"]]
-    keeper = [c for c in commands if c.startswith(("/sbin/docker-init", "sleep infinity"))]
-    runners = [c for c in commands if c == "python3 -I -B -m autotts_runtime.runner"]
-    assert len(keeper) == 2 and len(runners) <= 1 and len(commands) == len(keeper) + len(runners), commands
+    top = slot.container.top()  # `ps -ef` on the host: UID, PID, PPID, ..., CMD
+    rows = [dict(zip(top["Titles"], row, strict=True)) for row in top["Processes"]]
+    keeper = [r["CMD"] for r in rows if r["UID"] == "root"]
+    # The pre-started runner (one process: runc init -> env -> sh -> python3, exec'ed in place).
+    runner = [r["CMD"] for r in rows if r["UID"] != "root"]
+    assert len(keeper) == 2 and all(c.startswith(("/sbin/docker-init", "sleep infinity")) for c in keeper), rows
+    assert len(runner) <= 1, rows
 
 
 def sandboxed_runners() -> list[int]:
@@ -387,21 +395,22 @@ _report(seen=seen)
     else:
         backend = request.getfixturevalue("bwrap_backend")
     try:
-        first = backend.run(make_task(adversarial_source(litter)))
-        assert first.ok, first.error
-        if name == "docker":
-            assert backend.pool.wait_idle(30)
-            container_before = backend.pool._ready[0].id
-        second = backend.run(make_task(adversarial_source(look)))
-        assert second.ok, second.error
-        seen = report(second)["seen"]
-        assert seen.pop("shm_segment") is False and seen.pop("sleeper") is False
-        assert all(entries == [] for entries in seen.values()), seen
-        if name == "docker":
-            assert backend.pool.wait_idle(30)
-            assert backend.pool._ready[0].id == container_before  # same warm container, wiped
-            assert backend.pool.snapshot().recycled == 0
-        assert wait_gone("sleep 31350") == []
+        with patient(backend):
+            first = backend.run(make_task(adversarial_source(litter)))
+            assert first.ok, first.error
+            if name == "docker":
+                assert backend.pool.wait_idle(30)
+                container_before = backend.pool._ready[0].id
+            second = backend.run(make_task(adversarial_source(look)))
+            assert second.ok, second.error
+            seen = report(second)["seen"]
+            assert seen.pop("shm_segment") is False and seen.pop("sleeper") is False
+            assert all(entries == [] for entries in seen.values()), seen
+            if name == "docker":
+                assert backend.pool.wait_idle(30)
+                assert backend.pool._ready[0].id == container_before  # same warm container, wiped
+                assert backend.pool.snapshot().recycled == 0
+            assert wait_gone("sleep 31350") == []
     finally:
         if name == "docker":
             backend.close()
@@ -410,6 +419,11 @@ _report(seen=seen)
 @pytest.mark.parametrize("name", ["docker", "bwrap"])
 def test_error_kinds_of_ordinary_mistakes(name, request, make_task) -> None:
     backend = request.getfixturevalue(f"{name}_backend")
+    with patient(backend):
+        _ordinary_mistakes(backend, make_task)
+
+
+def _ordinary_mistakes(backend, make_task) -> None:
     syntax = backend.run(make_task("class Broken(:\n    pass\n"))
     assert syntax.error.kind is ErrorKind.syntax
     contract = backend.run(make_task("x = 1\n"))

@@ -11,7 +11,7 @@ import threading
 from autotts_graph.sandbox.backends.base import Limits, SandboxTask
 from autotts_graph.sandbox.pool import LABEL, OWNER_LABEL, POOL_LABEL, ContainerPool, ContainerSpec, sweep_leftovers
 
-from .conftest import ADVERSARIAL_LIMITS, ASC, CONTROLLERS, adversarial_source, report
+from .conftest import ADVERSARIAL_LIMITS, ASC, CONTROLLERS, adversarial_source, patient, report
 
 
 def test_containers_are_hardened(docker_backend, tiny_pack) -> None:
@@ -58,7 +58,8 @@ def test_pack_staging_shows_only_the_task_packs(docker_backend, tiny_pack, tiny_
     task = SandboxTask(source=adversarial_source("_report(packs=sorted(_os.listdir('/packs')))"),
                        packs={"a": str(tiny_pack), "b": str(other)}, points=[{"beta": 0.5}], seeds=[0],
                        limits=ADVERSARIAL_LIMITS)
-    result = docker_backend.run(task)
+    with patient(docker_backend):
+        result = docker_backend.run(task)
     assert result.ok, result.error
     assert report(result)["packs"] == ["0.npz", "1.npz"]  # the held-out pack next to them is not there
     assert {r["env"] for r in result.results} == {"tiny", "other"}
@@ -74,10 +75,11 @@ def test_concurrent_tasks_share_the_pool(docker_backend, make_task) -> None:
         results.append(docker_backend.run(make_task(ASC)))
 
     threads = [threading.Thread(target=one) for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with patient(docker_backend):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     assert len(results) == 5 and all(r.ok for r in results), [r.error for r in results]
     assert docker_backend.pool.wait_idle(30)
     stats = docker_backend.pool.snapshot()
