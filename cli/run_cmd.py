@@ -126,7 +126,8 @@ class LiveView:
             self._live.update(self._render())
         elif changed and state.node:
             cand = state.candidate.candidate_id if state.candidate else "-"
-            best = f"{state.best.search_accuracy:.2f}%" if state.best and state.best.search_accuracy else "-"
+            acc = state.best.search_accuracy if state.best else None
+            best = f"{acc:.2f}%" if acc is not None else "-"
             self.console.print(f"[round {state.round}] {state.node}: candidate {cand} {state.outcome or ''} "
                                f"best {best}", highlight=False, markup=False)
 
@@ -188,7 +189,8 @@ def _finish(store_path: Path, state: Any, out: Path | None) -> None:
     if state.selected:
         best = state.best
         typer.echo(f"discovered controller: {best.name if best else ''} ({state.selected})"
-                   + (f", search accuracy {best.search_accuracy:.2f}%" if best and best.search_accuracy else ""))
+                   + (f", search accuracy {best.search_accuracy:.2f}%"
+                      if best and best.search_accuracy is not None else ""))
     typer.echo(f"spend: {spend_line(history.run_spend(store, state.config.run_id))}")
     typer.echo(f"report: {md}" + (f"\nplot: {png}" if png else ""))
     if state.status == "failed":

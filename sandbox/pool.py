@@ -375,7 +375,9 @@ class ContainerPool:
             api = self.client.api
             exec_id = api.exec_create(slot.id, task_command(self.spec.memory_mb), stdin=True, stdout=True,
                                       stderr=True, user=TASK_USER, workdir="/tmp")["Id"]
-            slot.runner = (exec_id, api.exec_start(exec_id, socket=True)._sock)
+            sock = api.exec_start(exec_id, socket=True)._sock
+            sock.settimeout(None)  # not the client's HTTP timeout: a task may stay silent for minutes
+            slot.runner = (exec_id, sock)
         except Exception as exc:
             log.debug("cannot pre-start a runner in %s: %s", slot.container.name, exc)
             slot.runner = None

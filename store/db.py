@@ -82,7 +82,8 @@ class Store:
     """A DuckDB store file; ``connect()`` yields a short-lived connection (schema created on first write)."""
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else default_store_path()
+        # Absolute, because pack paths derived from it are handed to sandboxes with other working directories.
+        self.path = (Path(path) if path is not None else default_store_path()).absolute()
         self._schema_ready = False
 
     @property

@@ -235,6 +235,7 @@ class DockerBackend:
                     raise _ExecNotStarted(exc.explanation or str(exc)) from None
                 raise
             sock = api.exec_start(exec_id, socket=True)._sock
+            sock.settimeout(None)  # not the client's HTTP timeout: the task's own limit governs
         killed = threading.Event()
 
         def kill_now() -> None:

@@ -115,3 +115,21 @@ def test_frontier_selection_runs_end_to_end(run_graph):
     state, _, _ = run_graph(rounds=2, selection="frontier", baselines=["sc"])
     assert state.status == "done" and state.selected in state.evaluated
     assert state.best is not None and 0 < state.best.score <= 100
+
+
+def test_studio_factory_graph_shape():
+    import json
+    from pathlib import Path
+
+    from autotts_graph.graph.builder import NODES, make_graph
+
+    spec = json.loads((Path(__file__).resolve().parents[2] / "langgraph.json").read_text())
+    assert spec["graphs"]["discovery"] == "autotts_graph.graph.builder:make_graph"
+    g = make_graph({})
+    assert g.checkpointer is None
+    drawn = g.get_graph()
+    assert set(NODES) <= set(drawn.nodes)
+    edges = {(e.source, e.target) for e in drawn.edges}
+    for edge in [("check", "propose"), ("critique", "propose"), ("diagnose", "propose"), ("propose", "select"),
+                 ("critique", "review"), ("review", "check"), ("record", "propose"), ("select", "heldout")]:
+        assert edge in edges, edge

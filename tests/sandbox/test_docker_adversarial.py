@@ -308,9 +308,9 @@ def assert_idle_container(slot) -> None:
     """An idle container runs only the keeper and at most the next task's pre-started runner."""
     top = slot.container.top()  # `ps -ef` on the host: UID, PID, PPID, ..., CMD
     rows = [dict(zip(top["Titles"], row, strict=True)) for row in top["Processes"]]
-    keeper = [r["CMD"] for r in rows if r["UID"] == "root"]
-    # The pre-started runner (one process: runc init -> env -> sh -> python3, exec'ed in place).
-    runner = [r["CMD"] for r in rows if r["UID"] != "root"]
+    # The pre-started runner is one process (runc init -> env -> sh -> python3, exec'ed in place).
+    runner = [r["CMD"] for r in rows if r["UID"] != "root" or r["CMD"] == "runc init"]
+    keeper = [r["CMD"] for r in rows if r["UID"] == "root" and r["CMD"] != "runc init"]
     assert len(keeper) == 2 and all(c.startswith(("/sbin/docker-init", "sleep infinity")) for c in keeper), rows
     assert len(runner) <= 1, rows
 

@@ -147,3 +147,19 @@ def test_results_match_in_process_evaluation(docker_backend, records_4b, tmp_pat
         for a, b in zip(inside.results, local["results"], strict=True):
             for key in ("accuracy", "avg_cost", "acc_per_seed", "cost_per_seed", "answers", "correct"):
                 assert a[key] == b[key], (name, key)
+
+
+def test_silent_task_outlasting_the_client_timeout(sandbox_image, make_task) -> None:
+    """The SDK client's HTTP timeout must not cut a task's stream: only the task's own limit does."""
+    import docker
+    from autotts_graph.sandbox.backends.docker import DockerBackend
+
+    client = docker.from_env(timeout=2)
+    backend = DockerBackend(ADVERSARIAL_LIMITS.model_copy(update={"timeout_s": 60}), pool_size=1, client=client,
+                            image=sandbox_image)
+    try:
+        # The runner loads the source twice: 2 x 1.5 s of silence on the stream, longer than 2 s.
+        result = backend.run(make_task(adversarial_source("import time\ntime.sleep(1.5)")))
+        assert result.ok, result.error
+    finally:
+        backend.close()

@@ -190,3 +190,10 @@ async def memory_session(mcp):
 
     async with create_connected_server_and_client_session(mcp._mcp_server) as session:
         yield session
+
+
+def serve(ctx, **kwargs):
+    """make_server for tests: the unsandboxed 'process' backend is allowed only where nothing else works."""
+    from autotts_graph.tools.server import make_server
+
+    return make_server(ctx, allow_process_sandbox=ctx.sandbox == "process", **kwargs)

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from autotts_graph.tools.langchain import make_langchain_tools
-from autotts_graph.tools.server import make_server, running_http_server
+from autotts_graph.tools.server import running_http_server
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from .conftest import HELDOUT_ENV, SEARCH_ENV, baseline_src
+from .conftest import HELDOUT_ENV, SEARCH_ENV, baseline_src, serve
 
 
 def _text(content: Any) -> str:
@@ -108,7 +108,7 @@ def test_in_process_tools(make_ctx):
 def test_mcp_adapters_in_a_langgraph_agent(make_ctx):
     from langchain_mcp_adapters.client import MultiServerMCPClient
 
-    mcp = make_server(make_ctx())
+    mcp = serve(make_ctx())
 
     async def go(url: str) -> list[BaseMessage]:
         client = MultiServerMCPClient({"autotts": {"transport": "streamable_http", "url": url}})

@@ -10,6 +10,7 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from .conftest import REPO, SEARCH_ENV, baseline_src, http_session, mcp_error, mcp_result
 
@@ -24,8 +25,8 @@ def test_stdio_with_the_client_sdk(store, sandbox):
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
-    if sandbox == "process":  # the command refuses it; nothing else works on this machine
-        return
+    if sandbox == "process":
+        pytest.skip("neither docker nor bwrap works here, and `serve` refuses the process backend")
     params = StdioServerParameters(command=sys.executable, args=serve_args(store, "--sandbox", sandbox)[1:],
                                    env=ENV)
 
@@ -51,7 +52,7 @@ def test_stdio_with_the_client_sdk(store, sandbox):
 
 def test_http_from_the_command_line_with_token(store, sandbox):
     if sandbox == "process":
-        return
+        pytest.skip("neither docker nor bwrap works here, and `serve` refuses the process backend")
     proc = subprocess.Popen(serve_args(store, "--transport", "http", "--port", "0", "--sandbox", sandbox),
                             env={**ENV, "AUTOTTS_MCP_TOKEN": "tok-123"}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

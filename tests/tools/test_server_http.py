@@ -16,11 +16,10 @@ from autotts_graph.tools.server import (
     check_http_binding,
     gate_of,
     is_loopback,
-    make_server,
     running_http_server,
 )
 
-from .conftest import REPO, SEARCH_ENV, SEARCH_ENV_2, baseline_src, http_session, mcp_result
+from .conftest import REPO, SEARCH_ENV, SEARCH_ENV_2, baseline_src, http_session, mcp_result, serve
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
@@ -29,7 +28,7 @@ ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "appl
 
 
 def test_http_client_end_to_end_and_figures(make_ctx):
-    mcp = make_server(make_ctx())
+    mcp = serve(make_ctx())
     src = baseline_src("asc")
     figures = {}
 
@@ -66,7 +65,7 @@ def test_http_client_end_to_end_and_figures(make_ctx):
 
 
 def test_foreign_host_header_rejected(make_ctx):
-    mcp = make_server(make_ctx())
+    mcp = serve(make_ctx())
     with running_http_server(mcp) as url:
         good = httpx.post(url, json=INIT, headers=ACCEPT, timeout=10)
         assert good.status_code == 200
@@ -75,7 +74,7 @@ def test_foreign_host_header_rejected(make_ctx):
 
 
 def test_bearer_token(make_ctx):
-    mcp = make_server(make_ctx())
+    mcp = serve(make_ctx())
 
     async def go(url: str):
         async with http_session(url, token="s3cret-token") as s:
@@ -100,7 +99,7 @@ def test_non_loopback_needs_a_token():
 def test_load_50_concurrent_evaluations(make_ctx):
     """5 clients x 10 concurrent evaluate_controller calls, 3 slots: all answered right, limit held."""
     limit = 3
-    mcp = make_server(make_ctx(workers=1), max_concurrent=limit)
+    mcp = serve(make_ctx(workers=1), max_concurrent=limit)
     src = baseline_src("sc")
     reference = {}
 
@@ -164,7 +163,7 @@ WRITER = textwrap.dedent('''
 def test_server_answers_while_another_process_writes(tmp_path, store, make_ctx, sandbox):
     """A second process writes evaluations and environments to the same store while clients call the server,
     and the server's own evaluations write concurrently; nobody fails, the server sees the other's writes."""
-    mcp = make_server(make_ctx())
+    mcp = serve(make_ctx())
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     env = {**os.environ, "PYTHONPATH": str(REPO.parent)}
@@ -226,7 +225,7 @@ def test_server_answers_while_another_process_writes(tmp_path, store, make_ctx, 
 
 
 def test_unexpected_http_calls_get_errors_not_hangs(make_ctx):
-    mcp = make_server(make_ctx())
+    mcp = serve(make_ctx())
     with running_http_server(mcp) as url:
         r = httpx.post(url, content=b"{not json", headers=ACCEPT, timeout=10)
         assert 400 <= r.status_code < 500

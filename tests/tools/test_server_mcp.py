@@ -17,6 +17,7 @@ from .conftest import (
     mcp_error,
     mcp_result,
     memory_session,
+    serve,
 )
 
 TOOLS = {"list_environments", "describe_environment", "controller_contract", "validate_controller",
@@ -28,7 +29,7 @@ def run(coro):
 
 
 def test_tool_surface(make_ctx):
-    mcp = make_server(make_ctx())
+    mcp = serve(make_ctx())
 
     async def go():
         async with memory_session(mcp) as s:
@@ -59,7 +60,7 @@ def test_contract_is_enough_to_write_a_valid_controller(make_ctx):
                    "vote_stats", "beta_confidence", "weighted_vote", "schedule(beta)", "monotone", "'ERR'",
                    "finish", "MAX_BRANCHES", "numpy", "getattr()"):
         assert needle in text, needle
-    mcp = make_server(make_ctx())
+    mcp = serve(make_ctx())
 
     async def go():
         async with memory_session(mcp) as s:
@@ -79,7 +80,7 @@ def test_contract_is_enough_to_write_a_valid_controller(make_ctx):
 
 def test_heldout_invisible_through_every_tool(populated):
     hidden = populated.ctx()
-    mcp = make_server(hidden)
+    mcp = serve(hidden)
     src = baseline_src("asc")
 
     async def go():
@@ -123,7 +124,7 @@ def test_heldout_invisible_through_every_tool(populated):
             assert populated.heldout_ev not in blob and populated.mixed_ev not in blob
 
     run(go())
-    exposed = make_server(populated.ctx(expose_heldout=True))
+    exposed = serve(populated.ctx(expose_heldout=True))
 
     async def go_exposed():
         async with memory_session(exposed) as s:
@@ -138,7 +139,7 @@ def test_heldout_invisible_through_every_tool(populated):
 
 
 def test_bad_arguments_get_clear_errors(make_ctx):
-    mcp = make_server(make_ctx())
+    mcp = serve(make_ctx())
     src = baseline_src("asc")
 
     async def go():
@@ -172,7 +173,7 @@ def test_bad_arguments_get_clear_errors(make_ctx):
 
 def test_call_timeout_then_server_still_answers(make_ctx):
     ctx = make_ctx()
-    mcp = make_server(ctx, heavy_timeout_s=0.5)
+    mcp = serve(ctx, heavy_timeout_s=0.5)
 
     async def go():
         async with memory_session(mcp) as s:
@@ -200,7 +201,7 @@ def test_registry_matches_server():
 
 
 def test_run_baseline(make_ctx):
-    mcp = make_server(make_ctx())
+    mcp = serve(make_ctx())
 
     async def go():
         async with memory_session(mcp) as s:

@@ -11,14 +11,14 @@ import time
 
 import pytest
 from autotts_graph.store import history
-from autotts_graph.tools.server import make_server, running_http_server
+from autotts_graph.tools.server import running_http_server
 
-from .conftest import HELDOUT_ENV, REPO, SEARCH_ENV, http_session, mcp_error, mcp_result
+from .conftest import HELDOUT_ENV, REPO, SEARCH_ENV, http_session, mcp_error, mcp_result, serve
 
 
 @pytest.mark.slow
 def test_server_alongside_a_discovery_run(tmp_path, store, make_ctx, sandbox):
-    mcp = make_server(make_ctx())
+    mcp = serve(make_ctx())
     cmd = [sys.executable, "-m", "autotts_graph.cli.main", "run", "--rounds", "1", "--search", SEARCH_ENV,
            "--heldout", HELDOUT_ENV, "--seeds", "3", "--betas", "0,1", "--proposer", "offline", "--critic",
            "offline", "--diagnostician", "offline", "--sandbox", sandbox, "--store", str(store.path)]
