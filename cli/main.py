@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from . import eval_cmd, store_cmd
+from . import eval_cmd, run_cmd, sandbox_cmd, serve_cmd, store_cmd
 
 app = typer.Typer(name="autotts-graph", no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Agents discover test-time-scaling controllers, scored by exact replay.")
 app.add_typer(store_cmd.app, name="store")
+app.add_typer(sandbox_cmd.app, name="sandbox")
 app.command("eval")(eval_cmd.eval_command)
 app.command("baselines")(eval_cmd.baselines_command)
-
-from . import run_cmd  # noqa: E402  (discovery runs; imports LangGraph only inside the commands)
-
 app.command("run")(run_cmd.run_command)
 app.command("report")(run_cmd.report_command)
 app.command("studio")(run_cmd.studio_command)
+app.command("serve")(serve_cmd.serve)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ while another process holds the file lock: a tool server can keep reading while 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,6 +70,19 @@ _SCHEMA = [
 ]
 
 
+# DuckDB refuses to open one file read-only and read-write at once inside a process, so connections to a
+# file are taken one at a time per process (threads wait); a nested connect in the same thread reuses the
+# open connection. This registry is process-wide because the constraint is.
+_FILE_LOCKS: dict[str, threading.RLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+_OPEN = threading.local()
+
+
+def _file_lock(path: Path) -> threading.RLock:
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(str(path), threading.RLock())
+
+
 class StoreError(Exception):
     """A user-facing store problem (bad input, unknown environment, locked file); one line, no traceback."""
 
@@ -93,20 +107,35 @@ class Store:
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the file, waiting (bounded) while another process holds its write lock."""
+        """Open the file, waiting (bounded) while another process holds its write lock.
+
+        A nested call in the same thread yields the connection already open (read-write serves reads).
+        """
+        open_here: dict[str, duckdb.DuckDBPyConnection] = _OPEN.__dict__.setdefault("cons", {})
+        key = str(self.path)
+        if key in open_here:
+            yield open_here[key]
+            return
         if read_only and not self.path.exists():
             # Nothing stored yet: an empty in-memory database answers every read the same way.
             con = duckdb.connect(":memory:")
             _create_schema(con)
-        else:
+            try:
+                yield con
+            finally:
+                con.close()
+            return
+        with _file_lock(self.path):
             con = self._open(read_only)
-            if not read_only and not self._schema_ready:
-                _create_schema(con)
-                self._schema_ready = True
-        try:
-            yield con
-        finally:
-            con.close()
+            try:
+                if not read_only and not self._schema_ready:
+                    _create_schema(con)
+                    self._schema_ready = True
+                open_here[key] = con
+                yield con
+            finally:
+                open_here.pop(key, None)
+                con.close()
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + LOCK_WAIT_S

@@ -57,12 +57,22 @@ def pack_hash(arrays: dict[str, np.ndarray]) -> str:
     return json.loads(str(arrays["meta"]))["content_hash"]
 
 
-def write_pack(name: str, records: list[dict], directory: str | Path) -> Path:
-    """Write (or reuse) the pack of these records under ``directory``; the file name is its content hash."""
-    arrays = build_pack_arrays(name, records)
+def pack_stem(name: str, env_content_hash: str) -> str:
+    """File name (without suffix) of an environment's pack: changes with the name, content and format."""
+    return hashlib.sha256(f"{PACK_FORMAT}:{name}:{env_content_hash}".encode()).hexdigest()
+
+
+def write_pack(name: str, records: list[dict], directory: str | Path, stem: str | None = None) -> Path:
+    """Write (or reuse) the pack of these records under ``directory``.
+
+    The file is named ``stem`` (default: the pack's content hash); an existing file is reused as is.
+    """
     directory = Path(directory)
+    if stem is not None and (directory / f"{stem}.npz").exists():
+        return directory / f"{stem}.npz"
+    arrays = build_pack_arrays(name, records)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{pack_hash(arrays)}.npz"
+    path = directory / f"{stem or pack_hash(arrays)}.npz"
     if path.exists():
         return path
     buf = io.BytesIO()

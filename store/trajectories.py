@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .db import Store, StoreError
-from .packs import write_pack
+from .packs import pack_stem, write_pack
 
 SPLITS = ("search", "heldout")
 RECORD_KEYS = ("question", "gold_answer", "probe_freq", "each_branch", "final_answers_trace")
@@ -236,8 +236,15 @@ def export_records(store: Store, name: str) -> list[dict]:
 
 
 def pack_path(store: Store, name: str) -> Path:
-    """The replay pack of an environment (written on first use, then reused by content hash)."""
-    return write_pack(name, export_records(store, name), store.packs_dir)
+    """The replay pack of an environment (written on first use, then reused while its content is unchanged)."""
+    with store.connect(read_only=True) as con:
+        row = con.execute("SELECT content_hash FROM environments WHERE name = ?", [name]).fetchone()
+    if row is None:
+        require_environments(store, [name])
+    path = store.packs_dir / f"{pack_stem(name, row[0])}.npz"
+    if path.exists():
+        return path
+    return write_pack(name, export_records(store, name), store.packs_dir, stem=path.stem)
 
 
 def describe_environment(store: Store, name: str) -> dict[str, Any]:

@@ -34,14 +34,14 @@ def baseline_source(name: str) -> str:
 
 
 def point_label(method: str, config: dict[str, Any]) -> str:
-    """Short human label such as ``ASC(64)`` or ``CMC β=0.5``."""
+    """Short human label such as ``ASC(64)`` or ``CMC β=0.5`` (the config's budget knob, else beta)."""
     title = SWEEPS[method][0]
-    if method == "cmc":
-        return f"{title} β={config['beta']}"
+    if method == "cmc" or not ({"k", "max_samples", "num_chains"} & set(config)):
+        return f"{title} β={config.get('beta', 'default')}"
     if method == "sc":
         return f"SC@{config['k']}"
     if method == "esc":
-        return f"{title}({config['max_samples']},{config['window_size']})"
+        return f"{title}({config['max_samples']},{config.get('window_size', 8)})"
     budget = config.get("max_samples", config.get("num_chains"))
     return f"{title}({budget})"
 

@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from autotts_graph.store.db import Store, StoreError
@@ -65,79 +64,7 @@ LIGHT_WORKERS = 16
 
 
 # --------------------------------------------------------------------------------------------------------
-# The store, safe for threads of one process.
-
-
-class _RWLock:
-    """Many readers or one writer; a waiting writer holds back new readers (no writer starvation)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._waiting_writers = 0
-
-    @contextmanager
-    def hold(self, write: bool) -> Iterator[None]:
-        with self._cond:
-            if write:
-                self._waiting_writers += 1
-                while self._writer or self._readers:
-                    self._cond.wait()
-                self._waiting_writers -= 1
-                self._writer = True
-            else:
-                while self._writer or self._waiting_writers:
-                    self._cond.wait()
-                self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                if write:
-                    self._writer = False
-                else:
-                    self._readers -= 1
-                self._cond.notify_all()
-
-
-_PATH_LOCKS: dict[str, _RWLock] = {}
-_PATH_LOCKS_GUARD = threading.Lock()
-_HELD = threading.local()
-
-
-def _path_lock(path: Path) -> _RWLock:
-    key = str(path.resolve())
-    with _PATH_LOCKS_GUARD:
-        lock = _PATH_LOCKS.get(key)
-        if lock is None:
-            lock = _PATH_LOCKS[key] = _RWLock()
-        return lock
-
-
-class LockedStore(Store):
-    """A Store whose connections never mix read-only and read-write inside one process.
-
-    DuckDB refuses to open a file read-only while the same process holds it read-write (and the other way
-    round), so concurrent tool calls in one server would fail. Connections of this store take a
-    process-wide reader/writer lock per file: readers share, a writer waits for them. Other processes are
-    handled by the file lock and the retry in ``Store.connect``. Nested connections in one thread pass.
-    """
-
-    @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[Any]:
-        depth = getattr(_HELD, "depth", 0)
-        if depth:
-            with super().connect(read_only) as con:
-                yield con
-            return
-        with _path_lock(self.path).hold(write=not read_only):
-            _HELD.depth = 1
-            try:
-                with super().connect(read_only) as con:
-                    yield con
-            finally:
-                _HELD.depth = 0
+# Memoised store reads for concurrent calls (Store.connect already serialises connections in a process).
 
 
 class _Memo:
@@ -168,8 +95,8 @@ _MEMO = _Memo()
 
 
 class ServingContext(ToolContext):
-    """A ToolContext for concurrent tool calls: LockedStore, and the environment list memoised per store
-    state (nearly every tool checks visibility, and each listing otherwise opens the store)."""
+    """A ToolContext for concurrent tool calls: the environment list memoised per store state (nearly every
+    tool checks visibility, and each listing otherwise opens the store)."""
 
     def environments(self) -> list[EnvironmentInfo]:
         """The environments this caller may see (recomputed after any write to the store)."""
@@ -178,13 +105,8 @@ class ServingContext(ToolContext):
 
 
 def thread_safe(ctx: ToolContext) -> ToolContext:
-    """Prepare a context for concurrent calls, in place (same object, same sandbox backend): its store
-    becomes a LockedStore on the same file and a plain ToolContext becomes a ServingContext (memoised
-    environment list). Returns the context."""
-    if not isinstance(ctx.store, LockedStore):
-        locked = LockedStore(ctx.store.path)
-        locked._schema_ready = ctx.store._schema_ready
-        ctx.store = locked
+    """Prepare a context for concurrent calls, in place (same object, same sandbox backend): a plain
+    ToolContext becomes a ServingContext (memoised environment list). Returns the context."""
     if type(ctx) is ToolContext:  # a caller's own subclass keeps its class (and its environments())
         ctx.__class__ = ServingContext
     return ctx

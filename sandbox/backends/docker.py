@@ -92,6 +92,7 @@ class _ExecReader:
         self.seen: dict[int, int] = {1: 0, 2: 0}
         self.over = threading.Event()
         self.result_seen = threading.Event()
+        self.error: OSError | None = None
         self.thread = threading.Thread(target=self._run, daemon=True, name="autotts-exec-reader")
 
     def _run(self) -> None:
@@ -108,8 +109,9 @@ class _ExecReader:
                         return
                     left -= len(chunk)
                     self._take(stream, chunk)
-        except OSError:
-            return  # the socket was closed under us (container destroyed): the stream is over
+        except OSError as exc:
+            # Closed under us (container destroyed: expected after a kill) or broken: the stream is over.
+            self.error = exc
 
     def _take(self, stream: int, chunk: bytes) -> None:
         cap = self.caps.get(stream, 0)
@@ -277,6 +279,7 @@ class DockerBackend:
                     exited_at = exited_at or now
                     if now - exited_at > 0.25:
                         break
+        broken = reader.error if not reader.thread.is_alive() else None  # before we close it ourselves
         oom = False
         if timed_out or killed.is_set() or not reader.result_seen.is_set():
             oom = bool(self._oom_kills(slot))
@@ -284,6 +287,8 @@ class DockerBackend:
             kill_container()
         if killed.is_set():
             reader.thread.join(5.0)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a reader still blocked in recv (close alone may not)
         with contextlib.suppress(OSError):
             sock.close()
         if exit_code is None and not killed.is_set():
@@ -308,6 +313,9 @@ class DockerBackend:
                                                  " and was killed"), True, "output cap"
         if killed.is_set():
             return error(ErrorKind.infrastructure, "the container was killed"), True, "killed"
+        if broken is not None and not reader.result_seen.is_set():
+            return error(ErrorKind.infrastructure, f"the task's output stream broke: {broken}"), True, \
+                "stream error"
         returncode = exit_code
         if exit_code is not None and exit_code > 128:  # killed by a signal: 128 + signal number
             returncode = -(exit_code - 128)

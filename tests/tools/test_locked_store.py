@@ -1,4 +1,4 @@
-"""LockedStore: threads of one process mix read-only and read-write connections without errors."""
+"""Threads of one process mix read-only and read-write store connections without errors."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import time
 
 from autotts_graph.store.trajectories import import_records, list_environments
 from autotts_graph.tools.context import ToolContext
-from autotts_graph.tools.server import LockedStore, ServingContext, thread_safe
+from autotts_graph.tools.server import ServingContext, thread_safe
 
 from .conftest import SEARCH_ENV, make_records
 
 
 def test_mixed_threads(store):
-    locked = thread_safe(ToolContext(store=store, sandbox="process")).store
-    assert isinstance(locked, LockedStore) and locked.path == store.path
+    locked = store
     errors: list[BaseException] = []
     writes = {"n": 0}
     deadline = time.monotonic() + 2.0
@@ -63,4 +62,4 @@ def test_subclasses_keep_their_class(store):
         pass
 
     ctx = thread_safe(Mine(store=store, sandbox="process"))
-    assert type(ctx) is Mine and isinstance(ctx.store, LockedStore)
+    assert type(ctx) is Mine
