@@ -8,6 +8,7 @@ Result: {"ok": true, "results": [...]} | {"ok": true, "report": {...}} | {"ok": 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -21,9 +22,8 @@ from .validate import validate_source
 RESULT_MARKER = "\x1eAUTOTTS-RESULT\x1e"
 
 
-def _evaluate_job(args: tuple) -> dict[str, Any]:
-    source, pack, config, seeds, trace_seeds = args
-    cls = load_controller_class(source)
+def _evaluate_job(cls: type, args: tuple) -> dict[str, Any]:
+    pack, config, seeds, trace_seeds = args
     return evaluate_point(cls, pack, config, seeds, frozenset(trace_seeds))
 
 
@@ -36,19 +36,19 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
             pack = next(iter(packs.values()), None)
             report = validate_source(task["source"], pack, int(task.get("smoke_questions", 3)))
             return {"ok": True, "report": report, "elapsed_s": time.perf_counter() - started}
-        load_controller_class(task["source"])  # fail fast on syntax/contract before forking workers
+        # Loaded once: forked workers inherit the class (it pickles by reference to its module).
+        job = functools.partial(_evaluate_job, load_controller_class(task["source"]))
         seeds = [int(s) for s in task.get("seeds", range(100))]
         trace_seeds = [int(s) for s in task.get("trace_seeds", [0])]
-        jobs = [(task["source"], packs[name], config, seeds, trace_seeds)
-                for name in packs for config in task["points"]]
+        jobs = [(packs[name], config, seeds, trace_seeds) for name in packs for config in task["points"]]
         workers = max(1, min(int(task.get("workers", 1)), len(jobs)))
         if workers == 1:
-            results = [_evaluate_job(j) for j in jobs]
+            results = [job(j) for j in jobs]
         else:
             import multiprocessing
 
             with multiprocessing.get_context("fork").Pool(workers) as pool:
-                results = pool.map(_evaluate_job, jobs, chunksize=1)
+                results = pool.map(job, jobs, chunksize=1)
         return {"ok": True, "results": results, "elapsed_s": time.perf_counter() - started}
     except ControllerError as exc:
         return {"ok": False, "error": {"kind": exc.kind, "message": exc.message, "details": exc.details}}
