@@ -65,6 +65,22 @@ def _configs(inp: EvaluateInput) -> list[dict[str, Any]]:
     return [{"beta": float(b)} for b in inp.betas]
 
 
+def _batches(todo: list[tuple], workers: int) -> list[list[tuple]]:
+    """Jobs grouped per environment into about three tasks per worker: each task loads its pack once and
+    pays the sandbox's per-task overhead once, while enough tasks remain to keep every worker busy."""
+    per_env: dict[str, list[tuple]] = {}
+    for job in todo:
+        per_env.setdefault(job[1], []).append(job)
+    target = max(1, 3 * workers)
+    size = max(1, -(-len(todo) // target))
+    batches = []
+    for env_jobs in per_env.values():
+        # Interleave by position so cheap (low beta) and expensive (high beta) points share a task.
+        n = max(1, -(-len(env_jobs) // size))
+        batches += [env_jobs[i::n] for i in range(n)]
+    return batches
+
+
 def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
                         progress: Callable[[int, int], None] | None = None) -> EvaluationSummary:
     """Run (or reuse from the cache) every (env, config) point in the sandbox and record the evaluation."""
@@ -90,22 +106,24 @@ def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
     error: SandboxError | None = None
     backend = ctx.backend if todo else None
 
-    def run_job(job: tuple) -> tuple[tuple, Any]:
-        idx, env, config, pack, key = job
-        task = SandboxTask(source=inp.source, packs={env: str(pack)}, points=[config], seeds=seeds,
+    def run_batch(batch: list[tuple]) -> tuple[list[tuple], Any]:
+        env, pack = batch[0][1], batch[0][3]
+        task = SandboxTask(source=inp.source, packs={env: str(pack)}, points=[j[2] for j in batch], seeds=seeds,
                            trace_seeds=trace_seeds)
-        return job, backend.run(task)
+        return batch, backend.run(task)
 
     if todo:
-        with ThreadPoolExecutor(max_workers=max(1, min(ctx.workers, len(todo)))) as pool:
-            for job, res in pool.map(run_job, todo):
-                done += 1
+        batches = _batches(todo, ctx.workers)
+        with ThreadPoolExecutor(max_workers=max(1, min(ctx.workers, len(batches)))) as pool:
+            for batch, res in pool.map(run_batch, batches):
+                done += len(batch)
                 if progress:
                     progress(done, len(jobs))
                 if not res.ok:
                     error = error or res.error
                     continue
-                results[job[4]] = res.results[0]
+                for job, result in zip(batch, res.results, strict=True):
+                    results[job[4]] = result
     points = []
     for idx, env, config, pack, key in jobs:
         pt = cached.get(key) or results.get(key)

@@ -32,6 +32,7 @@ from autotts_graph.tools.validate import COST_READOUTS, static_issues
 
 from .codegen import generate_source
 from .genome import (
+    MECHANISMS,
     Genome,
     apply_actions,
     crossover,
@@ -182,17 +183,42 @@ class HeuristicProposer:
             parent, child, notes = self._child(inp, scored, rng, wants_structure)
         # Never propose what the history already holds, nor a near-copy the critic would reject as not novel:
         # explore further (structurally after a few tries).
+        # Also steer away from mechanism mixes the history already found clearly worse than the best (a tabu list
+        # learnt from the evaluations), unless that is where the parent itself lives.
         title = f"Offline round {inp.round} controller"
+        tabu = self._tabu(scored, parent)
         for tries in range(40):
-            if child.key() not in seen and self._max_similarity(generate_source(child), inp.history) < \
-                    self.novelty_threshold:
+            fresh = child.key() not in seen and self._max_similarity(generate_source(child), inp.history) < \
+                self.novelty_threshold
+            if fresh and (tries >= 20 or _mechanisms(child) not in tabu):
                 break
-            child, more = explore(child, rng, structural=tries >= 4 or wants_structure)
+            if fresh and parent is not None:
+                # A tabu mechanism mix: go back to the parent's mechanisms and explore its ramps instead.
+                child = child.model_copy(update={d: getattr(_genome_of(parent), d) for d in MECHANISMS})
+                child = Genome.model_validate(child.model_dump())
+                if not any(n.startswith("tabu") for n in notes):
+                    notes.append("tabu: that mechanism mix scored clearly worse before; kept the parent's")
+                child, more = explore(child, rng, structural=False)
+            else:
+                child, more = explore(child, rng, structural=tries >= 4 or wants_structure)
             notes += more
         rationale = self._rationale(parent, scored, notes)
         source = generate_source(child, title=title, rationale=rationale)
         return Proposal(source=source, rationale=rationale, parent_id=parent.candidate_id if parent else None,
                         genome=child.model_dump())
+
+    @staticmethod
+    def _tabu(scored: list[tuple[float, HistoryEntry, Genome]], parent: HistoryEntry | None) -> set[tuple[str, ...]]:
+        """Mechanism mixes whose best evaluation trails the best candidate by more than 1.5 points of fitness."""
+        if not scored:
+            return set()
+        best_by_mix: dict[tuple[str, ...], float] = {}
+        for fit, _, g in scored:
+            mix = _mechanisms(g)
+            best_by_mix[mix] = max(fit, best_by_mix.get(mix, -math.inf))
+        top = scored[0][0]
+        own = _mechanisms(_genome_of(parent)) if parent is not None else None
+        return {mix for mix, fit in best_by_mix.items() if fit < top - 1.5 and mix != own}
 
     def _max_similarity(self, source: str, history: list[HistoryEntry]) -> float:
         """Highest normalised-AST similarity to a history source (the critic's novelty measure)."""
@@ -254,6 +280,14 @@ class HeuristicProposer:
         best = f"best so far fitness {scored[0][0]:+.2f} ({scored[0][1].candidate_id})" if scored else "no history"
         origin = f"child of {parent.candidate_id}" if parent else "fresh genome"
         return f"Offline proposer: {origin}; {best}. Changes: " + "; ".join(notes) + "."
+
+
+def _mechanisms(genome: Genome) -> tuple[str, ...]:
+    return tuple(getattr(genome, d) if d != "leader" or genome.uses_leader() else "-" for d in MECHANISMS)
+
+
+def _genome_of(entry: HistoryEntry) -> Genome:
+    return Genome.model_validate(entry.genome)
 
 
 def _genome_key(genome: dict[str, Any] | None) -> str | None:
@@ -663,21 +697,32 @@ class StatsDiagnostician:
         return 100.0 * lost / max(1, len(inp.traces)) + 1.0, mode, ["less_pruning"]
 
     def _never_converged(self, inp: DiagnoseInput, gold: dict) -> tuple[float, FailureMode, list[str]] | None:
-        n, wrong, examples = 0, 0, []
+        acc_at = {(o.env, o.question_index, o.beta): o.accuracy for o in inp.outcomes}
+        top_beta: dict[str, float] = {}
+        for o in inp.outcomes:
+            if o.beta is not None and o.beta > top_beta.get(o.env, -1.0):
+                top_beta[o.env] = o.beta
+        n, wrong, rescuable, examples = 0, 0, 0, []
         for t in inp.traces:
             if _finish_reason(t.steps) in EXHAUSTED_REASONS:
                 n += 1
                 if not t.is_correct:
                     wrong += 1
-                    examples.append(f"{t.env} q{t.question_index} β={t.beta} seed {t.seed}")
+                    here = acc_at.get((t.env, t.question_index, t.beta))
+                    best = acc_at.get((t.env, t.question_index, top_beta.get(t.env)))
+                    # Only questions that more budget actually solves make this actionable (hopeless ones do not).
+                    if here is not None and best is not None and best - here >= 0.2:
+                        rescuable += 1
+                        examples.append(f"{t.env} q{t.question_index} β={t.beta} seed {t.seed}")
         if not n:
             return None
         mode = FailureMode(kind="never_converged", count=n, share=n / max(1, len(inp.traces)),
                            evidence=[f"{n} of {len(inp.traces)} sampled solves ran out of branches or steps without "
-                                     f"a stop; {wrong} of them ended wrong"],
+                                     f"a stop; {wrong} of them ended wrong, {rescuable} on questions the top β solves "
+                                     "≥20 points more often"],
                            examples=examples[: self.max_examples],
                            suggestion="probe deeper so answers complete, and widen while the pool disagrees")
-        return 100.0 * wrong / max(1, len(inp.traces)) * 0.5, mode, ["deeper_probing", "more_width"]
+        return 100.0 * rescuable / max(1, len(inp.traces)) * 0.5, mode, ["deeper_probing", "more_width"]
 
 
 def _as_dict(x: Any) -> dict:

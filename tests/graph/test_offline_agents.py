@@ -298,3 +298,14 @@ def test_roles_have_names_and_zero_spend():
                        (StatsDiagnostician(), "offline-diagnostician")):
         assert role.name == name
         assert role.spend().llm_tokens == 0 and role.spend().calls == 0
+
+
+def test_proposer_avoids_mechanism_mixes_the_history_found_clearly_worse():
+    parent = seed_genomes()[0]
+    bad = Genome.model_validate({**parent.model_dump(), "leader": "latest"})
+    history = [_evaluated("r0", parent, _curve(70, 80, 20_000, 200_000), ["deeper_probing"]),
+               _evaluated("r1", bad, _curve(45, 50), ["deeper_probing"])]
+    for seed in range(10):
+        child = Genome.model_validate(HeuristicProposer(seed=seed).propose(_inp(history)).genome)
+        assert (child.leader, child.depth, child.prune, child.stop, child.widen, child.aggregate) != (
+            bad.leader, bad.depth, bad.prune, bad.stop, bad.widen, bad.aggregate)
