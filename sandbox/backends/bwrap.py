@@ -23,13 +23,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 
 from .base import RUNTIME_DIR, ErrorKind, Limits, SandboxError, SandboxResult, SandboxTask, result_from_output
-from .process import read_capped
+from .process import supervise
 
 log = logging.getLogger("autotts_graph.sandbox.bwrap")
 
@@ -212,31 +211,11 @@ class BwrapBackend:
                 os.killpg(proc.pid, signal.SIGKILL)  # bwrap dies -> its PID namespace dies with it
             cgroup.kill_all()
 
-        out: list[bytes] = []
-        err: list[bytes] = []
-        over = threading.Event()
-        readers = [threading.Thread(target=read_capped, args=(proc.stdout, limits.stdout_bytes, out, over, kill)),
-                   threading.Thread(target=read_capped, args=(proc.stderr, limits.stderr_bytes, err, over, kill))]
-        for t in readers:
-            t.start()
-        try:
-            proc.stdin.write(task.runner_payload(inside_paths))
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        timed_out = False
-        try:
-            proc.wait(timeout=limits.timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        kill()
-        proc.wait()
-        for t in readers:
-            t.join()
+        done = supervise(proc, task.runner_payload(inside_paths), limits, kill)
         oom = cgroup.oom_kills() > 0
         cgroup.close()
         elapsed = time.perf_counter() - started
-        tail = b"".join(err)[-4000:].decode("utf-8", "replace")
+        tail = done.err[-4000:].decode("utf-8", "replace")
 
         def error(kind: ErrorKind, message: str) -> SandboxResult:
             return SandboxResult(ok=False, backend=self.name, elapsed_s=elapsed, stderr_tail=tail,
@@ -244,18 +223,17 @@ class BwrapBackend:
 
         if oom:
             return error(ErrorKind.oom, f"the task exceeded its {limits.memory_mb} MB memory limit")
-        if timed_out:
+        if done.timed_out:
             return error(ErrorKind.timeout, f"the task ran past its {limits.timeout_s:g} s limit; "
                                             "everything it started was killed")
-        if over.is_set():
+        if done.over_cap:
             return error(ErrorKind.output_limit, "the task wrote more output than allowed and was killed")
-        returncode = proc.returncode
+        returncode = done.returncode
         if returncode is not None and returncode > 128:  # bwrap reports a signalled child as 128 + signal
             returncode = -(returncode - 128)
-        stderr = b"".join(err)
-        if proc.returncode == 1 and stderr.startswith(b"bwrap:"):  # bwrap itself failed to set up
-            return error(ErrorKind.infrastructure, stderr.decode("utf-8", "replace").splitlines()[0])
-        return result_from_output(self.name, b"".join(out), stderr, elapsed, returncode)
+        if done.returncode == 1 and done.err.startswith(b"bwrap:"):  # bwrap itself failed to set up
+            return error(ErrorKind.infrastructure, done.err.decode("utf-8", "replace").splitlines()[0])
+        return result_from_output(self.name, done.out, done.err, elapsed, returncode)
 
     def close(self) -> None:
         """Nothing persists between bwrap tasks."""

@@ -14,6 +14,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .base import RUNTIME_DIR, ErrorKind, Limits, SandboxError, SandboxResult, SandboxTask, result_from_output
@@ -35,6 +37,45 @@ def read_capped(stream, cap: int, sink: list[bytes], over: threading.Event, on_o
         if kept > cap and not over.is_set():
             over.set()
             on_over()
+
+
+@dataclass
+class Finished:
+    """What a supervised runner process left: capped output, and how it ended."""
+
+    out: bytes
+    err: bytes
+    timed_out: bool
+    over_cap: bool
+    returncode: int | None
+
+
+def supervise(proc: subprocess.Popen, payload: bytes, limits: Limits, kill: Callable[[], None]) -> Finished:
+    """Feed the task, drain both streams under their caps (calling ``kill`` past a cap), enforce the
+    timeout, then ``kill`` whatever the task left running and reap it."""
+    out: list[bytes] = []
+    err: list[bytes] = []
+    over = threading.Event()
+    readers = [threading.Thread(target=read_capped, args=(proc.stdout, limits.stdout_bytes, out, over, kill)),
+               threading.Thread(target=read_capped, args=(proc.stderr, limits.stderr_bytes, err, over, kill))]
+    for t in readers:
+        t.start()
+    try:
+        proc.stdin.write(payload)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    timed_out = False
+    try:
+        proc.wait(timeout=limits.timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    kill()
+    proc.wait()
+    for t in readers:
+        t.join()
+    return Finished(out=b"".join(out), err=b"".join(err), timed_out=timed_out, over_cap=over.is_set(),
+                    returncode=proc.returncode)
 
 
 class ProcessBackend:
@@ -75,36 +116,16 @@ class ProcessBackend:
             except ProcessLookupError:
                 pass
 
-        out: list[bytes] = []
-        err: list[bytes] = []
-        over = threading.Event()
-        readers = [threading.Thread(target=read_capped, args=(proc.stdout, limits.stdout_bytes, out, over, kill)),
-                   threading.Thread(target=read_capped, args=(proc.stderr, limits.stderr_bytes, err, over, kill))]
-        for t in readers:
-            t.start()
-        try:
-            proc.stdin.write(task.runner_payload())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        timed_out = False
-        try:
-            proc.wait(timeout=limits.timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        kill()  # also reaps anything the task left behind in its session
-        proc.wait()
-        for t in readers:
-            t.join()
+        done = supervise(proc, task.runner_payload(), limits, kill)
         elapsed = time.perf_counter() - started
-        tail = b"".join(err)[-4000:].decode("utf-8", "replace")
-        if timed_out:
+        tail = done.err[-4000:].decode("utf-8", "replace")
+        if done.timed_out:
             return SandboxResult(ok=False, backend=self.name, elapsed_s=elapsed, stderr_tail=tail, error=SandboxError(
                 kind=ErrorKind.timeout, message=f"the task ran past its {limits.timeout_s:g} s limit and was killed"))
-        if over.is_set():
+        if done.over_cap:
             return SandboxResult(ok=False, backend=self.name, elapsed_s=elapsed, stderr_tail=tail, error=SandboxError(
                 kind=ErrorKind.output_limit, message="the task wrote more output than allowed and was killed"))
-        return result_from_output(self.name, b"".join(out), b"".join(err), elapsed, proc.returncode)
+        return result_from_output(self.name, done.out, done.err, elapsed, done.returncode)
 
     def close(self) -> None:
         self._tmp.cleanup()
