@@ -101,7 +101,7 @@ def history_entries(store: Any, run_id: str, *, with_source: bool = True) -> lis
         entries.append(HistoryEntry(
             candidate_id=c["candidate_id"], round=c["round"], name=c["name"] or "", origin=c["origin"] or "",
             parent=c["parent"], code_hash=c["code_hash"] or "", source=c["source"] if with_source else "",
-            status=status, curve=curve, search_accuracy=c["search_accuracy"],
+            status=status, curve=curve, search_accuracy=c["search_accuracy"], genome=c["genome"],
             diagnosis=Diagnosis.model_validate(diag) if diag else None, notes=notes))
     return entries
 

@@ -65,6 +65,7 @@ _SCHEMA = [
     "ALTER TABLE candidates ADD COLUMN IF NOT EXISTS evaluation_id VARCHAR",
     "ALTER TABLE candidates ADD COLUMN IF NOT EXISTS search_accuracy DOUBLE",
     "ALTER TABLE candidates ADD COLUMN IF NOT EXISTS attempt INTEGER",
+    "ALTER TABLE candidates ADD COLUMN IF NOT EXISTS genome JSON",
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS finished_at TIMESTAMP",
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS error VARCHAR",
 ]

@@ -178,7 +178,8 @@ def get_traces(store: Store, evaluation_id: str, *, env: str | None = None, beta
 _RUN_COLS = ("run_id", "created_at", "status", "config", "search_envs", "heldout_envs", "best_candidate", "report",
              "finished_at", "error")
 _CAND_COLS = ("candidate_id", "run_id", "round", "attempt", "code_hash", "source", "parent", "origin", "name",
-              "rationale", "status", "check_result", "critic", "evaluation_id", "search_accuracy", "created_at")
+              "rationale", "status", "check_result", "critic", "evaluation_id", "search_accuracy", "genome",
+              "created_at")
 
 
 def record_run(store: Store, run_id: str, *, config: dict, search_envs: list[str], heldout_envs: list[str],
@@ -239,19 +240,22 @@ def list_runs(store: Store) -> list[dict[str, Any]]:
 def record_candidate(store: Store, *, candidate_id: str, run_id: str, round: int, attempt: int, source: str,
                      parent: str | None, origin: str, name: str, rationale: str = "", status: str = "pending",
                      check_result: dict | None = None, critic: dict | None = None, evaluation_id: str | None = None,
-                     search_accuracy: float | None = None) -> None:
-    """Insert or replace a candidate by id (idempotent: a node re-run after a crash writes the same row)."""
+                     search_accuracy: float | None = None, genome: dict | None = None) -> None:
+    """Insert or replace a candidate by id (idempotent: a node re-run after a crash writes the same row).
+
+    ``genome`` is the proposer's structured description of the code, when it has one (the offline proposer
+    searches over genomes and needs them back from the history)."""
     with store.connect() as con:
         con.execute("BEGIN TRANSACTION")
         try:
             created = con.execute("SELECT created_at FROM candidates WHERE candidate_id = ?",
                                   [candidate_id]).fetchone()
             con.execute("DELETE FROM candidates WHERE candidate_id = ?", [candidate_id])
-            con.execute(f"INSERT INTO candidates ({', '.join(_CAND_COLS)}) VALUES ({', '.join(['?'] * 16)})",
+            con.execute(f"INSERT INTO candidates ({', '.join(_CAND_COLS)}) VALUES ({', '.join(['?'] * 17)})",
                         [candidate_id, run_id, round, attempt, code_hash(source), source, parent, origin, name,
                          rationale, status, json.dumps(check_result) if check_result is not None else None,
                          json.dumps(critic) if critic is not None else None, evaluation_id, search_accuracy,
-                         created[0] if created else None])
+                         json.dumps(genome) if genome is not None else None, created[0] if created else None])
             if not created:
                 con.execute("UPDATE candidates SET created_at = current_timestamp WHERE candidate_id = ?",
                             [candidate_id])
@@ -287,6 +291,7 @@ def list_candidates(store: Store, run_id: str) -> list[dict[str, Any]]:
         d = dict(zip(_CAND_COLS, r, strict=True))
         d["check_result"] = json.loads(d["check_result"]) if d["check_result"] else None
         d["critic"] = json.loads(d["critic"]) if d["critic"] else None
+        d["genome"] = json.loads(d["genome"]) if d["genome"] else None
         d["created_at"] = str(d["created_at"])
         out.append(d)
     return out

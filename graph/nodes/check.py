@@ -17,7 +17,7 @@ def record_candidate(deps: Deps, state: DiscoveryState, status: str, **extra: An
     c = state.candidate
     history.record_candidate(deps.store, candidate_id=c.candidate_id, run_id=state.config.run_id, round=c.round,
                              attempt=c.attempt, source=c.source, parent=c.parent, origin=c.origin, name=c.name,
-                             rationale=c.rationale, status=status, **extra)
+                             rationale=c.rationale, status=status, genome=c.genome, **extra)
 
 
 def check(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
