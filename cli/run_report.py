@@ -110,13 +110,19 @@ def render_markdown(data: dict[str, Any], plot_name: str | None) -> str:
         lines += _baseline_table(data["baselines"].get("heldout", {}), "Baselines, held-out environments")
     else:
         lines += ["## No controller was selected", ""]
-    lines += ["## Candidate lineage", "", "| round | candidate | name | parent | origin | status | search acc % |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["## Candidate lineage", "", "Progress by round: *best so far* is the best search accuracy of any "
+              "candidate up to that row.", "",
+              "| round | candidate | name | parent | origin | status | search acc % | best so far % |",
+              "|---|---|---|---|---|---|---|---|"]
+    best_so_far: float | None = None
     for c in cands:
         acc = f"{c['search_accuracy']:.2f}" if c["search_accuracy"] is not None else ""
+        if c["search_accuracy"] is not None:
+            best_so_far = max(best_so_far if best_so_far is not None else c["search_accuracy"], c["search_accuracy"])
         mark = " ★" if c["candidate_id"] == data["best"] else ""
+        best = f"{best_so_far:.2f}" if best_so_far is not None else ""
         lines.append(f"| {c['round']} | {c['candidate_id']}{mark} | {c['name'] or ''} | {c['parent'] or ''} | "
-                     f"{c['origin'] or ''} | {c['status'] or ''} | {acc} |")
+                     f"{c['origin'] or ''} | {c['status'] or ''} | {acc} | {best} |")
     lines.append("")
     notes = []
     for c in cands:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # bump with every statement added to _SCHEMA: read-only openers then migrate first
 DEFAULT_STORE = "autotts.duckdb"
 LOCK_WAIT_S = 30.0
 
@@ -128,6 +128,11 @@ class Store:
             return
         with _file_lock(self.path):
             con = self._open(read_only)
+            if read_only and _schema_version(con) < SCHEMA_VERSION:
+                # A file written by an older version: migrate it once (read-write), then read.
+                con.close()
+                self._migrate()
+                con = self._open(read_only)
             try:
                 if not read_only and not self._schema_ready:
                     _create_schema(con)
@@ -137,6 +142,14 @@ class Store:
             finally:
                 open_here.pop(key, None)
                 con.close()
+
+    def _migrate(self) -> None:
+        con = self._open(read_only=False)
+        try:
+            _create_schema(con)
+            self._schema_ready = True
+        finally:
+            con.close()
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + LOCK_WAIT_S
@@ -162,3 +175,13 @@ def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
     elif int(row[0]) > SCHEMA_VERSION:
         raise StoreError(f"store schema {row[0]} is newer than this autotts-graph ({SCHEMA_VERSION}); upgrade it")
+    elif int(row[0]) < SCHEMA_VERSION:
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+
+
+def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except duckdb.CatalogException:
+        return 0
+    return int(row[0]) if row else 0
