@@ -1,7 +1,6 @@
 """Store files written by an older schema are migrated before they are read."""
 
 import duckdb
-
 from autotts_graph.store import history
 from autotts_graph.store.db import SCHEMA_VERSION, Store
 
