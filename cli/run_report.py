@@ -59,6 +59,37 @@ def _curve_table(points: list[dict], title: str) -> list[str]:
     return [*lines, ""]
 
 
+HAND_CRAFTED = ("sc", "asc", "esc", "parallel_probe")  # the baselines a discovered controller must not trail
+
+
+def _mean_over_envs(points: list[dict], key: str) -> dict[Any, tuple[float, float]]:
+    """(mean accuracy, mean cost) per ``key`` value, over points present on every environment."""
+    envs = {p["env"] for p in points}
+    groups: dict[Any, list[dict]] = {}
+    for p in points:
+        groups.setdefault(p[key], []).append(p)
+    return {k: (sum(p["accuracy"] for p in g) / len(g), sum(p["avg_cost"] for p in g) / len(g))
+            for k, g in groups.items() if {p["env"] for p in g} == envs}
+
+
+def _domination_lines(points: list[dict], methods: dict[str, list[dict]], title: str) -> list[str]:
+    """Which β points of the controller no hand-crafted baseline configuration dominates (mean over envs)."""
+    from autotts_graph.tools.baselines import point_label
+
+    base_points = [{**p, "label": point_label(m, p["config"])} for m in HAND_CRAFTED for p in methods.get(m, [])]
+    if not points or not base_points:
+        return []
+    base = _mean_over_envs(base_points, "label")
+    rows = []
+    for beta, (acc, cost) in sorted(_mean_over_envs(points, "beta").items()):
+        by = [label for label, (a, c) in base.items() if a >= acc and c <= cost and (a > acc or c < cost)]
+        rows.append(f"| {beta:g} | {acc:.2f} / {cost_k(cost)} | {', '.join(by[:4]) or '**none**'} |")
+    free = sum("**none**" in r for r in rows)
+    return [f"**{title}**: {free} of {len(rows)} β points are dominated by no configuration of SC@k, ASC, ESC or "
+            f"Parallel-Probe ({len(base)} configurations; mean over environments).", "",
+            "| β | accuracy % / tokens | dominated by |", "|---|---|---|", *rows, ""]
+
+
 def _baseline_table(methods: dict[str, list[dict]], title: str) -> list[str]:
     rows = [(m, p) for m, pts in methods.items() for p in pts]
     if not rows:
@@ -106,6 +137,9 @@ def render_markdown(data: dict[str, Any], plot_name: str | None) -> str:
             lines += [f"![accuracy vs tokens]({plot_name})", ""]
         lines += _curve_table(data["search"], "Search environments")
         lines += _curve_table(data["heldout"], "Held-out environments (evaluated once, after selection)")
+        lines += _domination_lines(data["search"], data["baselines"].get("search", {}), "Against the baselines, search")
+        lines += _domination_lines(data["heldout"], data["baselines"].get("heldout", {}),
+                                   "Against the baselines, held-out")
         lines += _baseline_table(data["baselines"].get("search", {}), "Baselines, search environments")
         lines += _baseline_table(data["baselines"].get("heldout", {}), "Baselines, held-out environments")
     else:
