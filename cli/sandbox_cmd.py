@@ -6,13 +6,10 @@ from typing import Annotated, Any
 
 import typer
 
+from .common import fail
+
 app = typer.Typer(help="The sandbox that runs controller code: build its image, check its health.",
                   no_args_is_help=True)
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -39,9 +36,9 @@ def build(
         with console.status("building the sandbox image (the offline path takes about 2 minutes)"):
             result = build_image(offline=offline, base=base, force=force, numpy_spec=numpy, emit=emit)
     except BuildError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except KeyboardInterrupt:
-        _fail("interrupted")
+        fail("interrupted")
     if result.built:
         typer.echo(f"built {result.image} on {result.base} in {result.seconds:.1f} s")
     else:

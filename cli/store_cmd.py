@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from .common import DEFAULT_STORE, StoreOption, print_json, print_table, user_errors
 from .collect_cmd import collect
+from .common import DEFAULT_STORE, StoreOption, print_json, print_table, user_errors
 from .synth_cmd import synth
 
 app = typer.Typer(help="The DuckDB trajectory store: import, list, describe, export, synthesise, collect.",

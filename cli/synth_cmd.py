@@ -8,10 +8,7 @@ from typing import Annotated
 
 import typer
 
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
+from .common import fail
 
 
 def synth(
@@ -58,17 +55,17 @@ def synth(
         # One line per the CLI contract: the first failing field and why.
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "parameters"
-        _fail(f"{field}: {err['msg']}")
+        fail(f"{field}: {err['msg']}")
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     model_name = model or preset
     if not model_name.strip() or "/" in model_name or not dataset.strip() or "/" in dataset:
-        _fail("--model and --dataset must be non-empty and contain no '/'")
+        fail("--model and --dataset must be non-empty and contain no '/'")
     target = Store(store if store is not None else default_store_path())
     try:
         name, created = synthesize_into(target, model_name, dataset, params, replace=replace)
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     verb = "created" if created else "unchanged (identical environment already stored)"
     typer.echo(f"{name}: {verb} — {params.n_questions} questions × {params.n_branches} branches, "
                f"preset {preset}, seed {params.seed}, store {target.path}")
