@@ -107,22 +107,13 @@ class _progress:
     """A rich progress bar on stderr with branches, generated tokens/s and ETA."""
 
     def __enter__(self) -> Any:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import TextColumn
 
-        console = Console(stderr=True)
-        self.prog = Progress(TextColumn("branches"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn("{task.fields[tps]} tok/s"), TimeElapsedColumn(), TextColumn("ETA"),
-                             TimeRemainingColumn(), console=console, transient=not console.is_terminal)
+        from .common import rich_progress
+
+        self.prog = rich_progress(TextColumn("{task.fields[tps]} tok/s"))
         self.prog.__enter__()
-        self.task = self.prog.add_task("collect", total=None, tps="-")
+        self.task = self.prog.add_task("branches", total=None, tps="-")
 
         first = [True]
 

@@ -64,9 +64,8 @@ def parse_floats(text: str, what: str) -> list[float]:
     return out
 
 
-@contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr; yields an update(done, total) callback."""
+def rich_progress(*middle: Any) -> Any:
+    """A rich Progress on stderr: description, bar, done/total, ``middle`` columns, elapsed, remaining."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -78,8 +77,15 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
     )
 
     console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=console, transient=not console.is_terminal) as prog:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *middle,
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                    transient=not console.is_terminal)
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr; yields an update(done, total) callback."""
+    with rich_progress() as prog:
         task = prog.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:

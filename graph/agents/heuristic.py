@@ -504,6 +504,16 @@ def _schedule_reasons(schedule: dict[str, dict[str, Any]]) -> list[str]:
 
 # --------------------------------------------------------------------------- diagnostician
 
+def _accuracy_index(inp: DiagnoseInput) -> tuple[dict[tuple, float], dict[str, float]]:
+    """Accuracy by (env, question, beta), and the largest beta evaluated per environment."""
+    acc_at = {(o.env, o.question_index, o.beta): o.accuracy for o in inp.outcomes}
+    top_beta: dict[str, float] = {}
+    for o in inp.outcomes:
+        if o.beta is not None and o.beta > top_beta.get(o.env, -1.0):
+            top_beta[o.env] = o.beta
+    return acc_at, top_beta
+
+
 class StatsDiagnostician:
     """Failure modes from outcome statistics and sampled traces, with counts, examples and actions."""
 
@@ -602,11 +612,7 @@ class StatsDiagnostician:
         return max(0.5, 2.0 - gain), mode, ["more_width", "stricter_stop"]
 
     def _premature(self, inp: DiagnoseInput, gold: dict) -> tuple[float, FailureMode, list[str]] | None:
-        acc_at = {(o.env, o.question_index, o.beta): o.accuracy for o in inp.outcomes}
-        top_beta: dict[str, float] = {}
-        for o in inp.outcomes:
-            if o.beta is not None and o.beta > top_beta.get(o.env, -1.0):
-                top_beta[o.env] = o.beta
+        acc_at, top_beta = _accuracy_index(inp)
         wrong_stops, helped, examples = 0, 0, []
         for t in inp.traces:
             reason = _finish_reason(t.steps)
@@ -697,11 +703,7 @@ class StatsDiagnostician:
         return 100.0 * lost / max(1, len(inp.traces)) + 1.0, mode, ["less_pruning"]
 
     def _never_converged(self, inp: DiagnoseInput, gold: dict) -> tuple[float, FailureMode, list[str]] | None:
-        acc_at = {(o.env, o.question_index, o.beta): o.accuracy for o in inp.outcomes}
-        top_beta: dict[str, float] = {}
-        for o in inp.outcomes:
-            if o.beta is not None and o.beta > top_beta.get(o.env, -1.0):
-                top_beta[o.env] = o.beta
+        acc_at, top_beta = _accuracy_index(inp)
         n, wrong, rescuable, examples = 0, 0, 0, []
         for t in inp.traces:
             if _finish_reason(t.steps) in EXHAUSTED_REASONS:
