@@ -16,8 +16,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from autotts_graph.sandbox.runtime.evaluate import evaluate_point, load_controller_class
-from autotts_graph.sandbox.runtime.replay import load_pack
+from autotts_graph.sandbox.judge import score_in_process
+from autotts_graph.sandbox.runtime.evaluate import load_controller_class
 from autotts_graph.store.packs import write_pack
 from autotts_graph.tools.reference import load_reference_rows
 
@@ -28,7 +28,7 @@ def _check(job: tuple) -> tuple:
     pack_file, method, config = job
     source = (REPO / "sandbox" / "controllers" / f"{method}.py").read_text()
     started = time.perf_counter()
-    r = evaluate_point(load_controller_class(source), load_pack(pack_file), config, list(range(100)), frozenset())
+    r = score_in_process(load_controller_class(source), pack_file, config, list(range(100)), frozenset())
     return r["accuracy"], int(r["avg_cost"]), time.perf_counter() - started
 
 

@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from autotts_graph.sandbox.runtime.evaluate import evaluate_point, load_controller_class
-from autotts_graph.sandbox.runtime.replay import load_pack
+from autotts_graph.sandbox.judge import score_in_process
+from autotts_graph.sandbox.runtime.evaluate import load_controller_class
 from autotts_graph.store.packs import write_pack
 from autotts_graph.store.synth import PRESETS, synthesize
 
@@ -51,11 +51,11 @@ def record_stats(records: list[dict]) -> dict[str, float]:
 
 def controller_stats(name: str, records: list[dict], pack_dir: Path, seeds: list[int]) -> dict[str, float]:
     """SC@64, ASC and CMC accuracy (%) and average cost on the records."""
-    pack = load_pack(write_pack(name, records, pack_dir))
+    pack = write_pack(name, records, pack_dir)
     out: dict[str, float] = {}
     for label, (file, config) in POINTS.items():
         cls = load_controller_class((CONTROLLERS / file).read_text())
-        point = evaluate_point(cls, pack, config, seeds=seeds, trace_seeds=frozenset())
+        point = score_in_process(cls, pack, config, seeds=seeds, trace_seeds=frozenset())
         out[f"{label}_acc"] = point["accuracy"]
         out[f"{label}_cost"] = point["avg_cost"]
     return out

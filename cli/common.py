@@ -64,8 +64,12 @@ def parse_floats(text: str, what: str) -> list[float]:
     return out
 
 
-def rich_progress(*middle: Any) -> Any:
-    """A rich Progress on stderr: description, bar, done/total, ``middle`` columns, elapsed, remaining."""
+def rich_progress(*middle: Any, counts: bool = True) -> Any:
+    """A rich Progress on stderr: description, bar, done/total, ``middle`` columns, elapsed, remaining.
+
+    ``counts=False`` drops the done/total column, for bars whose ``middle`` columns show the amounts
+    themselves (bytes, for instance).
+    """
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -77,7 +81,8 @@ def rich_progress(*middle: Any) -> Any:
     )
 
     console = Console(stderr=True)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *middle,
+    amounts = [MofNCompleteColumn()] if counts else []
+    return Progress(TextColumn("{task.description}"), BarColumn(), *amounts, *middle,
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console,
                     transient=not console.is_terminal)
 

@@ -50,8 +50,8 @@ def read_controller(spec: str) -> tuple[str, str]:
 
 @user_errors
 def eval_command(
-    controller: Annotated[str, typer.Argument(help="Controller file (.py) or baseline:NAME (sc, asc, esc, "
-                                                   "parallel_probe, cmc).")],
+    controller: Annotated[str, typer.Argument(help="Controller file (.py) or baseline:NAME (see `baselines "
+                                                   "--help` for the names).")],
     env: Annotated[list[str], typer.Option("--env", help="Environment (repeat for several).")],
     betas: Annotated[str, typer.Option(help="Comma-separated knob values.")] = DEFAULT_BETAS,
     seeds: Annotated[int, typer.Option(min=1, max=1000, help="Shuffle seeds 0..N-1.")] = 100,
@@ -71,8 +71,17 @@ def eval_command(
     ctx = make_context(store, sandbox, workers)
     try:
         with progress_bar(f"eval {label}") as update:
-            summary = evaluate_controller(ctx, EvaluateInput(source=source, envs=env, betas=beta_list, seeds=seeds,
-                                                             trace_seeds=traces, label=label), update)
+            if controller.startswith("baseline:"):
+                # Through the baselines tool: it adds structural constants (short-1's m) and fits bayes_fit.
+                from autotts_graph.tools.baselines import BaselineInput, baseline_configs, run_baseline
+
+                name = controller.split(":", 1)[1]
+                summary, _ = run_baseline(ctx, BaselineInput(method=name, envs=env, seeds=seeds, trace_seeds=traces,
+                                                             configs=baseline_configs(name, betas=beta_list)),
+                                          update)
+            else:
+                summary = evaluate_controller(ctx, EvaluateInput(source=source, envs=env, betas=beta_list,
+                                                                 seeds=seeds, trace_seeds=traces, label=label), update)
     finally:
         ctx.close()
     if ctx.sandbox_reason:
@@ -93,22 +102,25 @@ def eval_command(
 @user_errors
 def baselines_command(
     env: Annotated[list[str], typer.Option("--env", help="Environment (repeat for several).")],
-    methods: Annotated[str, typer.Option(help="Comma-separated: sc, asc, esc, parallel_probe, cmc.")] =
-        "sc,asc,esc,parallel_probe,cmc",
+    methods: Annotated[str, typer.Option(help="Comma-separated: sc, asc, esc, parallel_probe, cmc, bayes, bayes_fit, "
+                                              "dynasor, certaindex, es_cot, short1, short3, deepconf; or 'all'.")] =
+        "all",
+    reference: Annotated[bool, typer.Option("--reference", help="Only each method's reference configurations "
+                                                                "(the paper's Table 1 points).")] = False,
     seeds: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     fmt: Annotated[str, typer.Option("--format", help="markdown, csv or json.")] = "markdown",
     sandbox: SandboxOption = "auto",
     workers: WorkersOption = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
-    """The reference baselines over their budget sweeps, as a Table-1-style table."""
-    from autotts_graph.tools.baselines import SWEEPS, BaselineInput, run_baseline
+    """The baselines over their budget sweeps (or reference points), as a Table-1-style table."""
+    from autotts_graph.tools.baselines import REFERENCE, SWEEPS, BaselineInput, baseline_configs, run_baseline
 
     from .report import baseline_table
 
     if fmt not in ("markdown", "csv", "json"):
         raise ValueError("--format must be markdown, csv or json")
-    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    chosen = list(SWEEPS) if methods.strip() == "all" else [m.strip() for m in methods.split(",") if m.strip()]
     for m in chosen:
         if m not in SWEEPS:
             raise ValueError(f"unknown method {m!r}; choose from {', '.join(SWEEPS)}")
@@ -116,8 +128,10 @@ def baselines_command(
     rows = []
     try:
         for m in chosen:
+            configs = baseline_configs(m, REFERENCE[m]) if reference else None
             with progress_bar(f"baseline {m}") as update:
-                summary, method_rows = run_baseline(ctx, BaselineInput(method=m, envs=env, seeds=seeds), update)
+                summary, method_rows = run_baseline(ctx, BaselineInput(method=m, envs=env, seeds=seeds,
+                                                                       configs=configs), update)
             if not summary.ok:
                 fail(f"baseline {m}: {summary.error.kind.value} error: {summary.error.message}")
             rows += method_rows

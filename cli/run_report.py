@@ -15,7 +15,12 @@ from autotts_graph.store.db import Store
 
 from .report import cost_k
 
-BASELINE_TITLES = {"sc": "SC@k", "asc": "ASC", "esc": "ESC", "parallel_probe": "Parallel-Probe", "cmc": "CMC"}
+
+def baseline_title(method: str) -> str:
+    """A baseline's display title (``ASC``, ``short-3``); the key itself for an unknown one."""
+    from autotts_graph.tools.baselines import SWEEPS
+
+    return SWEEPS[method][0] if method in SWEEPS else method
 
 
 def _points(store: Store, evaluation_id: str | None) -> list[dict[str, Any]]:
@@ -59,7 +64,10 @@ def _curve_table(points: list[dict], title: str) -> list[str]:
     return [*lines, ""]
 
 
-HAND_CRAFTED = ("sc", "asc", "esc", "parallel_probe")  # the baselines a discovered controller must not trail
+# The hand-crafted baselines a discovered controller must not trail: the paper's and the field's other
+# answer-only controllers (CMC, itself discovered, is shown but is not one of them).
+HAND_CRAFTED = ("sc", "asc", "esc", "parallel_probe", "bayes", "bayes_fit", "dynasor", "certaindex", "es_cot",
+                "short1", "short3", "deepconf")
 
 
 def _mean_over_envs(points: list[dict], key: str) -> dict[Any, tuple[float, float]]:
@@ -85,8 +93,10 @@ def _domination_lines(points: list[dict], methods: dict[str, list[dict]], title:
         by = [label for label, (a, c) in base.items() if a >= acc and c <= cost and (a > acc or c < cost)]
         rows.append(f"| {beta:g} | {acc:.2f} / {cost_k(cost)} | {', '.join(by[:4]) or '**none**'} |")
     free = sum("**none**" in r for r in rows)
-    return [f"**{title}**: {free} of {len(rows)} β points are dominated by no configuration of SC@k, ASC, ESC or "
-            f"Parallel-Probe ({len(base)} configurations; mean over environments).", "",
+    names = [baseline_title(m) for m in HAND_CRAFTED if methods.get(m)]
+    named = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+    return [f"**{title}**: {free} of {len(rows)} β points are dominated by no configuration of {named} "
+            f"({len(base)} configurations; mean over environments).", "",
             "| β | accuracy % / tokens | dominated by |", "|---|---|---|", *rows, ""]
 
 
@@ -199,11 +209,12 @@ def render_plot(data: dict[str, Any], path: Path) -> bool:
         ax.plot([p["avg_cost"] for p in pts], [p["accuracy"] for p in pts], "o-", color="black", lw=2,
                 label=f"{name} (β sweep)", zorder=5)
         key = "search" if split == "search" else "heldout"
-        for method, bpts in data["baselines"].get(key, {}).items():
+        for i, (method, bpts) in enumerate(data["baselines"].get(key, {}).items()):
             mine = sorted((p for p in bpts if p["env"] == env), key=lambda p: p["avg_cost"])
             if mine:
-                ax.plot([p["avg_cost"] for p in mine], [p["accuracy"] for p in mine], ".--", alpha=0.8,
-                        label=BASELINE_TITLES.get(method, method))
+                # Up to 13 baselines: the color cycle repeats after 10, so the marker changes with it.
+                ax.plot([p["avg_cost"] for p in mine], [p["accuracy"] for p in mine], ".x+"[min(i // 10, 2)] + "--",
+                        alpha=0.8, color=f"C{i % 10}", label=baseline_title(method))
         ax.set_xscale("log")
         ax.set_xlabel("tokens per question")
         ax.set_ylabel("accuracy %")

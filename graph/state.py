@@ -16,7 +16,17 @@ from .agents.roles import BaselinePoint, CriticVerdict, CurvePoint, Diagnosis
 
 RoleKind = str  # "offline", "llm", or "module:Class" (any importable class implementing the role protocol)
 DEFAULT_BETAS = [round(0.1 * i, 1) for i in range(11)]
-DEFAULT_BASELINES = ["sc", "asc", "esc", "parallel_probe", "cmc"]
+
+
+
+def _all_baselines() -> list[str]:
+    """Every baseline of ``tools/baselines.py``: the discovery fitness frontier is the same list."""
+    from autotts_graph.tools.baselines import SWEEPS
+
+    return list(SWEEPS)
+
+
+DEFAULT_BASELINES = _all_baselines()
 
 
 class RoleSettings(BaseModel):

@@ -1,18 +1,18 @@
-"""A warm pool of hardened sandbox containers, so an evaluation task does not pay a cold start.
+"""A warm pool of hardened, single-use sandbox containers, so an evaluation task does not pay a cold start.
 
 Each container keeps a do-nothing keeper (``sleep infinity`` under docker-init) running as root with no
-capabilities; tasks are ``docker exec``-ed into it as uid 65534. After every task the in-box reset script
-(``/opt/autotts/reset.py``, also as 65534) SIGKILLs every task process and wipes /tmp, /dev/shm,
-/dev/mqueue and SysV IPC; it doubles as the health probe. A container that timed out, ran out of memory,
-hit an output cap or failed its probe is destroyed and replaced, never reused.
+capabilities, and a runner pre-started as uid 65534 that waits for its task on stdin. A container serves
+exactly one task and is then destroyed: nothing a task leaves behind (processes, files, memory) can meet
+the next task, so no in-box reset has to be trusted. A seccomp profile denies ptrace, process_vm_* and
+the other syscalls a task could use to reach another process, on top of the dropped capabilities.
 
 Containers are labelled with their owner (host, pid, process start time) so the leftovers of a process
 that died without cleaning up are swept when the next pool starts; ``close`` (also run at exit) removes
 this process's own containers.
 
-Each container has one host directory bind-mounted read-only at ``/packs``: before a task the replay
-packs it needs are hard-linked (or copied) there and removed afterwards, so a task sees exactly its own
-packs and never the rest of the store (held-out environments included).
+Each container has one host directory bind-mounted read-only at ``/packs``: before the task the replay
+packs it needs are hard-linked (or copied) there, so a task sees exactly its own packs and never the rest
+of the store (held-out environments and every answer key included).
 """
 
 from __future__ import annotations
@@ -42,21 +42,47 @@ POOL_LABEL = f"{LABEL}.pool"
 PACKS_MOUNT = "/packs"
 TASK_USER = "65534:65534"
 STAGING_ROOT = Path(tempfile.gettempdir()) / "autotts-sandbox"
-RESET_CMD = ["python3", "-I", "-B", "/opt/autotts/reset.py"]
+# PYTHONHASHSEED fixes set and dict-of-str iteration order, so a controller's actions are reproducible
+# (the audit replays solves and compares them).
 TASK_ENV = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1",
-            "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1"]
+            "PYTHONHASHSEED=0", "PYTHONPATH=/opt/autotts", "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1",
+            "MKL_NUM_THREADS=1"]
+INTERPRETERS = {"cpython": "python3", "pypy": "pypy3"}
+# Denied on top of the dropped capabilities: tracing or reading another process, and the kernel surfaces
+# a task never needs. clone3 answers ENOSYS so the C library falls back to clone, whose namespace flags
+# are refused below.
+_DENIED = ["ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "perf_event_open", "bpf", "userfaultfd",
+           "keyctl", "add_key", "request_key", "mount", "umount2", "unshare", "setns", "pivot_root", "chroot",
+           "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot", "swapon",
+           "swapoff", "syslog", "acct", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+           "open_by_handle_at", "name_to_handle_at", "io_uring_setup", "io_uring_enter", "io_uring_register",
+           "fanotify_init", "move_mount", "fsopen", "fsmount", "fspick", "open_tree", "quotactl", "lookup_dcookie",
+           "iopl", "ioperm", "personality", "pidfd_getfd", "mbind", "set_mempolicy", "move_pages", "migrate_pages"]
+_NAMESPACE_FLAGS = [0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x00000080]
 
 
-def task_command(memory_mb: int) -> list[str]:
-    """The exec command of one task's runner.
+def seccomp_profile() -> str:
+    """The containers' seccomp profile (JSON): allow by default, deny the syscalls listed above."""
+    rules: list[dict[str, Any]] = [{"names": _DENIED, "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                                   {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]
+    rules += [{"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+               "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}]}
+              for flag in _NAMESPACE_FLAGS]
+    return json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86",
+                       "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"], "syscalls": rules})
 
-    `env -i` empties the environment (the image's ENV included) before setting exactly TASK_ENV; `-I`
-    keeps Python from reading PYTHON* variables, the user site and the working directory. RLIMIT_AS
-    (ulimit -v) makes a single-process memory bomb fail at once with MemoryError, where the cgroup
-    limit alone can leave it thrashing until the timeout; the cgroup still bounds all processes.
+
+def task_command(memory_mb: int, interpreter: str = "pypy") -> list[str]:
+    """The exec command of one task's runner under ``interpreter`` (``pypy`` or ``cpython``).
+
+    `env -i` empties the environment (the image's ENV included) before setting exactly TASK_ENV; `-s`
+    skips the user site. RLIMIT_AS (ulimit -v) makes a single-process memory bomb fail at once with
+    MemoryError, where the cgroup limit alone can leave it thrashing until the timeout; the cgroup still
+    bounds all processes.
     """
+    exe = INTERPRETERS[interpreter]
     return ["/usr/bin/env", "-i", *TASK_ENV, "/bin/sh", "-c",
-            f"ulimit -v {memory_mb * 1024} && exec python3 -I -B -m autotts_runtime.runner"]
+            f"ulimit -v {memory_mb * 1024} && exec {exe} -s -B -m autotts_runtime.runner"]
 
 
 class PoolError(RuntimeError):
@@ -88,11 +114,9 @@ class PoolStats(BaseModel):
     busy: int
     starting: int
     created: int = 0
-    recycled: int = 0
-    failed_probes: int = 0
+    destroyed: int = 0
     tasks: int = 0
     last_create_s: float | None = None
-    mean_reset_s: float | None = None
     last_error: str | None = None
 
 
@@ -103,9 +127,8 @@ class Slot:
     container: Any
     staging: Path
     create_s: float
-    tasks: int = 0
     staged: list[Path] = field(default_factory=list)
-    runner: tuple[str, Any] | None = None  # (exec id, socket) of the next task's pre-started runner
+    runner: tuple[str, Any, str] | None = None  # (exec id, socket, interpreter) of the pre-started runner
 
     @property
     def id(self) -> str:
@@ -195,7 +218,6 @@ class ContainerPool:
         self._error: str | None = None
         self._closed = False
         self._counter = 0
-        self._reset_times: list[float] = []
         self._destroyers: set[threading.Thread] = set()
         self.stats = PoolStats(size=self.size, ready=0, busy=0, starting=0)
 
@@ -257,7 +279,7 @@ class ContainerPool:
                 init=True, network_mode="none", read_only=True, ipc_mode="private", hostname="sandbox",
                 tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={spec.tmp_mb}m,mode=1777"},
                 shm_size=f"{spec.tmp_mb}m",
-                cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                cap_drop=["ALL"], security_opt=["no-new-privileges", f"seccomp={seccomp_profile()}"],
                 pids_limit=spec.pids, mem_limit=f"{spec.memory_mb}m", memswap_limit=f"{spec.memory_mb}m",
                 nano_cpus=int(spec.cpus * 1e9),
                 ulimits=[docker.types.Ulimit(name="nofile", soft=spec.nofile, hard=spec.nofile),
@@ -321,133 +343,62 @@ class ContainerPool:
                     raise PoolError(f"no sandbox container became ready within {timeout_s:g} s")
                 self._cond.wait(left)
 
-    def release(self, slot: Slot, recycle: bool, reason: str = "") -> None:
-        """Give a container back: destroy and replace it (``recycle``) or reset it in the background."""
-        slot.tasks += 1
+    def release(self, slot: Slot, reason: str = "") -> None:
+        """Give a container back after its one task: it is destroyed, and a fresh one takes its place."""
         with self._cond:
             self.stats.tasks += 1
-        if recycle:
-            log.info("replacing sandbox container %s: %s", slot.container.name, reason)
-            with self._cond:
-                self.stats.recycled += 1
-            self._replace(slot)
-            return
-        threading.Thread(target=self._reset_and_return, args=(slot,), daemon=True,
-                         name="autotts-pool-reset").start()
-
-    def _replace(self, slot: Slot) -> None:
-        with self._cond:  # an RLock: the destroyer is registered before close() can see busy empty
+            self.stats.destroyed += 1
             self._busy.discard(slot.id)
             self._destroy_async(slot)
             if not self._closed:
                 self._spawn_locked()
             self._cond.notify_all()
+        if reason:
+            log.info("sandbox container %s destroyed: %s", slot.container.name, reason)
 
-    def _reset_and_return(self, slot: Slot) -> None:
-        report = self.reset(slot)
-        if report.get("clean"):
-            self.start_runner(slot)
-        if not report.get("clean"):
-            log.warning("sandbox container %s failed its reset probe: %s", slot.container.name,
-                        report.get("problems"))
-            with self._cond:
-                self.stats.failed_probes += 1
-                self.stats.recycled += 1
-            self._replace(slot)
-            return
-        with self._cond:
-            self._busy.discard(slot.id)
-            if self._closed:
-                self._destroy_async(slot)
-                return
-            self._ready.append(slot)
-            self._cond.notify_all()
+    def start_runner(self, slot: Slot, interpreter: str = "pypy") -> None:
+        """Start the task's runner now, off the task's path.
 
-    def start_runner(self, slot: Slot) -> None:
-        """Start the next task's runner now, off the task's path.
-
-        The runner imports numpy and the runtime, then blocks reading its task from stdin; the task
-        later only writes its JSON there. It is a fresh process started after the reset, so it carries
-        nothing from the previous task. On failure the task simply gets a fresh exec.
+        The runner imports the runtime, then blocks reading its task from stdin; the task later only
+        writes its JSON there. The container is fresh, so the runner carries nothing from anyone.
+        On failure the task simply gets a fresh exec.
         """
         self.drop_runner(slot)
         try:
             api = self.client.api
-            exec_id = api.exec_create(slot.id, task_command(self.spec.memory_mb), stdin=True, stdout=True,
-                                      stderr=True, user=TASK_USER, workdir="/tmp")["Id"]
+            exec_id = api.exec_create(slot.id, task_command(self.spec.memory_mb, interpreter), stdin=True,
+                                      stdout=True, stderr=True, user=TASK_USER, workdir="/tmp")["Id"]
             sock = api.exec_start(exec_id, socket=True)._sock
             sock.settimeout(None)  # not the client's HTTP timeout: a task may stay silent for minutes
-            slot.runner = (exec_id, sock)
+            slot.runner = (exec_id, sock, interpreter)
         except Exception as exc:
             log.debug("cannot pre-start a runner in %s: %s", slot.container.name, exc)
             slot.runner = None
 
-    def take_runner(self, slot: Slot) -> tuple[str, Any] | None:
-        """The pre-started runner if it is still alive (else None, and it is discarded)."""
+    def take_runner(self, slot: Slot, interpreter: str) -> tuple[str, Any] | None:
+        """The pre-started runner if it runs ``interpreter`` and is still alive (else None; it is discarded)."""
         runner, slot.runner = slot.runner, None
         if runner is None:
             return None
-        try:
-            alive = self.client.api.exec_inspect(runner[0])["Running"]
-        except Exception:
-            alive = False
+        alive = runner[2] == interpreter
+        if alive:
+            try:
+                alive = self.client.api.exec_inspect(runner[0])["Running"]
+            except Exception:
+                alive = False
         if not alive:
             with contextlib.suppress(OSError):
                 runner[1].close()
             return None
-        return runner
+        return runner[0], runner[1]
 
     @staticmethod
     def drop_runner(slot: Slot) -> None:
-        """Close the pre-started runner's stream (the reset or the container's end kills the process)."""
+        """Close the pre-started runner's stream (the container's end kills the process)."""
         if slot.runner is not None:
             with contextlib.suppress(OSError):
                 slot.runner[1].close()
             slot.runner = None
-
-    def reset(self, slot: Slot) -> dict[str, Any]:
-        """Run the in-box reset (kill all task processes, wipe /tmp etc.); its report, never raises."""
-        started = time.perf_counter()
-        try:
-            result = slot.container.exec_run(RESET_CMD, user=TASK_USER, workdir="/", demux=False,
-                                             environment={"PATH": "/usr/local/bin:/usr/bin:/bin"})
-            lines = result.output.decode("utf-8", "replace").strip().splitlines()
-            report = json.loads(lines[-1]) if result.exit_code == 0 and lines else {
-                "clean": False, "problems": [f"reset exited {result.exit_code}: {lines[-1:] }"]}
-        except Exception as exc:
-            report = {"clean": False, "problems": [f"reset failed: {exc}"]}
-        if report.get("oom_kills"):
-            report["clean"] = False
-            report.setdefault("problems", []).append("the container's memory cgroup saw an OOM kill")
-        elapsed = time.perf_counter() - started
-        with self._cond:
-            self._reset_times = (self._reset_times + [elapsed])[-200:]
-            self.stats.mean_reset_s = sum(self._reset_times) / len(self._reset_times)
-        report["seconds"] = elapsed
-        return report
-
-    def probe(self) -> list[dict[str, Any]]:
-        """Health-probe every idle container now (reset + check); unhealthy ones are replaced."""
-        with self._cond:
-            slots, self._ready = self._ready, []
-            for slot in slots:
-                self._busy.add(slot.id)
-        reports = []
-        for slot in slots:
-            report = self.reset(slot)
-            report["container"] = slot.container.name
-            reports.append(report)
-            if report.get("clean"):
-                self.start_runner(slot)
-                with self._cond:
-                    self._busy.discard(slot.id)
-                    self._ready.append(slot)
-                    self._cond.notify_all()
-            else:
-                with self._cond:
-                    self.stats.failed_probes += 1
-                self._replace(slot)
-        return reports
 
     def snapshot(self) -> PoolStats:
         """Current counters."""
@@ -489,14 +440,6 @@ class ContainerPool:
             slot.staged.append(dst)
             inside[name] = f"{PACKS_MOUNT}/{dst.name}"
         return inside
-
-    @staticmethod
-    def unstage_packs(slot: Slot) -> None:
-        """Remove the task's packs from the container's view."""
-        for path in slot.staged:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        slot.staged.clear()
 
     def _destroy(self, slot: Slot) -> None:
         self.drop_runner(slot)

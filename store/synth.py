@@ -43,7 +43,7 @@ _SHORTFALL_PROBS = np.array([5218, 14116, 6587, 2997, 1194, 421, 165, 88, 65, 10
 _SHORTFALL_PROBS /= _SHORTFALL_PROBS.sum()
 
 # Datasets whose environments are used for search when a store's environments are split automatically
-# (AutoTTS searches on AIME24 and holds out AIME25/HMMT25; replay spec §1.1).
+# (AutoTTS searches on AIME24 and holds out AIME25/HMMT25; docs/replay-and-contract.md §8).
 SEARCH_DATASETS = frozenset({"search", "aime24"})
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .db import Store, StoreError
-from .packs import pack_stem, write_pack
+from .packs import key_path, pack_stem, write_pack
 
 SPLITS = ("search", "heldout")
 RECORD_KEYS = ("question", "gold_answer", "probe_freq", "each_branch", "final_answers_trace")
@@ -61,7 +61,7 @@ def _is_int(v: Any) -> bool:
 
 
 def validate_records(data: Any, where: str) -> None:
-    """Check the AutoTTS record format (replay spec §1); raise StoreError naming question/branch."""
+    """Check the AutoTTS record format (docs/replay-and-contract.md §1); raise StoreError naming question/branch."""
     if not isinstance(data, list):
         raise StoreError(f"{where}: expected a JSON array of question records, got {type(data).__name__}")
     if not data:
@@ -201,7 +201,8 @@ def require_environments(store: Store, names: list[str]) -> None:
     known = {e.name for e in list_environments(store)}
     for name in names:
         if name not in known:
-            hint = ", ".join(sorted(known)) or "none; run `autotts-graph store import` or `store synth`"
+            hint = ", ".join(sorted(known)) or ("none; run `autotts-graph store fetch autotts`, `store import` or "
+                                                "`store synth`")
             raise StoreError(f"unknown environment {name!r} (known: {hint})")
 
 
@@ -242,7 +243,7 @@ def pack_path(store: Store, name: str) -> Path:
     if row is None:
         require_environments(store, [name])
     path = store.packs_dir / f"{pack_stem(name, row[0])}.npz"
-    if path.exists():
+    if path.exists() and key_path(path).exists():
         return path
     return write_pack(name, export_records(store, name), store.packs_dir, stem=path.stem)
 

@@ -24,6 +24,8 @@ class ToolContext:
     expose_heldout: bool = False
     hidden_envs: frozenset[str] = frozenset()
     sandbox_reason: str = ""  # why this backend was chosen (set when it is created)
+    solve_timeout_s: float = 10.0  # the per-solve watchdog (`--timeout`); task deadlines scale from it
+    audit_solves: int = 6  # solves replayed on counterfactual data per (controller, environment)
     _backend: SandboxBackend | None = None
 
     @property

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from autotts_graph.sandbox.backends.base import SandboxError, SandboxTask, runtime_hash
+from autotts_graph.sandbox.audit import Observed, build_plan, choose_solves, differences, observed_rows
+from autotts_graph.sandbox.backends.base import ErrorKind, SandboxError, SandboxResult, SandboxTask, runtime_hash
+from autotts_graph.sandbox.judge import JudgeError, judge_point, load_judge_pack
+from autotts_graph.sandbox.static_checks import check_source
 from autotts_graph.store import history
 from autotts_graph.store.trajectories import pack_path
 from pydantic import BaseModel, Field
@@ -57,6 +61,7 @@ class EvaluationSummary(BaseModel):
     cached_points: int = 0
     elapsed_s: float = 0.0
     backend: str = ""
+    interpreter: str = Field(default="", description="pypy or cpython: which interpreter ran the controller.")
 
 
 def _configs(inp: EvaluateInput) -> list[dict[str, Any]]:
@@ -81,36 +86,84 @@ def _batches(todo: list[tuple], workers: int) -> list[list[tuple]]:
     return batches
 
 
+JUDGE_VERSION = "judge-1"  # part of every cache key: figures from an older, forgeable path are never reused
+
+
+def _falls_back(res: SandboxResult) -> bool:
+    """A PyPy failure that is not the controller's fault: PyPy is missing, or the source needs CPython."""
+    err = res.error
+    if res.ok or err is None:
+        return False
+    if err.kind in (ErrorKind.syntax, ErrorKind.infrastructure):
+        return True
+    return err.kind == ErrorKind.runtime and "importing the controller failed" in err.message and any(
+        "ImportError" in line or "ModuleNotFoundError" in line for line in err.details)
+
+
+def _run(backend: Any, task: SandboxTask) -> SandboxResult:
+    """Run a task, retrying under CPython when PyPy cannot load it."""
+    res = backend.run(task)
+    if task.interpreter == "pypy" and _falls_back(res):
+        res = backend.run(task.model_copy(update={"interpreter": "cpython"}))
+    return res
+
+
+def _rejected(message: str, details: list[str] | None = None, kind: ErrorKind = ErrorKind.contract) -> SandboxError:
+    return SandboxError(kind=kind, message=message, details=details or [])
+
+
 def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
                         progress: Callable[[int, int], None] | None = None) -> EvaluationSummary:
-    """Run (or reuse from the cache) every (env, config) point in the sandbox and record the evaluation."""
+    """Score every (env, config) point through the one judged path, reusing cached points, and record it.
+
+    Every caller (CLI, baselines, graph, tool server, held-out) comes here: static checks on the host, the
+    runtime in the sandbox (PyPy when the source allows), the judge on the host, the counterfactual audit.
+    A candidate that fails any of them gets an error and no figures.
+    """
     started = time.perf_counter()
     ctx.require_visible(inp.envs)
     configs = _configs(inp)
     seeds = list(range(inp.seeds))
     trace_seeds = list(range(inp.trace_seeds))
     code = history.code_hash(inp.source)
-    rt = runtime_hash()
+    static = check_source(inp.source)
+    # The interpreter the source is meant for keys the cache; a backend without PyPy runs it on CPython
+    # with identical figures, and the protocol records what actually ran.
+    rt = f"{runtime_hash()}:{JUDGE_VERSION}:{static.interpreter}"
     packs = {env: pack_path(ctx.store, env) for env in inp.envs}
     jobs = []  # (point_index, env, config, pack, cache key)
     for idx, config in enumerate(configs):
         for env in inp.envs:
             key = history.cache_key(code, packs[env].stem, config, seeds, trace_seeds, rt)
             jobs.append((idx, env, config, packs[env], key))
-    cached = history.cached_points(ctx.store, [j[4] for j in jobs])
-    todo = [j for j in jobs if j[4] not in cached]
+    error: SandboxError | None = None
+    if static.errors:
+        more = f" (and {len(static.errors) - 1} more)" if len(static.errors) > 1 else ""
+        error = _rejected(f"the source breaks the controller rules: {static.errors[0]}{more}", static.errors)
+    cached = history.cached_points(ctx.store, [j[4] for j in jobs]) if error is None else {}
+    todo = [j for j in jobs if j[4] not in cached] if error is None else []
     done = len(jobs) - len(todo)
     if progress:
         progress(done, len(jobs))
     results: dict[str, dict[str, Any]] = {}
-    error: SandboxError | None = None
+    secret = random.SystemRandom()  # which solves get audited must be unpredictable to the controller
+    per_env: dict[str, list[tuple]] = {}
+    for job in todo:
+        per_env.setdefault(job[1], []).append(job)
+    audits = {env: choose_solves(len(env_jobs), seeds, load_judge_pack(packs[env]).questions, ctx.audit_solves,
+                                 secret) for env, env_jobs in per_env.items()}
+    observed: dict[str, dict[tuple[int, int, int], Observed]] = {env: {} for env in per_env}
+    ran_on: set[str] = set()
     backend = ctx.backend if todo else None
+    interpreter = static.interpreter if backend and static.interpreter in backend.interpreters else "cpython"
 
-    def run_batch(batch: list[tuple]) -> tuple[list[tuple], Any]:
+    def run_batch(batch: list[tuple]) -> tuple[list[tuple], SandboxResult]:
         env, pack = batch[0][1], batch[0][3]
+        work = len(batch) * len(seeds) * load_judge_pack(pack).questions
         task = SandboxTask(source=inp.source, packs={env: str(pack)}, points=[j[2] for j in batch], seeds=seeds,
-                           trace_seeds=trace_seeds)
-        return batch, backend.run(task)
+                           trace_seeds=trace_seeds, interpreter=interpreter, work=work,
+                           solve_timeout_s=ctx.solve_timeout_s)
+        return batch, _run(backend, task)
 
     if todo:
         batches = _batches(todo, ctx.workers)
@@ -122,8 +175,24 @@ def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
                 if not res.ok:
                     error = error or res.error
                     continue
-                for job, result in zip(batch, res.results, strict=True):
-                    results[job[4]] = result
+                ran_on.add(res.interpreter)
+                if len(res.results or []) != len(batch):
+                    error = error or _rejected(f"the sandbox returned {len(res.results or [])} results for "
+                                               f"{len(batch)} points")
+                    continue
+                for job, raw in zip(batch, res.results, strict=True):
+                    env = job[1]
+                    jp = load_judge_pack(job[3])
+                    try:
+                        point, judged = judge_point(jp, raw, job[2], seeds, frozenset(trace_seeds))
+                    except JudgeError as exc:
+                        error = error or _rejected(f"the judge rejected the result: {exc}")
+                        continue
+                    local = per_env[env].index(job)
+                    observed[env].update(observed_rows(judged, local, audits[env], jp.questions, seeds, jp.vocab))
+                    results[job[4]] = {**point, "interpreter": res.interpreter}
+        if error is None:
+            error = _audit(ctx, inp.source, interpreter, per_env, packs, seeds, observed)
     points = []
     for idx, env, config, pack, key in jobs:
         pt = cached.get(key) or results.get(key)
@@ -133,8 +202,10 @@ def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
                        "cache_key": key, "beta": config.get("beta")})
     evaluation_id = history.new_id("ev")
     ok = error is None
+    used = backend.name if backend else "cache"
     protocol = {"seeds": inp.seeds, "trace_seeds": inp.trace_seeds, "envs": inp.envs, "configs": configs,
-                "runtime": rt, "backend": backend.name if backend else "cache"}
+                "runtime": rt, "backend": used, "interpreter": "+".join(sorted(ran_on)) or interpreter,
+                "audited_solves": sum(len(v) for v in audits.values())}
     history.record_evaluation(ctx.store, evaluation_id=evaluation_id, code=code, label=inp.label,
                               split=inp.split, protocol=protocol, points=points if ok else [],
                               status="ok" if ok else "error", error=error.model_dump(mode="json") if error else None,
@@ -145,4 +216,35 @@ def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
                               std_acc=p["std_acc"]) for p in points] if ok else []
     return EvaluationSummary(evaluation_id=evaluation_id, ok=ok, error=error, points=summaries,
                              cached_points=len(jobs) - len(todo), elapsed_s=time.perf_counter() - started,
-                             backend=backend.name if backend else "cache")
+                             backend=used, interpreter=protocol["interpreter"])
+
+
+def _audit(ctx: ToolContext, source: str, interpreter: str, per_env: dict[str, list[tuple]],
+           packs: dict[str, Path], seeds: list[int],
+           observed: dict[str, dict[tuple[int, int, int], Observed]]) -> SandboxError | None:
+    """Replay the audited solves of every environment on counterfactual data; an error if any differ."""
+    rng = random.SystemRandom()
+    for env, env_jobs in per_env.items():
+        seen = observed[env]
+        if not seen:
+            continue
+        jp = load_judge_pack(packs[env])
+        plan = build_plan(packs[env], jp.gold_text, seen, rng)
+        try:
+            configs = [j[2] for j in env_jobs]
+            task = SandboxTask(source=source, packs={env: str(plan.pack)}, points=configs, seeds=seeds,
+                               trace_seeds=[], solves=plan.solves, interpreter=interpreter, work=len(plan.solves),
+                               solve_timeout_s=ctx.solve_timeout_s)
+            res = _run(ctx.backend, task)
+            if not res.ok:
+                err = res.error
+                return _rejected(f"the audit replay failed ({err.kind.value}: {err.message}): the controller "
+                                 "behaves differently when run again", err.details, ErrorKind.audit)
+            problems = differences(plan, jp.gold_text, seen, res.results or [], configs)
+        finally:
+            plan.workdir.cleanup()
+        if problems:
+            return _rejected(f"the audit flagged the controller: {problems[0]}. Controllers may act only on what "
+                             "the primitives returned in the current question (no reading of replay data, no "
+                             "memory across questions or seeds).", problems[:10], ErrorKind.audit)
+    return None

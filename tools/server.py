@@ -32,7 +32,7 @@ from autotts_graph.store.db import Store, StoreError
 from autotts_graph.store.trajectories import EnvironmentInfo, list_environments
 from pydantic import BaseModel, Field, ValidationError
 
-from .baselines import SWEEPS, BaselineInput, BaselineRow, run_baseline
+from .baselines import METHODS, SWEEPS, BaselineInput, BaselineRow, run_baseline
 from .context import ToolContext
 from .contract import ContractDoc, contract_text, controller_contract
 from .environments import (
@@ -141,15 +141,16 @@ class ServeEvaluateInput(BaseModel):
 class ServeBaselineInput(BaseModel):
     """Evaluate a reference baseline over its budget sweep."""
 
-    method: Literal["sc", "asc", "esc", "parallel_probe", "cmc"] = Field(
-        description="sc (self-consistency), asc, esc, parallel_probe or cmc.")
+    method: Literal[tuple(METHODS)] = Field(  # type: ignore[valid-type]
+        description="; ".join(f"{name}: {m.about}" for name, m in METHODS.items()) + ".")
     envs: list[str] = Field(min_length=1, max_length=16, description="Environment names.")
     configs: list[dict[str, Any]] | None = Field(
         default=None, max_length=32,
         description="Explicit configurations in the method's own parameters: sc {'k': 8}; asc "
                     "{'max_samples': 16, 'threshold': 0.95}; esc {'max_samples': 32, 'window_size': 8}; "
-                    "parallel_probe {'num_chains': 16, 'T': 40, 'prune_patience': 7, 'warm_up': 15}; cmc "
-                    "{'beta': 0.5}. Default: the method's reference budget sweep.")
+                    "parallel_probe {'num_chains': 16, 'T': 40, 'prune_patience': 7, 'warm_up': 15}; cmc and "
+                    "every other method {'beta': 0.5} (short1/short3 get their m, bayes_fit its prior fitted on the "
+                    "search split). Default: the method's reference budget sweep.")
     seeds: int = Field(default=100, ge=1, le=1000, description="Shuffle seeds 0..seeds-1.")
     trace_seeds: int = Field(default=0, ge=0, le=10, description="Keep traces for seeds 0..trace_seeds-1.")
 
@@ -173,8 +174,7 @@ def _evaluate(ctx: ToolContext, inp: ServeEvaluateInput) -> EvaluationSummary:
                                                   label=inp.label or "tool", split="search"))
 
 
-BASELINE_KEYS = {"sc": ("k",), "asc": ("max_samples",), "esc": ("max_samples", "window_size"),
-                 "parallel_probe": ("num_chains",), "cmc": ("beta",)}
+BASELINE_KEYS = {name: m.knobs for name, m in METHODS.items()}
 
 
 def _baseline(ctx: ToolContext, inp: ServeBaselineInput) -> BaselineResult:
@@ -253,10 +253,12 @@ TOOL_SPECS: list[ToolSpec] = [
         GetTracesInput, TracePage, get_traces),
     ToolSpec(
         "run_baseline",
-        "Evaluate a reference baseline (sc = self-consistency, asc = adaptive consistency, esc = early-"
-        "stopping self-consistency, parallel_probe, cmc = confidence momentum controller) over its budget "
-        "sweep on environments, to get the accuracy-vs-tokens curve a new controller should beat. Cached "
-        "like evaluate_controller.",
+        "Evaluate a baseline over its budget sweep on environments, to get the accuracy-vs-tokens curve a new "
+        "controller should beat: the AutoTTS paper's (sc = self-consistency, asc = adaptive consistency, esc = "
+        "early-stopping self-consistency, parallel_probe, cmc = confidence momentum controller) and the field's "
+        "other answer-only controllers (bayes and bayes_fit = optimal Bayesian stopping with a parameter-free or "
+        "a fitted prior, dynasor = Dynasor-CoT, certaindex = Certaindex-SC, es_cot = ES-CoT, short1/short3 = "
+        "short-m@k, deepconf = DeepConf's vote-share stop). Cached like evaluate_controller.",
         ServeBaselineInput, BaselineResult, _baseline, sandbox=True, read_only=False),
     ToolSpec(
         "query_store",

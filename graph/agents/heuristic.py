@@ -58,7 +58,9 @@ BASELINE_DIR = Path(__file__).resolve().parents[2] / "sandbox" / "controllers"
 OPPOSITE = {"stricter_stop": "looser_stop", "looser_stop": "stricter_stop", "more_width": "less_width",
             "less_width": "more_width", "less_pruning": "more_pruning", "more_pruning": "less_pruning"}
 EXHAUSTED_REASONS = frozenset({"loop_end", "no_branches", "max_steps", "max_samples_or_exhausted",
-                               "max_windows_or_exhausted", "all_branches_done_or_no_active", "k_reads_or_exhausted"})
+                               "max_windows_or_exhausted", "all_branches_done_or_no_active", "k_reads_or_exhausted",
+                               "k_branches_or_exhausted", "cap_or_exhausted", "budget_or_exhausted",
+                               "all_branches_done"})
 
 
 # --------------------------------------------------------------------------- curves, fitness, domination

@@ -36,7 +36,8 @@ def heldout(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
                                curve=evidence.curve_from_points(ev["points"]))
         for method in cfg.baselines:
             summary, _ = run_baseline(deps.full_ctx, BaselineInput(method=method, envs=cfg.heldout_envs,
-                                                                   seeds=cfg.seeds, split="heldout"))
+                                                                   seeds=cfg.seeds, split="heldout",
+                                                                   fit_envs=cfg.search_envs))
             ids[f"{method}@heldout"] = summary.evaluation_id
     history.update_run(deps.store, cfg.run_id, status="done", best_candidate=state.selected, finished=True,
                        report={"baseline_evaluations": ids, "stop_reason": state.stop_reason})

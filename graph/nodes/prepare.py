@@ -72,7 +72,8 @@ def make_prepare(provider: DepsProvider):
         for method in cfg.baselines:
             progress = (lambda d, t, m=method: deps.progress(f"baseline {m}", d, t)) if deps.progress else None
             summary, rows = run_baseline(deps.ctx, BaselineInput(method=method, envs=cfg.search_envs,
-                                                                 seeds=cfg.seeds, split="search"), progress)
+                                                                 seeds=cfg.seeds, split="search",
+                                                                 fit_envs=cfg.search_envs), progress)
             if not summary.ok:
                 err = summary.error
                 message = f"baseline {method} failed in the sandbox: {err.kind.value}: {err.message}"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from autotts_graph.sandbox.runtime.runner import RESULT_MARKER
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime"
 
@@ -18,6 +18,7 @@ class ErrorKind(StrEnum):
 
     syntax = "syntax"
     contract = "contract"
+    audit = "audit"  # the counterfactual audit saw the controller use data it had not observed
     runtime = "runtime"
     timeout = "timeout"
     oom = "oom"
@@ -26,23 +27,45 @@ class ErrorKind(StrEnum):
     infrastructure = "infrastructure"
 
 
+def _storable(text: str, limit: int) -> str:
+    # Messages can quote controller output: bounded, and no lone surrogates that a store writer rejects.
+    return str(text)[:limit].encode("utf-8", "replace").decode("utf-8")
+
+
 class SandboxError(BaseModel):
+    """Why a task failed, in words its author can act on."""
+
     kind: ErrorKind
     message: str
     details: list[str] = Field(default_factory=list)
+
+    @field_validator("message")
+    @classmethod
+    def _short_message(cls, value: str) -> str:
+        return _storable(value, 2000)
+
+    @field_validator("details")
+    @classmethod
+    def _short_details(cls, value: list[str]) -> list[str]:
+        return [_storable(line, 500) for line in value[-20:]]
 
 
 class Limits(BaseModel):
     """Resource limits of one task."""
 
-    timeout_s: float = 600.0
+    timeout_s: float | None = None  # a fixed wall-clock deadline; None scales it with the task's work
     memory_mb: int = 2048
     cpus: float = 1.0
     pids: int = 128
     nofile: int = 256
-    stdout_bytes: int = 256 * 1024 * 1024  # the result travels on stdout
+    stdout_bytes: int = 64 * 1024 * 1024  # the most any task may write; each task's own cap is lower
     stderr_bytes: int = 1024 * 1024
     tmp_mb: int = 64
+
+
+STARTUP_S = 30.0  # interpreter start, pack loading, controller import
+TRACE_BYTES_PER_POINT = 4 * 1024 * 1024
+RECORD_BYTES_PER_SOLVE = 1024  # base64 of an answer code and up to 128 read counts, uncompressed
 
 
 class SandboxTask(BaseModel):
@@ -54,13 +77,37 @@ class SandboxTask(BaseModel):
     points: list[dict[str, Any]] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=lambda: list(range(100)))
     trace_seeds: list[int] = Field(default_factory=lambda: [0])
-    workers: int = 1
+    solves: list[tuple[int, int, int]] | None = None  # (point, seed, question): an audit's chosen solves
+    interpreter: Literal["pypy", "cpython"] = "cpython"
+    solve_timeout_s: float = 10.0  # the in-box watchdog's limit for one solve() call
+    work: int = 0  # solves the task will run (the caller knows the packs' sizes): scales deadline and caps
     smoke_questions: int = 3
     limits: Limits = Field(default_factory=Limits)
 
+    def deadline_s(self, limits: Limits | None = None) -> float:
+        """Wall-clock limit: fixed when the limits say so, else start-up plus an average budget per solve.
+
+        The in-box watchdog stops a single hung solve after ``solve_timeout_s`` and says where; this
+        deadline is the backstop for code that defeats the watchdog, and it grows with the work instead
+        of holding a slot for minutes on a tiny task.
+        """
+        limits = limits or self.limits
+        if limits.timeout_s is not None:
+            return limits.timeout_s
+        if self.op == "validate":
+            return STARTUP_S + 30 * self.solve_timeout_s
+        return STARTUP_S + self.solve_timeout_s + self.work * self.solve_timeout_s / 50
+
+    def stdout_cap(self, limits: Limits | None = None) -> int:
+        """Most bytes the runner may write on stdout: what its records and traces can honestly need."""
+        limits = limits or self.limits
+        traced = len(self.points) * len(self.packs) if self.trace_seeds and self.solves is None else 0
+        need = 8 * 1024 * 1024 + self.work * RECORD_BYTES_PER_SOLVE + traced * TRACE_BYTES_PER_POINT
+        return min(limits.stdout_bytes, need)
+
     def runner_payload(self, pack_paths: dict[str, str] | None = None) -> bytes:
         """The JSON the runner reads on stdin, with pack paths as seen inside the box."""
-        body = self.model_dump(exclude={"limits"})
+        body = self.model_dump(exclude={"limits", "work", "interpreter"})
         if pack_paths is not None:
             body["packs"] = pack_paths
         return json.dumps(body).encode()
@@ -71,6 +118,7 @@ class SandboxResult(BaseModel):
 
     ok: bool
     backend: str
+    interpreter: str = ""
     results: list[dict[str, Any]] | None = None
     report: dict[str, Any] | None = None
     error: SandboxError | None = None
@@ -82,6 +130,7 @@ class SandboxBackend(Protocol):
     """A place where controller code runs."""
 
     name: str
+    interpreters: tuple[str, ...]  # which of "pypy", "cpython" it can run
 
     def run(self, task: SandboxTask) -> SandboxResult: ...
 
@@ -105,16 +154,24 @@ def result_from_output(backend: str, stdout: bytes, stderr: bytes, elapsed_s: fl
                              error=SandboxError(kind=kind, message=msg, details=tail.splitlines()[-5:]))
     try:
         body = json.loads(text[idx + len(RESULT_MARKER):])
-    except json.JSONDecodeError as exc:
+        if not isinstance(body, dict):
+            raise ValueError("not an object")
+        error = None if body.get("ok") is True else SandboxError.model_validate(body.get("error"))
+        if body.get("ok") is True and not isinstance(body.get("results", []), list):
+            raise ValueError("results are not a list")
+    except ValueError as exc:  # JSON and pydantic errors: the box's output is untrusted
         return SandboxResult(ok=False, backend=backend, elapsed_s=elapsed_s, stderr_tail=tail,
-                             error=SandboxError(kind=ErrorKind.runtime, message=f"unreadable runner result: {exc}"))
-    if not body.get("ok"):
-        error = SandboxError(**body["error"])
+                             error=SandboxError(kind=ErrorKind.contract, message=f"unreadable runner result: "
+                                                f"{str(exc)[:200]}"))
+    interpreter = str(body.get("interpreter", ""))[:16]
+    if error is not None:
         if error.kind == ErrorKind.runtime and any(line.startswith("MemoryError") for line in error.details):
             error.kind = ErrorKind.oom  # an allocation refused by the memory limit is the limit's doing
-        return SandboxResult(ok=False, backend=backend, elapsed_s=elapsed_s, stderr_tail=tail, error=error)
-    return SandboxResult(ok=True, backend=backend, results=body.get("results"), report=body.get("report"),
-                         elapsed_s=elapsed_s, stderr_tail=tail)
+        return SandboxResult(ok=False, backend=backend, interpreter=interpreter, elapsed_s=elapsed_s,
+                             stderr_tail=tail, error=error)
+    report = body.get("report")
+    return SandboxResult(ok=True, backend=backend, interpreter=interpreter, results=body.get("results"),
+                         report=report if isinstance(report, dict) else None, elapsed_s=elapsed_s, stderr_tail=tail)
 
 
 def runtime_hash() -> str:
@@ -123,7 +180,7 @@ def runtime_hash() -> str:
 
     digest = hashlib.sha256()
     for path in sorted(RUNTIME_DIR.iterdir()):
-        if path.suffix in (".py", ".npy"):
+        if path.suffix in (".py", ".npy", ".json"):
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:12]

@@ -28,13 +28,13 @@ import uuid
 from pathlib import Path
 
 from .base import RUNTIME_DIR, ErrorKind, Limits, SandboxError, SandboxResult, SandboxTask, result_from_output
-from .process import supervise
+from .process import interpreter_path, pypy_available, supervise
 
 log = logging.getLogger("autotts_graph.sandbox.bwrap")
 
 TASK_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
-            "PYTHONPATH": "/opt/autotts", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            "PYTHONPATH": "/opt/autotts", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -142,8 +142,9 @@ class BwrapBackend:
             raise BwrapUnavailable(reason)
         self.limits = limits
         self.exe = shutil.which("bwrap") or "bwrap"
+        self.interpreters = ("pypy", "cpython") if pypy_available() else ("cpython",)
 
-    def _argv(self, limits: Limits, pack_paths: dict[str, str]) -> list[str]:
+    def _argv(self, limits: Limits, pack_paths: dict[str, str], interpreter: str) -> list[str]:
         argv = [self.exe, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--clearenv",
                 "--hostname", "sandbox", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL",
                 "--disable-userns"]
@@ -169,7 +170,7 @@ class BwrapBackend:
         for inside, host in pack_paths.items():
             argv += ["--ro-bind", host, inside]
         argv += ["--remount-ro", "/",  # bwrap's root is a tmpfs: make it read-only like Docker's
-                 "--chdir", "/tmp", os.path.realpath(sys.executable), "-s", "-B", "-m", "autotts_runtime.runner"]
+                 "--chdir", "/tmp", interpreter_path(interpreter), "-s", "-B", "-m", "autotts_runtime.runner"]
         return argv
 
     def run(self, task: SandboxTask) -> SandboxResult:
@@ -199,9 +200,9 @@ class BwrapBackend:
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
         try:
-            proc = subprocess.Popen(self._argv(limits, binds), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, env={}, cwd="/", start_new_session=True,
-                                    preexec_fn=preexec)
+            proc = subprocess.Popen(self._argv(limits, binds, task.interpreter), stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={}, cwd="/",
+                                    start_new_session=True, preexec_fn=preexec)
         except OSError as exc:
             cgroup.close()
             return failure(ErrorKind.infrastructure, f"cannot start bwrap: {exc}")
@@ -211,7 +212,7 @@ class BwrapBackend:
                 os.killpg(proc.pid, signal.SIGKILL)  # bwrap dies -> its PID namespace dies with it
             cgroup.kill_all()
 
-        done = supervise(proc, task.runner_payload(inside_paths), limits, kill)
+        done = supervise(proc, task, limits, task.runner_payload(inside_paths), kill)
         oom = cgroup.oom_kills() > 0
         cgroup.close()
         elapsed = time.perf_counter() - started
@@ -224,7 +225,7 @@ class BwrapBackend:
         if oom:
             return error(ErrorKind.oom, f"the task exceeded its {limits.memory_mb} MB memory limit")
         if done.timed_out:
-            return error(ErrorKind.timeout, f"the task ran past its {limits.timeout_s:g} s limit; "
+            return error(ErrorKind.timeout, f"the task ran past its {task.deadline_s(limits):g} s deadline; "
                                             "everything it started was killed")
         if done.over_cap:
             return error(ErrorKind.output_limit, "the task wrote more output than allowed and was killed")

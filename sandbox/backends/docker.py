@@ -1,16 +1,16 @@
-"""The ``docker`` backend: each task runs in a warm, hardened container as uid 65534.
+"""The ``docker`` backend: each task runs in its own fresh, hardened container as uid 65534.
 
 Containers (see ``sandbox/pool.py``) have no network, a read-only root, size-capped tmpfs /tmp and
-/dev/shm, all capabilities dropped, no-new-privileges, pids/memory(=swap)/cpu/nofile limits, an explicit
-environment and one read-only mount holding exactly the task's replay packs. A task is one
-``docker exec`` of ``env -i ... python3 -I -m autotts_runtime.runner`` with the task JSON (controller
-source included) written to its stdin as data.
+/dev/shm, all capabilities dropped, no-new-privileges, a seccomp profile denying ptrace and its kin,
+pids/memory(=swap)/cpu/nofile limits, an explicit environment and one read-only mount holding exactly the
+task's replay packs. A task is one ``docker exec`` of ``env -i ... pypy3|python3 -m autotts_runtime.runner``
+with the task JSON (controller source included) written to its stdin as data. Every container serves one
+task and is destroyed after it, whatever happened.
 
 While the exec runs, the host demultiplexes its output stream with a cap per stream (the container is
 killed the moment a cap is passed; the excess is read and dropped, never kept), enforces the wall-clock
-timeout by killing the whole container (every process the task started dies with its PID namespace),
-and reads the memory cgroup's OOM counter. Any timeout, OOM, cap hit or failed reset probe destroys and
-replaces the container; otherwise the reset wipes it for the next task.
+deadline by killing the whole container (every process the task started dies with its PID namespace),
+and reads the memory cgroup's OOM counter.
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ class DockerBackend:
     """Runs tasks in a warm pool of hardened containers (see the module docstring)."""
 
     name = "docker"
+    interpreters = ("pypy", "cpython")
 
     def __init__(self, limits: Limits | None = None, pool_size: int | None = None, image: str | None = None,
                  client: Any = None, warm: bool = True, acquire_timeout_s: float = 120.0) -> None:
@@ -201,9 +202,9 @@ class DockerBackend:
                 slot = pool.acquire(self.acquire_timeout_s)
             except PoolError as exc:
                 return failure(ErrorKind.infrastructure, str(exc))
-            recycle, reason = True, "infrastructure error"
+            reason = "infrastructure error"
             try:
-                result, recycle, reason = self._run_in(pool, slot, task, limits, started)
+                result, reason = self._run_in(pool, slot, task, limits, started)
                 return result
             except _ExecNotStarted as exc:
                 # The warm container died while idle (killed or removed from outside): nothing of the
@@ -215,23 +216,22 @@ class DockerBackend:
                 log.warning("sandbox infrastructure error: %s", exc)
                 return failure(ErrorKind.infrastructure, f"the Docker engine failed during the task: {exc}")
             finally:
-                pool.unstage_packs(slot)
-                pool.release(slot, recycle=recycle, reason=reason)
+                pool.release(slot, reason=reason)
         raise AssertionError("unreachable")
 
     def _run_in(self, pool: ContainerPool, slot: Slot, task: SandboxTask, limits: Limits,
-                started: float) -> tuple[SandboxResult, bool, str]:
+                started: float) -> tuple[SandboxResult, str]:
         import docker
 
         api = self.client.api
         payload = task.runner_payload(ContainerPool.stage_packs(slot, task.packs))
-        runner = pool.take_runner(slot)
+        runner = pool.take_runner(slot, task.interpreter)
         if runner is not None:
             exec_id, sock = runner
         else:
             try:
-                exec_id = api.exec_create(slot.id, task_command(pool.spec.memory_mb), stdin=True, stdout=True,
-                                          stderr=True, user=TASK_USER, workdir="/tmp")["Id"]
+                exec_id = api.exec_create(slot.id, task_command(pool.spec.memory_mb, task.interpreter), stdin=True,
+                                          stdout=True, stderr=True, user=TASK_USER, workdir="/tmp")["Id"]
             except docker.errors.APIError as exc:
                 if exc.status_code in (404, 409):  # no such container / container is not running
                     raise _ExecNotStarted(exc.explanation or str(exc)) from None
@@ -251,7 +251,7 @@ class DockerBackend:
                 killed.set()
                 threading.Thread(target=kill_now, daemon=True, name="autotts-kill").start()
 
-        reader = _ExecReader(sock, {1: limits.stdout_bytes, 2: limits.stderr_bytes}, kill_container)
+        reader = _ExecReader(sock, {1: task.stdout_cap(limits), 2: limits.stderr_bytes}, kill_container)
         reader.thread.start()
         try:
             sock.sendall(payload)
@@ -259,7 +259,7 @@ class DockerBackend:
         except OSError:
             pass  # the process died before reading its input; its exit status tells why
         timed_out = False
-        deadline = time.perf_counter() + limits.timeout_s  # waiting for a container does not count
+        deadline = time.perf_counter() + task.deadline_s(limits)  # waiting for a container does not count
         exited_at: float | None = None
         exit_code: int | None = None
         next_poll = time.monotonic() + 0.2
@@ -303,24 +303,22 @@ class DockerBackend:
 
         if oom:
             return error(ErrorKind.oom, f"the task exceeded its {limits.memory_mb} MB memory limit and was "
-                                        "killed by the OOM killer"), True, "OOM"
+                                        "killed by the OOM killer"), "OOM"
         if timed_out:
-            return error(ErrorKind.timeout, f"the task ran past its {limits.timeout_s:g} s limit; "
-                                            "everything it started was killed"), True, "timeout"
+            return error(ErrorKind.timeout, f"the task ran past its {task.deadline_s(limits):g} s deadline; "
+                                            "everything it started was killed"), "timeout"
         if reader.over.is_set():
             return error(ErrorKind.output_limit, "the task wrote more output than allowed "
-                                                 f"(stdout {limits.stdout_bytes} B, stderr {limits.stderr_bytes} B)"
-                                                 " and was killed"), True, "output cap"
+                                                 f"(stdout {task.stdout_cap(limits)} B, stderr "
+                                                 f"{limits.stderr_bytes} B) and was killed"), "output cap"
         if killed.is_set():
-            return error(ErrorKind.infrastructure, "the container was killed"), True, "killed"
+            return error(ErrorKind.infrastructure, "the container was killed"), "killed"
         if broken is not None and not reader.result_seen.is_set():
-            return error(ErrorKind.infrastructure, f"the task's output stream broke: {broken}"), True, \
-                "stream error"
+            return error(ErrorKind.infrastructure, f"the task's output stream broke: {broken}"), "stream error"
         returncode = exit_code
         if exit_code is not None and exit_code > 128:  # killed by a signal: 128 + signal number
             returncode = -(exit_code - 128)
-        result = result_from_output(self.name, out, err, elapsed, returncode)
-        return result, False, ""
+        return result_from_output(self.name, out, err, elapsed, returncode), ""
 
     def _exit_code(self, exec_id: str) -> int | None:
         end = time.monotonic() + 2.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,13 +51,14 @@ class Finished:
     returncode: int | None
 
 
-def supervise(proc: subprocess.Popen, payload: bytes, limits: Limits, kill: Callable[[], None]) -> Finished:
+def supervise(proc: subprocess.Popen, task: SandboxTask, limits: Limits, payload: bytes,
+              kill: Callable[[], None]) -> Finished:
     """Feed the task, drain both streams under their caps (calling ``kill`` past a cap), enforce the
-    timeout, then ``kill`` whatever the task left running and reap it."""
+    task's deadline, then ``kill`` whatever the task left running and reap it."""
     out: list[bytes] = []
     err: list[bytes] = []
     over = threading.Event()
-    readers = [threading.Thread(target=read_capped, args=(proc.stdout, limits.stdout_bytes, out, over, kill)),
+    readers = [threading.Thread(target=read_capped, args=(proc.stdout, task.stdout_cap(limits), out, over, kill)),
                threading.Thread(target=read_capped, args=(proc.stderr, limits.stderr_bytes, err, over, kill))]
     for t in readers:
         t.start()
@@ -67,7 +69,7 @@ def supervise(proc: subprocess.Popen, payload: bytes, limits: Limits, kill: Call
         pass
     timed_out = False
     try:
-        proc.wait(timeout=limits.timeout_s)
+        proc.wait(timeout=task.deadline_s(limits))
     except subprocess.TimeoutExpired:
         timed_out = True
     kill()
@@ -78,6 +80,18 @@ def supervise(proc: subprocess.Popen, payload: bytes, limits: Limits, kill: Call
                     returncode=proc.returncode)
 
 
+def interpreter_path(interpreter: str) -> str:
+    """The host executable of ``pypy`` (Debian's pypy3) or ``cpython`` (this interpreter)."""
+    if interpreter == "pypy":
+        return shutil.which("pypy3") or "/usr/bin/pypy3"
+    return os.path.realpath(sys.executable)
+
+
+def pypy_available() -> bool:
+    """Whether a host-side sandbox (bwrap, process) can run tasks under PyPy."""
+    return shutil.which("pypy3") is not None
+
+
 class ProcessBackend:
     """Runs the runner as ``python -m autotts_runtime.runner`` in a new session with rlimits."""
 
@@ -85,6 +99,7 @@ class ProcessBackend:
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits
+        self.interpreters = ("pypy", "cpython") if pypy_available() else ("cpython",)
         self._tmp = tempfile.TemporaryDirectory(prefix="autotts-process-")
         os.symlink(RUNTIME_DIR, Path(self._tmp.name) / "autotts_runtime")
 
@@ -100,10 +115,12 @@ class ProcessBackend:
     def run(self, task: SandboxTask) -> SandboxResult:
         limits = self.limits or task.limits
         env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": self._tmp.name, "HOME": self._tmp.name,
-               "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
+               "OPENBLAS_NUM_THREADS": "1"}
         started = time.perf_counter()
         try:
-            proc = subprocess.Popen([sys.executable, "-s", "-m", "autotts_runtime.runner"], stdin=subprocess.PIPE,
+            proc = subprocess.Popen([interpreter_path(task.interpreter), "-s", "-m", "autotts_runtime.runner"],
+                                    stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=self._tmp.name,
                                     preexec_fn=self._preexec(limits))
         except OSError as exc:
@@ -116,12 +133,13 @@ class ProcessBackend:
             except ProcessLookupError:
                 pass
 
-        done = supervise(proc, task.runner_payload(), limits, kill)
+        done = supervise(proc, task, limits, task.runner_payload(), kill)
         elapsed = time.perf_counter() - started
         tail = done.err[-4000:].decode("utf-8", "replace")
         if done.timed_out:
             return SandboxResult(ok=False, backend=self.name, elapsed_s=elapsed, stderr_tail=tail, error=SandboxError(
-                kind=ErrorKind.timeout, message=f"the task ran past its {limits.timeout_s:g} s limit and was killed"))
+                kind=ErrorKind.timeout, message=f"the task ran past its {task.deadline_s(limits):g} s deadline and "
+                                               "was killed"))
         if done.over_cap:
             return SandboxResult(ok=False, backend=self.name, elapsed_s=elapsed, stderr_tail=tail, error=SandboxError(
                 kind=ErrorKind.output_limit, message="the task wrote more output than allowed and was killed"))

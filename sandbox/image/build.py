@@ -62,15 +62,15 @@ class BuildResult(BaseModel):
 
 def _context_files() -> list[tuple[str, Path]]:
     """(path inside the build context, host path) of everything that goes into the image."""
-    files = [("Dockerfile", IMAGE_DIR / "Dockerfile"), ("reset.py", IMAGE_DIR / "reset.py")]
+    files = [("Dockerfile", IMAGE_DIR / "Dockerfile")]
     for path in sorted(RUNTIME_DIR.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix in {".py", ".npy"}:
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix in {".py", ".npy", ".json"}:
             files.append((f"autotts_runtime/{path.relative_to(RUNTIME_DIR).as_posix()}", path))
     return files
 
 
 def source_hash() -> str:
-    """Hash of the runtime sources, the Dockerfile and the reset script (12 hex digits)."""
+    """Hash of the runtime sources and the Dockerfile (12 hex digits)."""
     digest = hashlib.sha256()
     for name, path in _context_files():
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -112,7 +112,7 @@ def image_exists(client: Any, ref: str) -> bool:
 
 
 def _context_tar() -> io.BytesIO:
-    """The build context (Dockerfile, reset.py, autotts_runtime/) as an in-memory tar."""
+    """The build context (Dockerfile, autotts_runtime/) as an in-memory tar."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, path in _context_files():
@@ -191,7 +191,7 @@ def _wheel_platforms() -> list[str]:
 def build_offline_base(client: Any, suite: str, mirror: str, numpy_spec: str, force: bool,
                        emit: Callable[[str], None]) -> str:
     """debootstrap + host-downloaded numpy wheels + ``docker import``; returns the base image tag."""
-    key = hashlib.sha256(f"{suite}|{numpy_spec}|{platform.machine()}".encode()).hexdigest()[:10]
+    key = hashlib.sha256(f"{suite}|{numpy_spec}|{platform.machine()}|pypy3".encode()).hexdigest()[:10]
     tag = f"{BASE_REPO}:{suite}-{key}"
     if not force and image_exists(client, tag):
         emit(f"offline base {tag} already exists")
@@ -203,7 +203,7 @@ def build_offline_base(client: Any, suite: str, mirror: str, numpy_spec: str, fo
     with tempfile.TemporaryDirectory(prefix="autotts-rootfs-") as work:
         rootfs, wheels = Path(work) / "rootfs", Path(work) / "wheels"
         emit(f"debootstrap {suite} from {mirror} (about a minute)")
-        _run(["debootstrap", "--variant=minbase", "--include=python3", suite, str(rootfs), mirror],
+        _run(["debootstrap", "--variant=minbase", "--include=python3,pypy3", suite, str(rootfs), mirror],
              "debootstrap", emit)
         versions = sorted(p.name for p in (rootfs / "usr/lib").glob("python3.*")
                           if re.fullmatch(r"python3\.\d+", p.name))

@@ -5,8 +5,9 @@ Inside the sandbox this directory is the package ``autotts_runtime``; on the hos
 one name everywhere: ``from autotts_runtime import Controller, vote_stats, ...``.
 """
 
-import sys
+import sys as _sys
 
+from .bayes import bayes_posterior
 from .contract import MAX_BRANCHES, Controller, TraceRecorder
 from .primitives import (
     beta_confidence,
@@ -18,12 +19,14 @@ from .primitives import (
     weighted_vote,
 )
 
-sys.modules.setdefault("autotts_runtime", sys.modules[__name__])
+_sys.modules.setdefault("autotts_runtime", _sys.modules[__name__])
+del _sys  # controllers import names from here: re-export nothing but the contract
 
 __all__ = [
     "MAX_BRANCHES",
     "Controller",
     "TraceRecorder",
+    "bayes_posterior",
     "beta_confidence",
     "majority",
     "safe_full_read",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import linecache
 import sys
+import time
 import traceback
 import types
+import zlib
+from array import array
 from typing import Any
-
-import numpy as np
 
 from .contract import Controller
 from .replay import Question, ReplayPack
@@ -34,7 +36,7 @@ def controller_traceback(exc: BaseException) -> list[str]:
     return lines
 
 
-def load_controller_class(source: str) -> type[Controller]:
+def load_controller_class(source: str) -> type:
     """Execute a controller source and return its single Controller subclass."""
     try:
         code = compile(source, CONTROLLER_FILENAME, "exec")
@@ -47,7 +49,7 @@ def load_controller_class(source: str) -> type[Controller]:
     sys.modules["autotts_controller"] = module
     try:
         exec(code, module.__dict__)
-    except Exception as exc:
+    except BaseException as exc:
         raise ControllerError("runtime", f"importing the controller failed: {exc!r}",
                               controller_traceback(exc)) from None
     found = [v for v in module.__dict__.values()
@@ -60,85 +62,103 @@ def load_controller_class(source: str) -> type[Controller]:
     return found[0]
 
 
-def instantiate(cls: type[Controller], config: dict) -> Controller:
+def instantiate(cls: type, config: dict) -> Controller:
     """Build the controller for one configuration, reporting contract violations as ControllerError."""
     try:
         controller = cls(config)
     except TypeError as exc:
         raise ControllerError("contract", f"cannot construct {cls.__name__}(config): {exc}",
                               controller_traceback(exc)) from None
-    except Exception as exc:
+    except BaseException as exc:
         raise ControllerError("runtime", f"{cls.__name__}(config) raised {exc!r}", controller_traceback(exc)) from None
     if not isinstance(controller.params, dict):
         raise ControllerError("contract", "schedule(beta) must return a dict")
     return controller
 
 
-def evaluate_point(cls: type[Controller], pack: ReplayPack, config: dict, seeds: list[int],
-                   trace_seeds: frozenset[int] = frozenset({0})) -> dict[str, Any]:
-    """Run one configuration over all seeds x questions; the spec's loop, aggregation and cost check."""
+def encode_ints(values: array) -> str:
+    """An int32 array as base64(zlib(little-endian bytes)): action records are mostly zeros."""
+    if sys.byteorder != "little":
+        values = array("i", values)
+        values.byteswap()
+    return base64.b64encode(zlib.compress(values.tobytes(), 1)).decode("ascii")
+
+
+class Watch:
+    """What the runner's watchdog reads: the solve in progress and when it started."""
+
+    __slots__ = ("where", "since")
+
+    def __init__(self) -> None:
+        self.where = ""
+        self.since = 0.0
+
+
+def evaluate_point(cls: type, pack: ReplayPack, config: dict, seeds: list[int],
+                   trace_seeds: frozenset[int] = frozenset({0}), only: list[tuple[int, int]] | None = None,
+                   watch: Watch | None = None) -> dict[str, Any]:
+    """Run one configuration over seeds x questions (the spec's loop) and return the raw action record.
+
+    Nothing here scores: per solve it keeps the answer (as a code into the pack's vocabulary, -1 for None),
+    the probe reads of every opened branch and the fully read branches. The host-side judge re-prices
+    these against its own copy of the pack and compares answers with gold answers the box never holds.
+    ``only`` restricts the loop to given (seed, question) solves, each with a fresh controller (audits).
+    """
     controller = instantiate(cls, config)
     recorder = controller.trace
     n = len(pack.questions)
-    golds = [q.gold for q in pack.questions]
-    acc_seed: list[float] = []
-    cost_seed: list[float] = []
-    correct_rows: list[list[int]] = []
-    token_rows: list[list[int]] = []
-    answer_rows: list[list[str | None]] = []
+    width = max((len(q.tokens) for q in pack.questions), default=0)
+    codes = {a: i for i, a in enumerate(pack.vocab)}
+    solves = only if only is not None else [(seed, qi) for seed in seeds for qi in range(n)]
+    answers = array("i", [-1]) * len(solves)
+    reads = array("i", [0]) * (len(solves) * width)
+    full: list[list[int]] = []
     traces: list[dict[str, Any]] = []
-    for seed in seeds:
+    clock = time.perf_counter
+    for row, (seed, qi) in enumerate(solves):
+        if only is not None:
+            controller = instantiate(cls, config)
+            recorder = controller.trace
         recorder.enabled = seed in trace_seeds
-        envs = [Question(q, seed) for q in pack.questions]
-        correct = total = 0
-        c_row, t_row, a_row = [], [], []
-        for qi in range(n):
-            env = envs[qi]
-            try:
-                answer = controller(env)
-            except Exception as exc:
-                raise ControllerError("runtime", f"solve() raised {type(exc).__name__} on {pack.name} "
-                                      f"question {qi} (seed {seed}, config {config})",
-                                      controller_traceback(exc)) from None
-            if not env.ledger_consistent():
-                raise ControllerError("contract", f"cost ledger mismatch on {pack.name} question {qi} (seed {seed}): "
-                                      "probe_more touched a branch that was never opened")
-            if answer is not None and not isinstance(answer, str):
-                raise ControllerError("contract", f"solve() must return a str or None, got {type(answer).__name__} "
-                                      f"on {pack.name} question {qi} (seed {seed})")
-            cost = env.total_cost
-            ok = answer == golds[qi]
-            correct += ok
-            total += cost
-            c_row.append(int(ok))
-            t_row.append(cost)
-            a_row.append(answer)
-            if recorder.enabled:
-                traces.append({"shuffle_seed": seed, "question_index": qi, "is_correct": ok, "cost": cost,
-                               "answer": answer, "trace": recorder.steps})
-        acc_seed.append(correct / n)
-        cost_seed.append(total / n)
-        correct_rows.append(c_row)
-        token_rows.append(t_row)
-        answer_rows.append(a_row)
-    avg_cost = 0.0
-    for c in cost_seed:
-        avg_cost += c
-    avg_cost /= len(seeds)
+        env = Question(pack.questions[qi], seed)
+        if watch is not None:
+            watch.where = f"{pack.name} question {qi} (seed {seed}, config {config})"
+            watch.since = clock()
+        try:
+            answer = controller(env)
+        except BaseException as exc:  # KeyboardInterrupt/SystemExit raised by controller code are its errors
+            raise ControllerError("runtime", f"solve() raised {type(exc).__name__} on {pack.name} "
+                                  f"question {qi} (seed {seed}, config {config})",
+                                  controller_traceback(exc)) from None
+        if not env.ledger_consistent():
+            raise ControllerError("contract", f"cost ledger mismatch on {pack.name} question {qi} (seed {seed}): "
+                                  "probe_more touched a branch that was never opened")
+        if answer is not None:
+            if type(answer) is not str:  # a str subclass could redefine equality: only plain str is scored
+                raise ControllerError("contract", "solve() must return a plain str or None, got "
+                                      f"{type(answer).__name__} on {pack.name} question {qi} (seed {seed})")
+            code = codes.get(answer)
+            if code is None:
+                raise ControllerError("contract", f"solve() returned {answer[:80]!r} on {pack.name} question {qi} "
+                                      f"(seed {seed}), which no branch ever produced: return an answer the "
+                                      "controller observed")
+            answers[row] = code
+        opened, fully = env.actions()
+        reads[row * width: row * width + len(opened)] = array("i", opened)
+        if fully:
+            full.append([row, *fully])
+        if recorder.enabled:
+            traces.append({"shuffle_seed": seed, "question_index": qi, "trace": recorder.steps})
+    if watch is not None:
+        watch.where = ""
     return {
-        "env": pack.name,
-        "config": config,
         "description": controller.describe(),
         "params": _jsonable(controller.params),
-        "accuracy": round(100 * float(np.mean(acc_seed)), 2),
-        "avg_cost": avg_cost,
-        "std_acc": round(100 * float(np.std(acc_seed)), 2),
-        "acc_per_seed": acc_seed,
-        "cost_per_seed": cost_seed,
-        "seeds": list(seeds),
-        "correct": correct_rows,
-        "tokens": token_rows,
-        "answers": answer_rows,
+        "solves": len(solves),
+        "width": width,
+        "answers": encode_ints(answers),
+        "reads": encode_ints(reads),
+        "full": full,
         "traces": traces,
     }
 
@@ -151,4 +171,3 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return repr(value)
-

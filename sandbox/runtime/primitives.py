@@ -5,15 +5,16 @@ Order matters for tie-breaking: every helper walks its input in the order given.
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from math import comb
-from pathlib import Path
 
-import numpy as np
+from .npyfile import load_npy
 
 # Float64 values of 1 - scipy.stats.beta.cdf(0.5, t1+1, t2+1) for t1, t2 in 0..128 (spec §4.3 makes the
-# scipy values normative); larger counts fall back to the exact closed form.
-_TABLE: list[list[float]] = np.load(Path(__file__).with_name("beta_conf.npy")).tolist()
+# scipy values normative); larger counts fall back to the exact closed form. Read as raw bytes, so the
+# values are bit-identical under CPython and PyPy.
+_TABLE: list[list[float]] = load_npy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "beta_conf.npy"))
 _TABLE_SIZE = len(_TABLE)
 
 

@@ -1,70 +1,71 @@
 """Replay packs and the question environment a controller acts on (replay spec §2).
 
 A pack is an ``.npz`` file exported from the store: answer strings interned to integer codes, per-branch
-probe codes, branch tokens, final codes, gold codes, probe_freq. Loading needs numpy only.
+probe codes, branch tokens, final codes, probe_freq. It holds no gold answers: those stay on the host
+(``<pack>.key.json``), where the judge scores what the controller returned. Loading needs the standard
+library only (``npyfile``), so the runtime runs the same under CPython and PyPy.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
+from .npyfile import load_npz
 
-PACK_FORMAT = 1
+PACK_FORMAT = 2
 
 
-@dataclass(frozen=True)
 class QuestionData:
     """One question's branches in file order; answers are shared (interned) str objects."""
 
-    gold: str
-    probe_freq: int
-    probes: tuple[tuple[str, ...], ...]
-    tokens: tuple[int, ...]
-    finals: tuple[str, ...]
+    __slots__ = ("probe_freq", "probes", "tokens", "finals")
+
+    def __init__(self, probe_freq: int, probes: tuple[tuple[str, ...], ...], tokens: tuple[int, ...],
+                 finals: tuple[str, ...]) -> None:
+        self.probe_freq = probe_freq
+        self.probes = probes
+        self.tokens = tokens
+        self.finals = finals
 
 
-@dataclass(frozen=True)
 class ReplayPack:
-    """All questions of one environment (model x dataset), ready to replay."""
+    """All questions of one environment (model x dataset), ready to replay; ``vocab`` lists every answer."""
 
-    name: str
-    content_hash: str
-    questions: tuple[QuestionData, ...]
+    __slots__ = ("name", "content_hash", "questions", "vocab")
+
+    def __init__(self, name: str, content_hash: str, questions: tuple[QuestionData, ...],
+                 vocab: tuple[str, ...]) -> None:
+        self.name = name
+        self.content_hash = content_hash
+        self.questions = questions
+        self.vocab = vocab
 
 
-def load_pack(path: str | Path) -> ReplayPack:
+def load_pack(path: str) -> ReplayPack:
     """Load a replay pack written by ``autotts_graph.store.packs``."""
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        if meta.get("format") != PACK_FORMAT:
-            raise ValueError(f"{path}: unsupported pack format {meta.get('format')!r}")
-        vocab = [str(s) for s in z["vocab"].tolist()]
-        gold = z["gold"].tolist()
-        probe_freq = z["probe_freq"].tolist()
-        q_offsets = z["question_offsets"].tolist()
-        p_offsets = z["probe_offsets"].tolist()
-        probes = z["probes"].tolist()
-        tokens = z["tokens"].tolist()
-        finals = z["finals"].tolist()
+    z = load_npz(str(path))
+    meta = json.loads(z["meta"])
+    if meta.get("format") != PACK_FORMAT:
+        raise ValueError(f"{path}: unsupported pack format {meta.get('format')!r}")
+    vocab = z["vocab"]
+    probe_freq, q_offsets, p_offsets = z["probe_freq"], z["question_offsets"], z["probe_offsets"]
+    probes, tokens, finals = z["probes"], z["tokens"], z["finals"]
     questions = []
-    for q in range(len(gold)):
+    for q in range(len(probe_freq)):
         lo, hi = q_offsets[q], q_offsets[q + 1]
         questions.append(
             QuestionData(
-                gold=vocab[gold[q]],
                 probe_freq=probe_freq[q],
                 probes=tuple(
-                    tuple(vocab[c] for c in probes[p_offsets[b] : p_offsets[b + 1]]) for b in range(lo, hi)
+                    tuple(vocab[c] for c in probes[p_offsets[b]: p_offsets[b + 1]]) for b in range(lo, hi)
                 ),
                 tokens=tuple(tokens[lo:hi]),
                 finals=tuple(vocab[c] for c in finals[lo:hi]),
             )
         )
-    return ReplayPack(name=meta["name"], content_hash=meta["content_hash"], questions=tuple(questions))
+    return ReplayPack(name=meta["name"], content_hash=meta["content_hash"], questions=tuple(questions),
+                      vocab=tuple(vocab))
 
 
 _PERMUTATIONS: dict[tuple[int, int], list[int]] = {}
@@ -90,7 +91,9 @@ class Question:
 
     # A branch's spent tokens are always heads[i] * delta (only non-final advances move either), so they
     # are not stored; the total is the ledger's sum. Both keep the innermost calls short.
-    __slots__ = ("_probes", "_tokens", "_finals", "_heads", "_ledger", "_cursor", "_n", "_delta")
+    # ``_extra`` counts re-reads of exhausted branches and ``_full`` the fully read ones: with ``_heads`` they
+    # are the solve's action record (``actions()``) that the host-side judge re-prices.
+    __slots__ = ("_probes", "_tokens", "_finals", "_heads", "_ledger", "_cursor", "_n", "_delta", "_extra", "_full")
 
     def __init__(self, data: QuestionData, seed: int) -> None:
         order = shuffle_order(seed, len(data.tokens))
@@ -104,6 +107,8 @@ class Question:
         self._ledger = [0] * n
         self._cursor = 0
         self._delta = data.probe_freq
+        self._extra: dict[int, int] = {}
+        self._full: list[int] = []
 
     @property
     def total_cost(self) -> int:
@@ -119,6 +124,7 @@ class Question:
             self._ledger[i] += self._delta
             return probes[h], False
         # Exhausted: the final answer and the remainder; the head stays, so a re-read re-charges.
+        self._extra[i % self._n] = self._extra.get(i % self._n, 0) + 1
         charge = self._tokens[i] - h * self._delta
         if charge > 0:
             self._ledger[i] += charge
@@ -144,6 +150,7 @@ class Question:
             self._heads[i] = h + 1
             self._ledger[i] += self._delta
             return probes[h], False
+        self._extra[i % self._n] = self._extra.get(i % self._n, 0) + 1
         charge = self._tokens[i] - h * self._delta
         if charge > 0:
             self._ledger[i] += charge
@@ -155,6 +162,7 @@ class Question:
         answer = self._finals[c]  # IndexError past the last branch, as in the reference
         self._cursor = c + 1
         self._ledger[c] += self._tokens[c]
+        self._full.append(c)
         return answer
 
     def get_seq_and_total_tokens(self) -> tuple[int, int]:
@@ -168,3 +176,13 @@ class Question:
     def ledger_consistent(self) -> bool:
         """The evaluator's cost check (spec §3.1): opened branches account for every token charged."""
         return not any(self._ledger[self._cursor:])
+
+    def actions(self) -> tuple[list[int], list[int]]:
+        """(probe reads per branch position, indices of fully read branches): what the judge re-prices.
+
+        Reads of positions past the cursor are reported too: whatever touched them, they were read.
+        """
+        reads = list(self._heads)
+        for i, n in self._extra.items():
+            reads[i] += n
+        return reads, list(self._full)

@@ -1,61 +1,95 @@
 """Entry point inside the sandbox: one JSON task on stdin, one JSON result on the original stdout.
 
 Controller output (print, stray writes to fd 1) is diverted to stderr so it can never corrupt the result.
+Nothing the runner returns is trusted: the host judges the action records (see ``evaluate``).
 Task: {"op": "evaluate"|"validate", "source": str, "packs": {name: path}, "points": [config, ...],
-       "seeds": [int, ...], "trace_seeds": [int, ...], "workers": int, "smoke_questions": int}
+       "seeds": [int, ...], "trace_seeds": [int, ...], "solves": [[point, seed, question], ...] | None,
+       "solve_timeout_s": float, "smoke_questions": int}
 Result: {"ok": true, "results": [...]} | {"ok": true, "report": {...}} | {"ok": false, "error": {...}}
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
+import platform
 import sys
+import threading
 import time
 from typing import Any
 
-from .evaluate import ControllerError, evaluate_point, load_controller_class
+from .evaluate import ControllerError, Watch, evaluate_point, load_controller_class
 from .replay import ReplayPack, load_pack
 from .validate import validate_source
 
 RESULT_MARKER = "\x1eAUTOTTS-RESULT\x1e"
 
 
-def _evaluate_job(cls: type, args: tuple) -> dict[str, Any]:
-    pack, config, seeds, trace_seeds = args
-    return evaluate_point(cls, pack, config, seeds, frozenset(trace_seeds))
+def interpreter() -> str:
+    """``pypy`` or ``cpython``: which interpreter ran the task (results and cache keys carry it)."""
+    return "pypy" if platform.python_implementation() == "PyPy" else "cpython"
 
 
-def run_task(task: dict[str, Any]) -> dict[str, Any]:
+def _audit_groups(task: dict[str, Any]) -> dict[int, list[tuple[int, int]]]:
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for point, seed, question in task["solves"]:
+        groups.setdefault(int(point), []).append((int(seed), int(question)))
+    return groups
+
+
+def run_task(task: dict[str, Any], watch: Watch | None = None) -> dict[str, Any]:
     """Execute one task; controller failures come back as {"ok": False, "error": ...}, never raised."""
     started = time.perf_counter()
+    base = {"interpreter": interpreter()}
     try:
         packs: dict[str, ReplayPack] = {name: load_pack(path) for name, path in task.get("packs", {}).items()}
         if task.get("op") == "validate":
             pack = next(iter(packs.values()), None)
             report = validate_source(task["source"], pack, int(task.get("smoke_questions", 3)))
-            return {"ok": True, "report": report, "elapsed_s": time.perf_counter() - started}
-        # Loaded once: forked workers inherit the class (it pickles by reference to its module).
-        job = functools.partial(_evaluate_job, load_controller_class(task["source"]))
+            return {**base, "ok": True, "report": report, "elapsed_s": time.perf_counter() - started}
+        cls = load_controller_class(task["source"])
         seeds = [int(s) for s in task.get("seeds", range(100))]
-        trace_seeds = [int(s) for s in task.get("trace_seeds", [0])]
-        jobs = [(packs[name], config, seeds, trace_seeds) for name in packs for config in task["points"]]
-        workers = max(1, min(int(task.get("workers", 1)), len(jobs)))
-        if workers == 1:
-            results = [job(j) for j in jobs]
+        trace_seeds = frozenset(int(s) for s in task.get("trace_seeds", [0]))
+        points = task["points"]
+        results = []
+        if task.get("solves") is not None:  # an audit: chosen solves, each with a fresh controller
+            for index, solves in sorted(_audit_groups(task).items()):
+                for pack in packs.values():
+                    results.append(evaluate_point(cls, pack, points[index], seeds, frozenset(), solves, watch))
         else:
-            import multiprocessing
-
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                results = pool.map(job, jobs, chunksize=1)
-        return {"ok": True, "results": results, "elapsed_s": time.perf_counter() - started}
+            for pack in packs.values():
+                for config in points:
+                    results.append(evaluate_point(cls, pack, config, seeds, trace_seeds, None, watch))
+        return {**base, "ok": True, "results": results, "elapsed_s": time.perf_counter() - started}
     except ControllerError as exc:
-        return {"ok": False, "error": {"kind": exc.kind, "message": exc.message, "details": exc.details}}
+        return {**base, "ok": False, "error": {"kind": exc.kind, "message": exc.message, "details": exc.details}}
     except RecursionError as exc:
-        return {"ok": False, "error": {"kind": "runtime", "message": f"RecursionError: {exc}", "details": []}}
+        return {**base, "ok": False, "error": {"kind": "runtime", "message": f"RecursionError: {exc}", "details": []}}
     except MemoryError:
-        return {"ok": False, "error": {"kind": "oom", "message": "the controller ran out of memory", "details": []}}
+        return {**base, "ok": False, "error": {"kind": "oom", "message": "the controller ran out of memory",
+                                                "details": []}}
+
+
+def _emit(out: Any, result: dict[str, Any]) -> None:
+    try:
+        payload = json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        payload = json.dumps({"ok": False, "interpreter": interpreter(), "error": {
+            "kind": "contract", "message": f"result is not JSON-serialisable: {exc}", "details": []}})
+    out.write(RESULT_MARKER + payload + "\n")
+    out.flush()
+
+
+def _watchdog(watch: Watch, limit_s: float, out: Any) -> None:
+    """Report the solve that ran past ``limit_s`` and end the process (a controller cannot catch this)."""
+    while True:
+        time.sleep(min(0.25, limit_s / 4))
+        where, since = watch.where, watch.since
+        if where and time.perf_counter() - since > limit_s:
+            _emit(out, {"ok": False, "interpreter": interpreter(), "error": {
+                "kind": "timeout", "message": f"solve() ran past the {limit_s:g} s per-solve limit on {where}",
+                "details": []}})
+            os._exit(0)
 
 
 def main() -> None:
@@ -64,14 +98,15 @@ def main() -> None:
     real_stdout = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    result = run_task(task)
-    try:
-        payload = json.dumps(result, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        payload = json.dumps({"ok": False, "error": {"kind": "contract", "message":
-                                                      f"result is not JSON-serialisable: {exc}", "details": []}})
-    real_stdout.write(RESULT_MARKER + payload + "\n")
-    real_stdout.flush()
+    watch = Watch()
+    limit = float(task.get("solve_timeout_s") or 0)
+    if limit > 0:
+        threading.Thread(target=_watchdog, args=(watch, limit, real_stdout), daemon=True).start()
+    result = run_task(task, watch)
+    watch.where = ""
+    _emit(real_stdout, result)
+    # Threads or children the controller left behind must not keep the task alive past its result.
+    os._exit(0)
 
 
 if __name__ == "__main__":

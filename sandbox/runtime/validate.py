@@ -32,8 +32,8 @@ def check_schedule(cls) -> tuple[dict[str, dict[str, Any]], list[str]]:
         if any(isinstance(v, float) and not math.isfinite(v) for v in values):
             errors.append(f"knob {key!r} is not finite: {values}")
             continue
-        up = all(a <= b for a, b in zip(values, values[1:], strict=False))
-        down = all(a >= b for a, b in zip(values, values[1:], strict=False))
+        up = all(a <= b for a, b in zip(values, values[1:]))
+        down = all(a >= b for a, b in zip(values, values[1:]))
         if not (up or down):
             errors.append(f"knob {key!r} is not monotone in beta: {values}")
     return table, errors

@@ -252,7 +252,10 @@ def _write(store: Store, rows: list[tuple]) -> None:
 
 def build_records(store: Store, spec_hash: str, dataset: str, questions: list[QuestionItem], n_branches: int,
                   probe_every: int, canonicalizer: Canonicalizer) -> list[dict]:
-    """AutoTTS records (replay spec §1) from the stored branches; the final answer closes each probe list."""
+    """AutoTTS records (docs/replay-and-contract.md §1) from the stored branches.
+
+    The final answer closes each probe list.
+    """
     with store.connect(read_only=True) as con:
         rows = con.execute(
             "SELECT question_index, branch_index, probe_answers, branch_tokens, final_answer"

@@ -58,8 +58,8 @@ def hf_spec(model_dir: Path, **gen: object) -> CollectSpec:
 
 def test_tiny_model_collection_replays_in_the_evaluator(tmp_path: Path, tiny_model_dir: Path, hf_backend,
                                                         chat_tokenizer, questions_file: Path) -> None:
-    from autotts_graph.sandbox.runtime.evaluate import evaluate_point, load_controller_class
-    from autotts_graph.sandbox.runtime.replay import load_pack
+    from autotts_graph.sandbox.judge import score_in_process
+    from autotts_graph.sandbox.runtime.evaluate import load_controller_class
 
     store = Store(tmp_path / "s.duckdb")
     items = read_questions(questions_file)
@@ -86,9 +86,9 @@ def test_tiny_model_collection_replays_in_the_evaluator(tmp_path: Path, tiny_mod
     assert ERR in probes and any(a != ERR for a in probes)  # both unclosed and closed braces occur
     assert any(r[2] for r in rows)  # some branch exhausted its thinking budget and was forced
 
-    pack = load_pack(pack_path(store, "tiny/toy"))
+    pack = pack_path(store, "tiny/toy")
     source = (Path(__file__).resolve().parents[2] / "sandbox" / "controllers" / "asc.py").read_text()
-    point = evaluate_point(load_controller_class(source), pack, {"beta": 0.5}, seeds=[0, 1])
+    point = score_in_process(load_controller_class(source), pack, {"beta": 0.5}, seeds=[0, 1])
     assert 0.0 <= point["accuracy"] <= 100.0 and point["avg_cost"] > 0
     finals = {b[2] for r in records for b in r["each_branch"]}
     assert {a for row in point["answers"] for a in row} <= finals | {None}

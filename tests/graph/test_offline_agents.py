@@ -27,7 +27,8 @@ from autotts_graph.graph.agents.roles import (
     QuestionOutcome,
     TraceSample,
 )
-from autotts_graph.sandbox.runtime.evaluate import evaluate_point, load_controller_class
+from autotts_graph.sandbox.judge import score_in_process
+from autotts_graph.sandbox.runtime.evaluate import load_controller_class
 from autotts_graph.sandbox.runtime.replay import load_pack
 from autotts_graph.sandbox.runtime.validate import BETA_GRID, validate_source
 from autotts_graph.store.packs import write_pack
@@ -39,7 +40,7 @@ BETAS = [0.0, 0.5, 1.0]
 @pytest.fixture(scope="module")
 def tiny_pack(tmp_path_factory, tiny_records):
     records = tiny_records(n_questions=4, n_branches=24, seed=5)
-    return load_pack(write_pack("tiny/offline", records, tmp_path_factory.mktemp("packs")))
+    return write_pack("tiny/offline", records, tmp_path_factory.mktemp("packs"))
 
 
 def _curve(acc0: float, acc1: float, cost0: float = 50_000, cost1: float = 400_000) -> list[CurvePoint]:
@@ -102,12 +103,12 @@ def test_generated_controllers_pass_the_contract_and_run(tiny_pack):
     for genome in seed_genomes():
         source = generate_source(genome, title="T", rationale="why")
         assert static_issues(source) == ([], [])
-        report = validate_source(source, tiny_pack)
+        report = validate_source(source, load_pack(tiny_pack))
         assert report["ok"], report["errors"]
         cls = load_controller_class(source)
         costs = []
         for beta in (0.0, 1.0):
-            res = evaluate_point(cls, tiny_pack, {"beta": beta}, seeds=[0, 1], trace_seeds=frozenset({0}))
+            res = score_in_process(cls, tiny_pack, {"beta": beta}, seeds=[0, 1], trace_seeds=frozenset({0}))
             costs.append(res["avg_cost"])
             events = [s["event"] for s in res["traces"][0]["trace"]]
             assert events[0] == "start" and events[-1] == "finish" and events.count("finish") == 1
@@ -142,7 +143,7 @@ def test_proposer_never_repeats_a_genome_and_always_passes_the_contract(tiny_pac
         assert genome.key() not in keys
         keys.add(genome.key())
         assert static_issues(prop.source)[0] == []
-        report = validate_source(prop.source, tiny_pack, smoke_questions=2)
+        report = validate_source(prop.source, load_pack(tiny_pack), smoke_questions=2)
         assert report["ok"], (genome.describe(), report["errors"])
         curve = _curve(55 + rnd % 5, 70 + (rnd * 7) % 9)
         history.append(_evaluated(f"r{rnd}", genome, curve, actions_cycle[rnd % len(actions_cycle)]))

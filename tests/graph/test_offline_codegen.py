@@ -10,7 +10,8 @@ import subprocess
 import pytest
 from autotts_graph.graph.agents.codegen import generate_source
 from autotts_graph.graph.agents.genome import MECHANISMS, Genome, explore
-from autotts_graph.sandbox.runtime.evaluate import evaluate_point, load_controller_class
+from autotts_graph.sandbox.judge import score_in_process
+from autotts_graph.sandbox.runtime.evaluate import load_controller_class
 from autotts_graph.sandbox.runtime.replay import load_pack
 from autotts_graph.sandbox.runtime.validate import validate_source
 from autotts_graph.store.packs import write_pack
@@ -21,8 +22,8 @@ ALL_COMBOS = list(itertools.product(*MECHANISMS.values()))
 
 @pytest.fixture(scope="module")
 def pack(tmp_path_factory, tiny_records):
-    return load_pack(write_pack("tiny/codegen", tiny_records(n_questions=3, n_branches=20, seed=9),
-                                tmp_path_factory.mktemp("packs")))
+    return write_pack("tiny/codegen", tiny_records(n_questions=3, n_branches=20, seed=9),
+                      tmp_path_factory.mktemp("packs"))
 
 
 def _sample_genomes(n: int, seed: int) -> list[Genome]:
@@ -41,10 +42,10 @@ def test_sampled_mechanism_combinations_pass_the_contract_and_solve(pack):
     for genome in _sample_genomes(24, seed=11):
         source = generate_source(genome)
         assert static_issues(source) == ([], []), genome.describe()
-        report = validate_source(source, pack, smoke_questions=2)
+        report = validate_source(source, load_pack(pack), smoke_questions=2)
         assert report["ok"], (genome.describe(), report["errors"])
         cls = load_controller_class(source)
-        res = evaluate_point(cls, pack, {"beta": 1.0}, seeds=[0, 3], trace_seeds=frozenset({3}))
+        res = score_in_process(cls, pack, {"beta": 1.0}, seeds=[0, 3], trace_seeds=frozenset({3}))
         assert 0.0 <= res["accuracy"] <= 100.0 and res["avg_cost"] > 0
 
 

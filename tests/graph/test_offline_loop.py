@@ -15,7 +15,8 @@ from autotts_graph.graph.agents.roles import (
     QuestionOutcome,
     TraceSample,
 )
-from autotts_graph.sandbox.runtime.evaluate import evaluate_point, load_controller_class
+from autotts_graph.sandbox.judge import load_judge_pack, score_in_process
+from autotts_graph.sandbox.runtime.evaluate import load_controller_class
 from autotts_graph.sandbox.runtime.replay import load_pack
 from autotts_graph.sandbox.runtime.validate import validate_source
 from autotts_graph.store.packs import write_pack
@@ -31,13 +32,14 @@ def _run_loop(packs, rounds: int, seed: int) -> list[HistoryEntry]:
     asc = load_controller_class((CONTROLLERS / "asc.py").read_text())
     for name, pack in packs.items():
         for k in (1, 4, 16):
-            res = evaluate_point(asc, pack, {"max_samples": k, "threshold": 0.95}, SEEDS, frozenset())
+            res = score_in_process(asc, pack, {"max_samples": k, "threshold": 0.95}, SEEDS, frozenset())
             baselines.append(BaselinePoint(method="asc", label=f"ASC({k})", env=name, accuracy=res["accuracy"],
                                            avg_cost=res["avg_cost"]))
     proposer, critic, diagnostician = HeuristicProposer(seed=seed), RuleCritic(), StatsDiagnostician()
     history: list[HistoryEntry] = []
     diagnosis = None
-    first = next(iter(packs.values()))
+    first = load_pack(next(iter(packs.values())))
+    golds = {name: load_judge_pack(path).gold_text for name, path in packs.items()}
     for rnd in range(rounds):
         feedback: list[str] = []
         for attempt in range(3):
@@ -56,11 +58,11 @@ def _run_loop(packs, rounds: int, seed: int) -> list[HistoryEntry]:
         curve, outcomes, traces = [], [], []
         for name, pack in packs.items():
             for beta in BETAS:
-                res = evaluate_point(cls, pack, {"beta": beta}, SEEDS, frozenset({0}))
+                res = score_in_process(cls, pack, {"beta": beta}, SEEDS, frozenset({0}))
                 curve.append(CurvePoint(env=name, beta=beta, accuracy=res["accuracy"], avg_cost=res["avg_cost"]))
-                for qi, q in enumerate(pack.questions):
+                for qi, gold in enumerate(golds[name]):
                     outcomes.append(QuestionOutcome(
-                        env=name, beta=beta, question_index=qi, gold=q.gold,
+                        env=name, beta=beta, question_index=qi, gold=gold,
                         accuracy=sum(r[qi] for r in res["correct"]) / len(SEEDS),
                         mean_tokens=sum(r[qi] for r in res["tokens"]) / len(SEEDS), modal_answer=None))
                 traces += [TraceSample(env=name, beta=beta, seed=t["shuffle_seed"], question_index=t["question_index"],
@@ -74,7 +76,7 @@ def _run_loop(packs, rounds: int, seed: int) -> list[HistoryEntry]:
 
 
 def test_offline_roles_compose_into_a_reproducible_loop(tmp_path, tiny_records):
-    packs = {name: load_pack(write_pack(name, tiny_records(n_questions=3, n_branches=24, seed=s), tmp_path))
+    packs = {name: write_pack(name, tiny_records(n_questions=3, n_branches=24, seed=s), tmp_path)
              for name, s in (("tiny/a", 21), ("tiny/b", 22))}
     history = _run_loop(packs, rounds=4, seed=3)
     assert len({h.source for h in history}) == 4

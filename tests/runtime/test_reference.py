@@ -2,8 +2,8 @@
 checks every row)."""
 
 import pytest
-from autotts_graph.sandbox.runtime.evaluate import evaluate_point, load_controller_class
-from autotts_graph.sandbox.runtime.replay import load_pack
+from autotts_graph.sandbox.judge import score_in_process
+from autotts_graph.sandbox.runtime.evaluate import load_controller_class
 from autotts_graph.store.trajectories import pack_path
 from autotts_graph.tools.reference import load_reference_rows
 
@@ -45,15 +45,15 @@ def reference_rows(data_dir):
 @pytest.mark.parametrize(("model", "method", "config"), SUBSET, ids=lambda v: str(v))
 def test_reproduces_reference_csv_row(real_store, reference_rows, controller_source, model, method, config):
     row = _find(reference_rows, model, method, config)
-    pack = load_pack(pack_path(real_store, f"{model}/aime24"))
-    result = evaluate_point(load_controller_class(controller_source(method)), pack, row.config, SEEDS)
+    pack = pack_path(real_store, f"{model}/aime24")
+    result = score_in_process(load_controller_class(controller_source(method)), pack, row.config, SEEDS)
     assert (result["accuracy"], int(result["avg_cost"])) == (row.accuracy, row.cost)
 
 
 @pytest.mark.parametrize(("model", "method", "config", "acc", "cost"), SPEC_AIME25, ids=lambda v: str(v))
 def test_reproduces_spec_heldout_figures_bit_for_bit(real_store, controller_source, model, method, config, acc, cost):
-    pack = load_pack(pack_path(real_store, f"{model}/aime25"))
-    result = evaluate_point(load_controller_class(controller_source(method)), pack, config, SEEDS)
+    pack = pack_path(real_store, f"{model}/aime25")
+    result = score_in_process(load_controller_class(controller_source(method)), pack, config, SEEDS)
     assert result["accuracy"] == acc
     assert repr(result["avg_cost"]) == repr(cost)
 

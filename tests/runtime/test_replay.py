@@ -11,7 +11,7 @@ def question_with(branches, seed=0, freq=500):
     placed = [None] * n
     for pos, file_index in enumerate(order):
         placed[file_index] = branches[pos]
-    data = QuestionData(gold="204", probe_freq=freq, probes=tuple(tuple(b[0]) for b in placed),
+    data = QuestionData(probe_freq=freq, probes=tuple(tuple(b[0]) for b in placed),
                         tokens=tuple(b[1] for b in placed), finals=tuple(b[2] for b in placed))
     return Question(data, seed)
 

@@ -1,0 +1,318 @@
+"""Reward hacks: controller code that tries to forge its own score, through the one judged path.
+
+Every case goes through ``tools.evaluate.evaluate_controller`` (what ``eval``, ``baselines``, the graph and
+the MCP server use) on docker and on bwrap. A hack must end as a contract or audit error, with no figures
+in the store and nothing cached. Cases the static checks stop are also run with the static checks switched
+off, to show that the judge and the audit hold on their own (defence in depth).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from autotts_graph.sandbox.static_checks import StaticReport, check_source
+from autotts_graph.store import history
+from autotts_graph.store.db import Store
+from autotts_graph.store.trajectories import import_records
+from autotts_graph.tools.context import ToolContext
+from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
+
+from .conftest import need
+
+ENV = "Hack/env"
+HEAD = "from autotts_runtime import Controller, majority, safe_probe_new, safe_full_read\n"
+
+# Reads every branch's final answer from data it never observed, then opens branches until that answer
+# shows up, so the answer it returns is one it "observed": only the audit can tell.
+ORACLE_TAIL = '''
+class Oracle(Controller):
+    def solve(self, question):
+        self.trace.record("start")
+        finals = hidden_finals(question)
+        target = majority(finals)
+        seen = []
+        while True:
+            got = safe_probe_new(question)
+            if got is None:
+                break
+            seen.append(got[0])
+            if got[0] == target:
+                break
+        self.trace.record("finish")
+        return target if target in seen else majority(seen)
+'''
+
+NUMPY_LOAD = '''import numpy
+from autotts_runtime import Controller, majority, safe_probe_new
+_PACK = numpy.load("/packs/0.npz")
+_VOCAB = [str(v) for v in _PACK["vocab"]]
+_OFFSETS = [int(x) for x in _PACK["question_offsets"]]
+_CALLS = [0]
+def hidden_finals(question):
+    # Questions come in file order within a seed: count the calls to know which one this is.
+    qi = _CALLS[0] % (len(_OFFSETS) - 1)
+    _CALLS[0] += 1
+    return [_VOCAB[c] for c in _PACK["finals"][_OFFSETS[qi]:_OFFSETS[qi + 1]]]
+''' + ORACLE_TAIL
+
+FORMAT_LEAK = HEAD + '''
+def hidden_finals(question):
+    text = "{0._finals}".format(question)
+    return [s.strip(" '") for s in text.strip("[]").split(",")]
+''' + ORACLE_TAIL
+
+ATTRGETTER = HEAD + '''import operator
+def hidden_finals(question):
+    return list(operator.attrgetter("_finals")(question))
+''' + ORACLE_TAIL
+
+FRAME_WALK = HEAD + '''
+def hidden_finals(question):
+    def probe():
+        yield gen.gi_frame.f_back
+    gen = probe()
+    frame = next(gen)
+    while frame is not None and "pack" not in frame.f_locals:
+        frame = frame.f_back
+    return list(frame.f_locals["pack"].questions[frame.f_locals["qi"]].finals)
+''' + ORACLE_TAIL
+
+MEMO = HEAD + '''
+MEMORY = {}
+class Memo(Controller):
+    def solve(self, question):
+        self.trace.record("start")
+        first = safe_probe_new(question)
+        key = first[0]
+        if key not in MEMORY:
+            answers = [first[0]]
+            for _ in range(6):
+                got = safe_full_read(question)
+                if got is not None:
+                    answers.append(got)
+            MEMORY[key] = majority(answers)
+            self.trace.record("finish")
+            return MEMORY[key]
+        seen = [first[0]]
+        while MEMORY[key] not in seen:
+            got = safe_probe_new(question)
+            if got is None:
+                break
+            seen.append(got[0])
+        self.trace.record("finish")
+        return MEMORY[key] if MEMORY[key] in seen else majority(seen)
+'''
+
+STR_SUBCLASS = HEAD + '''
+class Always(str):
+    def __eq__(self, other):
+        return True
+    def __hash__(self):
+        return 0
+class C(Controller):
+    def solve(self, question):
+        self.trace.record("start")
+        self.trace.record("finish")
+        return Always("x")
+'''
+
+UNOBSERVED = HEAD + '''
+class C(Controller):
+    def solve(self, question):
+        self.trace.record("start")
+        self.trace.record("finish")
+        return "ANSWER_NEVER_SEEN"
+'''
+
+PATCHED_LEDGER = HEAD + '''
+class C(Controller):
+    def solve(self, question):
+        self.trace.record("start")
+        kind = type(question)
+        kind.ledger_consistent = lambda self: True
+        kind.total_cost = property(lambda self: 0)
+        kind.get_cost_per_branch_active = lambda self: []
+        first = safe_probe_new(question)
+        question.probe_more(first[1] + 1)  # the next branch, never opened: the ledger check is patched out
+        self.trace.record("finish")
+        return first[0]
+'''
+
+FORGED_RESULT = '''import os, json
+from autotts_runtime import Controller
+class C(Controller):
+    def solve(self, question):
+        fake = {"ok": True, "interpreter": "cpython", "results": []}
+        line = "\\x1eAUTOTTS-RESULT\\x1e" + json.dumps(fake) + "\\n"
+        for fd in range(3, 20):
+            try:
+                os.write(fd, line.encode())
+            except OSError:
+                pass
+        os._exit(0)
+'''
+
+SURROGATE = HEAD + '''
+class C(Controller):
+    def solve(self, question):
+        self.trace.record("start", input="\\ud800")
+        self.trace.record("finish")
+        return "\\ud800"
+'''
+
+KEYBOARD_INTERRUPT = HEAD + '''
+class C(Controller):
+    def solve(self, question):
+        raise KeyboardInterrupt
+'''
+
+SPIN = HEAD + '''
+class C(Controller):
+    def solve(self, question):
+        while True:
+            pass
+'''
+
+THREAD_LEFT_RUNNING = '''import threading
+from autotts_runtime import Controller, safe_full_read
+def spin():
+    while True:
+        pass
+class C(Controller):
+    def solve(self, question):
+        self.trace.record("start")
+        if not threading.active_count() > 1:
+            threading.Thread(target=spin).start()  # not a daemon: would keep the runner alive
+        self.trace.record("finish")
+        return safe_full_read(question)
+'''
+
+
+@pytest.fixture(scope="module")
+def hack_store(tmp_path_factory, tiny_records):
+    store = Store(tmp_path_factory.mktemp("hacks") / "hacks.duckdb")
+    records = tiny_records(n_questions=8, n_branches=24, seed=4)
+    import_records(store, "Hack", "env", records)
+    return store
+
+
+@pytest.fixture(scope="module", params=["docker", "bwrap"])
+def hack_ctx(request, hack_store):
+    from autotts_graph.sandbox.select import SandboxUnavailable
+
+    ctx = ToolContext(hack_store, sandbox=request.param, workers=1)
+    ctx.solve_timeout_s = 3.0
+    try:
+        ctx.backend  # noqa: B018 - create it now, so a missing engine skips (or fails under CI) here
+    except SandboxUnavailable as exc:
+        need(f"{request.param} sandbox unavailable: {exc}")
+    yield ctx
+    ctx.close()
+
+
+def _evaluate(ctx: ToolContext, source: str, seeds: int = 4):
+    return evaluate_controller(ctx, EvaluateInput(source=source, envs=[ENV], betas=[0.5, 1.0], seeds=seeds,
+                                                  trace_seeds=1))
+
+
+def _assert_rejected(ctx: ToolContext, source: str, kinds: set[str], fragment: str = "", seeds: int = 4):
+    summary = _evaluate(ctx, source, seeds)
+    assert not summary.ok, "a reward hack was scored"
+    assert summary.points == []
+    assert summary.error.kind.value in kinds, summary.error
+    assert fragment in summary.error.message, summary.error.message
+    with ctx.store.connect(read_only=True) as con:
+        status = con.execute("SELECT status FROM evaluations WHERE evaluation_id = ?",
+                             [summary.evaluation_id]).fetchone()[0]
+    assert status == "error"
+    code = history.code_hash(source)
+    with ctx.store.connect(read_only=True) as con:
+        forged = con.execute("SELECT count(*) FROM evaluations WHERE code_hash = ? AND status = 'ok'",
+                             [code]).fetchone()[0]
+    assert forged == 0  # nothing recorded, so nothing can be served from the cache
+    return summary
+
+
+@pytest.fixture
+def no_static_checks(monkeypatch):
+    """Switch the static layer off (an attacker who found a bypass); the interpreter is the parameter."""
+    def permissive(interpreter: str):
+        monkeypatch.setattr("autotts_graph.tools.evaluate.check_source",
+                            lambda source: StaticReport(interpreter=interpreter))
+    return permissive
+
+
+@pytest.mark.parametrize(("name", "source"), [("attrgetter", ATTRGETTER), ("frame walk", FRAME_WALK),
+                                              ("forged result line", FORGED_RESULT),
+                                              ("thread", THREAD_LEFT_RUNNING)])
+def test_static_checks_stop_reflection_and_io(name, source):
+    assert check_source(source).errors, name
+
+
+@pytest.mark.parametrize(("name", "source", "kinds", "fragment"), [
+    ("str subclass equal to everything", STR_SUBCLASS, {"contract"}, "plain str or None"),
+    ("answer never observed", UNOBSERVED, {"contract"}, "observed"),
+    ("lone surrogate answer", SURROGATE, {"contract"}, ""),
+    ("numpy.load of the task's pack", NUMPY_LOAD, {"audit"}, "audit"),
+    ("private data through str.format", FORMAT_LEAK, {"audit"}, "audit"),
+    ("memory across seeds", MEMO, {"audit"}, "audit"),
+])
+def test_reward_hacks_end_as_errors(hack_ctx, name, source, kinds, fragment):
+    _assert_rejected(hack_ctx, source, kinds, fragment)
+
+
+@pytest.mark.parametrize("interpreter", ["pypy", "cpython"])
+@pytest.mark.parametrize(("name", "source", "kinds"), [
+    ("attrgetter on private lists", ATTRGETTER, {"audit"}),
+    ("frame walk into the evaluator", FRAME_WALK, {"audit"}),
+    ("forged result line on the real stdout", FORGED_RESULT, {"contract"}),
+])
+def test_hacks_past_the_static_checks_meet_the_judge_and_audit(hack_ctx, no_static_checks, interpreter, name,
+                                                               source, kinds):
+    if interpreter not in hack_ctx.backend.interpreters:
+        need(f"{interpreter} is not available in the {hack_ctx.backend.name} sandbox")
+    no_static_checks(interpreter)
+    _assert_rejected(hack_ctx, source, kinds)
+
+
+def test_patched_cost_read_outs_change_nothing(hack_ctx):
+    """The box's ledger is the controller's to break; the judge prices the reads it made: two probes."""
+    summary = _evaluate(hack_ctx, PATCHED_LEDGER)
+    assert summary.ok, summary.error
+    assert {p.avg_cost for p in summary.points} == {1000.0}
+
+
+def test_controller_keyboard_interrupt_is_its_runtime_error(hack_ctx):
+    summary = _assert_rejected(hack_ctx, KEYBOARD_INTERRUPT, {"runtime"}, "KeyboardInterrupt")
+    assert "signal" not in summary.error.message
+
+
+def test_a_hung_solve_is_reported_where_it_hung(hack_ctx):
+    started = time.monotonic()
+    _assert_rejected(hack_ctx, SPIN, {"timeout"}, "question 0 (seed 0")
+    assert time.monotonic() - started < 60
+
+
+def test_a_thread_left_running_does_not_hold_the_task(hack_ctx, no_static_checks):
+    no_static_checks("cpython")
+    started = time.monotonic()
+    summary = _evaluate(hack_ctx, THREAD_LEFT_RUNNING)
+    assert summary.ok, summary.error
+    assert time.monotonic() - started < 60
+
+
+def test_honest_figures_are_unchanged_by_the_judge(hack_ctx, controller_source):
+    """The baselines through the sandbox and judge equal the in-process replay to the last digit."""
+    from autotts_graph.sandbox.judge import score_in_process
+    from autotts_graph.sandbox.runtime.evaluate import load_controller_class
+    from autotts_graph.store.trajectories import pack_path
+
+    for method in ("sc", "asc", "esc", "parallel_probe", "cmc"):
+        source = controller_source(method)
+        summary = _evaluate(hack_ctx, source)
+        assert summary.ok, (method, summary.error)
+        cls = load_controller_class(source)
+        for point in summary.points:
+            local = score_in_process(cls, pack_path(hack_ctx.store, ENV), point.config, list(range(4)))
+            assert (point.accuracy, repr(point.avg_cost)) == (local["accuracy"], repr(local["avg_cost"])), method
