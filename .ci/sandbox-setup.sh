@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare the Docker sandbox on a fresh Debian bookworm CI machine (run as root; idempotent).
 #
-# 1. install Debian's docker.io, debootstrap and bubblewrap (skipped when already installed);
+# 1. install Debian's docker.io, debootstrap, bubblewrap and pypy3 (skipped when already installed);
 # 2. start dockerd in the background unless an engine already answers: overlay2 first, vfs as the
 #    fallback (vfs works everywhere but makes a cold container start ~10x slower);
 # 3. build the sandbox image offline (debootstrap rootfs + `docker import` + host-downloaded numpy
@@ -15,7 +15,7 @@ PYTHON="${PYTHON:-python3}"
 LOG="${AUTOTTS_DOCKERD_LOG:-/var/log/autotts-dockerd.log}"
 
 need=()
-for pkg in docker.io debootstrap bubblewrap; do
+for pkg in docker.io debootstrap bubblewrap pypy3; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

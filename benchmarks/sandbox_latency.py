@@ -1,4 +1,4 @@
-"""Sandbox speed: added latency per task (warm pool), cold start, reset, and a sweep docker vs in-process.
+"""Sandbox speed: added latency per task (warm single-use pool), cold start, and a sweep docker vs in-process.
 
 Prints its figures. Needs a running Docker engine and the built image (``autotts-graph sandbox build``);
 bwrap figures are added when bwrap works. Run: ``python benchmarks/sandbox_latency.py [--tasks 20]``.
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 pool._destroy(slot)
             create_s = statistics.median(s.create_s for s in cold_create)
 
-            def settle() -> None:  # an evaluation arriving at an idle pool: reset done, runner imported
+            def settle() -> None:  # an evaluation arriving at an idle pool: a fresh container, runner imported
                 pool.wait_idle()
                 time.sleep(args.settle)
 
@@ -108,7 +108,6 @@ def main(argv: list[str] | None = None) -> int:
             docker_med = statistics.median(docker_times)
             burst_med, _ = _median_s(lambda: backend.run(task), args.tasks)  # back to back, no settling
             settle()
-            reset_s = pool.snapshot().mean_reset_s or 0.0
 
             sweep_docker = sweep_local = float("inf")
             for _ in range(args.sweep_repeats):  # best of N: the host may be busy with other work
@@ -143,12 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  in-process task (asc, 3 questions x 5 seeds):  {inproc * 1000:7.0f} ms (median of {args.tasks})")
     print(f"  docker, warm idle pool:                        {docker_med * 1000:7.0f} ms "
           f"(p90 {sorted(docker_times)[int(0.9 * (len(docker_times) - 1))] * 1000:.0f} ms)")
-    print(f"  docker, tasks back to back (pool busy resetting): {burst_med * 1000:4.0f} ms")
+    print(f"  docker, tasks back to back (pool busy replacing): {burst_med * 1000:4.0f} ms")
     print(f"  added latency per task (warm pool):            {added * 1000:7.0f} ms  "
           f"[target < 300 ms: {'met' if added < 0.3 else 'MISSED'}]")
     print(f"  cold start (create + start one container):     {create_s * 1000:7.0f} ms")
     print(f"  pool of {pool.size} ready after:                         {warm_s * 1000:7.0f} ms")
-    print(f"  reset between tasks (kill + wipe + probe):     {reset_s * 1000:7.0f} ms (off the task's path)")
     print(f"  sweep (30 q x 5 betas x {args.sweep_seeds} seeds): in-process {sweep_local:.2f} s, "
           f"docker {sweep_docker:.2f} s, overhead {overhead * 100:+.1f}% "
           f"[target within 20%: {'met' if overhead <= 0.2 else 'MISSED'}], identical numbers: {same}")

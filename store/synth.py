@@ -235,14 +235,14 @@ def synthesize(params: SynthParams) -> list[dict]:
 
 
 def synthesize_into(store: Store, model: str, dataset: str, params: SynthParams,
-                    replace: bool = False) -> tuple[str, bool]:
+                    replace: bool = False, split: str = "search") -> tuple[str, bool]:
     """Synthesise an environment and import it as ``model/dataset`` (origin ``synth``).
 
     Returns (name, created); identical content already stored is a no-op, different content needs ``replace``.
     """
     records = synthesize(params)
     return import_records(store, model, dataset, records, origin="synth", spec=params.model_dump(),
-                          source="synth", replace=replace)
+                          source="synth", replace=replace, split=split)
 
 
 def ensure_default_environments(store: Store) -> dict[str, list[str]]:
@@ -256,7 +256,9 @@ def ensure_default_environments(store: Store) -> dict[str, list[str]]:
     created: list[str] = []
     if not list_environments(store):
         for model, dataset, seed in DEFAULT_ENVIRONMENTS:
-            name, new = synthesize_into(store, model, dataset, preset(model, seed=seed))
+            # Held out from the start: every surface (tool server included) hides it, not only this run.
+            split = "search" if dataset in SEARCH_DATASETS else "heldout"
+            name, new = synthesize_into(store, model, dataset, preset(model, seed=seed), split=split)
             if new:
                 created.append(name)
     envs = list_environments(store)

@@ -33,11 +33,17 @@ def resolve_config(config: RunConfig, store: Store) -> RunConfig:
         cfg.search_envs, cfg.heldout_envs = list(split["search"]), list(split["heldout"])
     if not cfg.search_envs:
         raise StoreError("the search set is empty: name at least one --search environment")
-    known = {e.name for e in list_environments(store)}
-    hint = ", ".join(sorted(known)) or "none; run `autotts-graph store import` or `store synth`"
+    stored = {e.name: e.split for e in list_environments(store)}
+    known = set(stored)
+    hint = ", ".join(sorted(known)) or "none; run `autotts-graph store fetch autotts` or `store synth`"
     for name in [*cfg.search_envs, *cfg.heldout_envs]:
         if name not in known:
             raise StoreError(f"unknown environment {name!r} (known: {hint})")
+    exposed = [name for name in cfg.heldout_envs if stored[name] != "heldout"]
+    if exposed:
+        # A run's held-out data must be hidden on every surface (the tool server included), not only here.
+        raise StoreError(f"{', '.join(exposed)} is held out by this run but stored as a search environment; "
+                         f"mark it first: autotts-graph store split {' '.join(exposed)} --to heldout")
     both = sorted(set(cfg.search_envs) & set(cfg.heldout_envs))
     if both:
         raise StoreError(f"{', '.join(both)} is listed both as search and held-out environment")

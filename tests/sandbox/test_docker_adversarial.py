@@ -55,7 +55,7 @@ def _check_env(result: SandboxResult, ctx: dict) -> None:
     rep = report(result)
     text = result.stderr_tail + str(result.error)
     assert "sk-autotts-FAKE" not in text
-    assert set(rep["env"]) <= {"PATH", "HOME", "LANG", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PWD",
+    assert set(rep["env"]) <= {"PATH", "HOME", "LANG", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "PWD",
                                "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}, rep["env"]
     assert rep["leaks"] == [], rep
 
@@ -276,7 +276,7 @@ def test_adversarial(case: Case, backend, make_task, tiny_pack, monkeypatch) -> 
     assert kind in case.kinds, (result.error, result.stderr_tail[-800:])
     assert result.ok == (kind is None)
     if kind is None:
-        assert result.results and result.results[0]["accuracy"] >= 0
+        assert result.results and result.results[0]["solves"] > 0
     if kind is ErrorKind.timeout:
         assert TIMEOUT <= wall < TIMEOUT + SLACK
     if case.check:
@@ -400,7 +400,7 @@ _report(seen=seen)
             assert first.ok, first.error
             if name == "docker":
                 assert backend.pool.wait_idle(30)
-                container_before = backend.pool._ready[0].id
+                used = {c.id for c in backend.client.containers.list(all=True)}
             second = backend.run(make_task(adversarial_source(look)))
             assert second.ok, second.error
             seen = report(second)["seen"]
@@ -408,8 +408,10 @@ _report(seen=seen)
             assert all(entries == [] for entries in seen.values()), seen
             if name == "docker":
                 assert backend.pool.wait_idle(30)
-                assert backend.pool._ready[0].id == container_before  # same warm container, wiped
-                assert backend.pool.snapshot().recycled == 0
+                # Single use: the first task's container is gone, the second ran in a fresh one.
+                assert backend.pool.snapshot().destroyed >= 2
+                assert not used & {c.id for c in backend.client.containers.list(all=True)
+                                    if c.id in {s.id for s in backend.pool._ready}}
             assert wait_gone("sleep 31350") == []
     finally:
         if name == "docker":
@@ -478,13 +480,13 @@ def test_missing_pack_is_infrastructure(docker_backend, make_task) -> None:
     assert result.error.kind is ErrorKind.infrastructure and "not found" in result.error.message
 
 
-def test_timeout_recycles_the_container(docker_backend, make_task) -> None:
+def test_every_container_serves_one_task(docker_backend, make_task) -> None:
     before = docker_backend.pool.snapshot()
     result = docker_backend.run(make_task(adversarial_source("while True:\n    pass")))
     assert result.error.kind is ErrorKind.timeout
     assert docker_backend.pool.wait_idle(30)
     after = docker_backend.pool.snapshot()
-    assert after.recycled == before.recycled + 1 and after.created == before.created + 1
+    assert after.destroyed == before.destroyed + 1 and after.created == before.created + 1
     assert after.ready == docker_backend.pool.size
     for slot in docker_backend.pool._ready:
         assert_idle_container(slot)

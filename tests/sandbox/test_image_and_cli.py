@@ -40,7 +40,8 @@ def test_doctor_reports_engine_image_and_pool(docker_client, sandbox_image, monk
     monkeypatch.setattr(build, "image_tag", lambda: sandbox_image)
     result = CliRunner().invoke(app, ["doctor"])
     assert result.exit_code == 0, result.output
-    for fragment in ("engine", "storage driver", sandbox_image, "healthy", "cold start", "bwrap", "docker"):
+    for fragment in ("engine", "storage driver", sandbox_image, "healthy", "cold start", "bwrap", "docker", "pypy",
+                     "cpython"):
         assert fragment in result.output
 
 

@@ -62,10 +62,12 @@ def test_pack_staging_shows_only_the_task_packs(docker_backend, tiny_pack, tiny_
         result = docker_backend.run(task)
     assert result.ok, result.error
     assert report(result)["packs"] == ["0.npz", "1.npz"]  # the held-out pack next to them is not there
-    assert {r["env"] for r in result.results} == {"tiny", "other"}
-    assert secret.exists() and tiny_pack.exists() and other.exists()  # unstaging leaves the store alone
+    assert len(result.results) == 2
+    assert secret.exists() and tiny_pack.exists() and other.exists()  # destroying the box leaves the store alone
     assert docker_backend.pool.wait_idle(30)
     assert all(os.listdir(slot.staging) == [] for slot in docker_backend.pool._ready)
+    assert not any(p.name.endswith(".key.json") for slot in docker_backend.pool._ready
+                   for p in slot.staging.iterdir())
 
 
 def test_concurrent_tasks_share_the_pool(docker_backend, make_task) -> None:
@@ -140,13 +142,15 @@ def test_results_match_in_process_evaluation(docker_backend, records_4b, tmp_pat
                            points=[{"beta": 0.25}, {"beta": 0.5}], seeds=list(range(4)),
                            limits=Limits(timeout_s=60, memory_mb=ADVERSARIAL_LIMITS.memory_mb, pids=64,
                                          nofile=64, tmp_mb=16))
-        inside = docker_backend.run(task)
-        assert inside.ok, inside.error
-        local = run_task(json.loads(task.runner_payload()))
-        assert local["ok"]
-        for a, b in zip(inside.results, local["results"], strict=True):
-            for key in ("accuracy", "avg_cost", "acc_per_seed", "cost_per_seed", "answers", "correct"):
-                assert a[key] == b[key], (name, key)
+        for interpreter in ("pypy", "cpython"):
+            inside = docker_backend.run(task.model_copy(update={"interpreter": interpreter}))
+            assert inside.ok, inside.error
+            assert inside.interpreter == interpreter
+            local = run_task(json.loads(task.runner_payload()))
+            assert local["ok"]
+            for a, b in zip(inside.results, local["results"], strict=True):
+                for key in ("answers", "reads", "full", "traces", "params", "solves"):
+                    assert a[key] == b[key], (name, key, interpreter)
 
 
 def test_silent_task_outlasting_the_client_timeout(sandbox_image, make_task) -> None:
