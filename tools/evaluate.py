@@ -139,7 +139,8 @@ def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
     error: SandboxError | None = None
     if static.errors:
         more = f" (and {len(static.errors) - 1} more)" if len(static.errors) > 1 else ""
-        error = _rejected(f"the source breaks the controller rules: {static.errors[0]}{more}", static.errors)
+        kind = ErrorKind.syntax if static.errors[0].startswith("syntax error") else ErrorKind.contract
+        error = _rejected(f"the source breaks the controller rules: {static.errors[0]}{more}", static.errors, kind)
     cached = history.cached_points(ctx.store, [j[4] for j in jobs]) if error is None else {}
     todo = [j for j in jobs if j[4] not in cached] if error is None else []
     done = len(jobs) - len(todo)

@@ -1,0 +1,195 @@
+"""The field's other answer-only baselines against the paper's on the shipped AIME24/AIME25 data.
+
+    python benchmarks/new_baselines.py --store /tmp/nb.duckdb [--seeds 100] [--workers 2] [--sandbox process]
+                                       [--no-sweeps] [--no-speed]
+
+Prints, in markdown:
+1. a table in the style of the paper's Table 1: every baseline at its reference configurations (SC@64,
+   ASC(64), ESC(64,8), Parallel-Probe(64), CMC at beta 0.5 and 1, and each new method at beta 1, its 64-branch
+   ceiling) on the 4 AIME24 (search) and 4 AIME25 (held-out) environments;
+2. with the sweeps: every (environment, new-method beta point) that dominates a CMC beta point on the same
+   environment (accuracy >= and tokens <=, one of them strictly), and the same on the means over each split;
+3. replay speed: solves per second of each new controller in this process (CPython, one core, no judge) at
+   beta 0, 0.5 and 1 on Qwen3-4B/aime25 (3,000 solves each).
+
+The store gets the 8 environments from $AUTOTTS_DATA (default ../shared/data) when it lacks them (AIME24
+search, AIME25 held out). Evaluations go through the ordinary baselines tool, so they are cached in the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from autotts_graph.cli.report import cost_k
+from autotts_graph.sandbox.runtime.evaluate import evaluate_point, load_controller_class
+from autotts_graph.sandbox.runtime.replay import load_pack
+from autotts_graph.store.db import Store
+from autotts_graph.store.trajectories import import_path, list_environments, pack_path
+from autotts_graph.tools.baselines import (
+    METHODS,
+    NEW_METHODS,
+    REFERENCE,
+    SWEEPS,
+    BaselineInput,
+    baseline_configs,
+    baseline_source,
+    fitted_tables,
+    point_label,
+    run_baseline,
+)
+from autotts_graph.tools.context import ToolContext
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = ["Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B"]
+SEARCH = [f"{m}/aime24" for m in MODELS]
+HELD = [f"{m}/aime25" for m in MODELS]
+SPEED_ENV = "Qwen3-4B/aime25"
+
+
+def ensure_envs(store: Store) -> None:
+    """Import the 8 shipped environments the store does not have yet."""
+    have = {e.name for e in list_environments(store)}
+    data = Path(os.environ.get("AUTOTTS_DATA", REPO.parent / "shared" / "data")) / "autotts-replay"
+    for model in MODELS:
+        for dataset, split in (("aime24", "search"), ("aime25", "heldout")):
+            if f"{model}/{dataset}" not in have:
+                import_path(store, data / model / f"{dataset}.json", split=split)
+
+
+def run(ctx: ToolContext, method: str, configs: list[dict] | None, seeds: int) -> list:
+    """Rows of one baseline on all 8 environments (held-out included: this is a benchmark, not an agent)."""
+    started = time.perf_counter()
+    summary, rows = run_baseline(ctx, BaselineInput(method=method, envs=SEARCH + HELD, seeds=seeds,
+                                                    configs=baseline_configs(method, configs) if configs else None,
+                                                    fit_envs=SEARCH))
+    if not summary.ok:
+        raise SystemExit(f"{method}: {summary.error.kind.value}: {summary.error.message}")
+    print(f"  {method}: {len(rows)} points in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def table1(rows: list) -> str:
+    """Models as row blocks, methods as rows, AIME24 / AIME25 / held-out average as columns."""
+    cell = {(r.label, r.point.env): r.point for r in rows}
+    labels = list(dict.fromkeys(r.label for r in rows))
+    out = ["| model | method | AIME24 (search) acc / tokens | AIME25 (held-out) acc / tokens |", "|---|---|---|---|"]
+    for model in MODELS:
+        for label in labels:
+            parts = []
+            for env in (f"{model}/aime24", f"{model}/aime25"):
+                p = cell.get((label, env))
+                parts.append(f"{p.accuracy:.2f} / {cost_k(p.avg_cost)}" if p else "")
+            out.append(f"| {model} | {label} | {parts[0]} | {parts[1]} |")
+    out.append("| **mean of 4 models** | | | |")
+    for label in labels:
+        parts = []
+        for envs in (SEARCH, HELD):
+            pts = [cell[(label, e)] for e in envs if (label, e) in cell]
+            if len(pts) == len(envs):
+                acc = sum(p.accuracy for p in pts) / len(pts)
+                parts.append(f"{acc:.2f} / {cost_k(sum(p.avg_cost for p in pts) / len(pts))}")
+            else:
+                parts.append("")
+        out.append(f"| mean | {label} | {parts[0]} | {parts[1]} |")
+    return "\n".join(out)
+
+
+def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """(accuracy, cost) a dominates b."""
+    return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
+
+
+def domination(sweeps: dict[str, list]) -> str:
+    """Which new-method points dominate which CMC β points, per environment and on the split means."""
+    def points(method: str) -> dict[str, dict[str, tuple[float, float]]]:
+        by: dict[str, dict[str, tuple[float, float]]] = {}
+        for r in sweeps[method]:
+            by.setdefault(r.point.env, {})[r.label] = (r.point.accuracy, r.point.avg_cost)
+        for name, envs in (("mean AIME24", SEARCH), ("mean AIME25", HELD)):
+            labels = set.intersection(*(set(by.get(e, {})) for e in envs))
+            by[name] = {lab: (sum(by[e][lab][0] for e in envs) / len(envs),
+                              sum(by[e][lab][1] for e in envs) / len(envs)) for lab in labels}
+        return by
+
+    cmc = points("cmc")
+    lines = ["| environment | new method point | acc / tokens | dominates CMC at β |", "|---|---|---|---|"]
+    count = 0
+    for method in NEW_METHODS:
+        mine = points(method)
+        for env in [*SEARCH, *HELD, "mean AIME24", "mean AIME25"]:
+            for label, own in sorted(mine.get(env, {}).items(), key=lambda kv: kv[1][1]):
+                beaten = [lab.split("β=")[1] for lab, c in sorted(cmc.get(env, {}).items(), key=lambda kv: kv[1][1])
+                          if dominates(own, c)]
+                if beaten:
+                    count += 1
+                    lines.append(f"| {env} | {label} | {own[0]:.2f} / {cost_k(own[1])} | {', '.join(beaten)} |")
+    head = f"{count} (environment, new-method point) pairs dominate at least one CMC β point (11-point sweeps)."
+    return head + "\n\n" + "\n".join(lines)
+
+
+def speed(store: Store, seeds: int) -> str:
+    """Solves per second of each new controller's replay in this process (CPython), one core."""
+    pack = load_pack(str(pack_path(store, SPEED_ENV)))
+    out = ["| controller | β=0 | β=0.5 | β=1 |", "|---|---|---|---|"]
+    ctx = ToolContext(store=store, sandbox="process", workers=1, expose_heldout=True)
+    for method in ("cmc", "asc", *NEW_METHODS):
+        cls = load_controller_class(baseline_source(method))
+        configs = baseline_configs(method, betas=[0.0, 0.5, 1.0])
+        if METHODS[method].fitted:  # the held-out env shares one full-fit table per β
+            configs = [{**c, "stop_at": fitted_tables(ctx, SPEED_ENV, ["Qwen3-4B/aime24"], [c])[0][0]} for c in configs]
+        cells = []
+        for config in configs:
+            started = time.perf_counter()
+            evaluate_point(cls, pack, config, list(range(seeds)), frozenset())
+            cells.append(f"{seeds * len(pack.questions) / (time.perf_counter() - started):,.0f}")
+        out.append(f"| {SWEEPS[method][0]} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", type=Path, default=Path("/tmp/autotts-new-baselines.duckdb"))
+    parser.add_argument("--seeds", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--sandbox", default="process", help="process (trusted baselines), docker, bwrap or auto")
+    parser.add_argument("--no-sweeps", action="store_true", help="skip the β sweeps and the domination table")
+    parser.add_argument("--no-speed", action="store_true", help="skip the replay-speed table")
+    args = parser.parse_args()
+    store = Store(args.store)
+    ensure_envs(store)
+    ctx = ToolContext(store=store, sandbox=args.sandbox, workers=args.workers, expose_heldout=True)
+    try:
+        print("evaluating the reference points ...", file=sys.stderr)
+        rows = [r for m in SWEEPS for r in run(ctx, m, REFERENCE[m], args.seeds)]
+        print(f"## Reference points ({args.seeds} seeds; accuracy % / tokens per question)\n")
+        print(table1(rows) + "\n")
+        if not args.no_sweeps:
+            print("evaluating the β sweeps ...", file=sys.stderr)
+            sweeps = {m: run(ctx, m, None, args.seeds) for m in ("cmc", *NEW_METHODS)}
+            print("## Where a new method dominates CMC\n")
+            print(domination(sweeps) + "\n")
+            print("## β sweeps of the new methods (mean over the 4 models)\n")
+            print("| method point | AIME24 acc / tokens | AIME25 acc / tokens |\n|---|---|---|")
+            for m in ("cmc", *NEW_METHODS):
+                for config in baseline_configs(m):
+                    label = point_label(m, config)
+                    cells = []
+                    for envs in (SEARCH, HELD):
+                        pts = [r.point for r in sweeps[m] if r.label == label and r.point.env in envs]
+                        acc = sum(p.accuracy for p in pts) / len(pts)
+                        cells.append(f"{acc:.2f} / {cost_k(sum(p.avg_cost for p in pts) / len(pts))}")
+                    print(f"| {label} | {cells[0]} | {cells[1]} |")
+            print()
+    finally:
+        ctx.close()
+    if not args.no_speed:
+        print(f"## Replay speed, solves/s in-process (CPython {sys.version.split()[0]}, one core, {SPEED_ENV})\n")
+        print(speed(store, args.seeds))
+
+
+if __name__ == "__main__":
+    main()
