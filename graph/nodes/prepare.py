@@ -41,9 +41,11 @@ def resolve_config(config: RunConfig, store: Store) -> RunConfig:
             raise StoreError(f"unknown environment {name!r} (known: {hint})")
     exposed = [name for name in cfg.heldout_envs if stored[name] != "heldout"]
     if exposed:
-        # A run's held-out data must be hidden on every surface (the tool server included), not only here.
-        raise StoreError(f"{', '.join(exposed)} is held out by this run but stored as a search environment; "
-                         f"mark it first: autotts-graph store split {' '.join(exposed)} --to heldout")
+        # A run's held-out data must be hidden on every surface (the tool server included), not only in
+        # this run's agents: the store marks it held out from now on.
+        from autotts_graph.store.trajectories import set_split
+
+        set_split(store, exposed, "heldout")
     both = sorted(set(cfg.search_envs) & set(cfg.heldout_envs))
     if both:
         raise StoreError(f"{', '.join(both)} is listed both as search and held-out environment")
