@@ -23,9 +23,12 @@ SandboxOption = Annotated[str, typer.Option("--sandbox", help="auto (docker, els
                                                              "process (NOT a security boundary).")]
 DEFAULT_BETAS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
 WorkersOption = Annotated[int, typer.Option("--workers", min=1, help="Parallel sandbox tasks (default: cores).")]
+TimeoutOption = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds one solve() may run before it "
+                                                                       "is stopped and reported.")]
 
 
-def make_context(store: Path, sandbox: str, workers: int | None, expose_heldout: bool = True):
+def make_context(store: Path, sandbox: str, workers: int | None, expose_heldout: bool = True,
+                 timeout: float = 10.0):
     """A ToolContext for a CLI user (who may see every environment)."""
     import os
 
@@ -33,7 +36,7 @@ def make_context(store: Path, sandbox: str, workers: int | None, expose_heldout:
     from autotts_graph.tools.context import ToolContext
 
     return ToolContext(store=Store(store), sandbox=sandbox, workers=workers or os.cpu_count() or 1,
-                       expose_heldout=expose_heldout)
+                       expose_heldout=expose_heldout, solve_timeout_s=timeout)
 
 
 def read_controller(spec: str) -> tuple[str, str]:
@@ -59,6 +62,7 @@ def eval_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     sandbox: SandboxOption = "auto",
     workers: WorkersOption = None,
+    timeout: TimeoutOption = 10.0,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Sweep a controller's beta over environments: accuracy and mean tokens per question."""
@@ -68,7 +72,7 @@ def eval_command(
     beta_list = parse_floats(betas, "--betas")
     if any(not 0.0 <= b <= 1.0 for b in beta_list):
         raise ValueError("--betas: every value must lie in [0, 1]")
-    ctx = make_context(store, sandbox, workers)
+    ctx = make_context(store, sandbox, workers, timeout=timeout)
     try:
         with progress_bar(f"eval {label}") as update:
             if controller.startswith("baseline:"):
@@ -111,6 +115,7 @@ def baselines_command(
     fmt: Annotated[str, typer.Option("--format", help="markdown, csv or json.")] = "markdown",
     sandbox: SandboxOption = "auto",
     workers: WorkersOption = None,
+    timeout: TimeoutOption = 10.0,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """The baselines over their budget sweeps (or reference points), as a Table-1-style table."""
@@ -124,7 +129,7 @@ def baselines_command(
     for m in chosen:
         if m not in SWEEPS:
             raise ValueError(f"unknown method {m!r}; choose from {', '.join(SWEEPS)}")
-    ctx = make_context(store, sandbox, workers)
+    ctx = make_context(store, sandbox, workers, timeout=timeout)
     rows = []
     try:
         for m in chosen:

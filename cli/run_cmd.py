@@ -213,6 +213,8 @@ def run_command(
     seeds: Annotated[int | None, typer.Option(min=1, max=1000, help="Shuffle seeds per evaluation.")] = None,
     sandbox: Annotated[str | None, typer.Option(help="auto, docker, bwrap or process.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Parallel sandbox tasks.")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0.1, help="Seconds one solve() may run before "
+                                                  "it is stopped and reported (default 10).")] = None,
     proposer: Annotated[str | None, typer.Option(help="offline, llm or module:Class (default: llm when the "
                                                       "API key is set, else offline).")] = None,
     critic: Annotated[str | None, typer.Option(help="offline, llm or module:Class.")] = None,
@@ -268,7 +270,8 @@ def run_command(
     bl = _split_csv(baselines)
     flags = {"rounds": rounds, "search_envs": search or None, "heldout_envs": heldout or None,
              "betas": None if betas is None else [float(x) for x in _split_csv(betas)], "seeds": seeds,
-             "sandbox": sandbox, "workers": workers, "review": review, "selection": selection,
+             "sandbox": sandbox, "workers": workers, "solve_timeout_s": timeout, "review": review,
+             "selection": selection,
              "max_attempts": max_attempts, "max_usd": max_usd, "max_llm_tokens": max_tokens,
              "max_wall_s": None if max_minutes is None else max_minutes * 60, "baselines": bl, "seed": seed}
     with LiveView(live) as view:

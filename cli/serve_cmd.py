@@ -7,6 +7,7 @@ In stdio mode nothing but the protocol may reach stdout, so every message goes t
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +46,8 @@ def serve(
     call_timeout: Annotated[float, typer.Option(
         "--call-timeout", min=1.0,
         help="Seconds a sandbox call may run once started (queue time not counted).")] = 900.0,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=0.1, help="Seconds one solve() of a client's controller may run.")] = 10.0,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Serve the tools (environments, contract, validate, evaluate, traces, baselines, SQL) over MCP."""
@@ -60,11 +63,13 @@ def serve(
     if transport == "http":
         check_http_binding(host, token)
     run_server(store, transport=transport, host=host, port=port, token=token, expose_heldout=expose_heldout,
-               sandbox=sandbox, max_concurrent=max_concurrent, workers=workers, call_timeout=call_timeout)
+               sandbox=sandbox, max_concurrent=max_concurrent, workers=workers, call_timeout=call_timeout,
+               solve_timeout=timeout)
 
 
 def run_server(store: Path, *, transport: str, host: str, port: int, token: str | None, expose_heldout: bool,
-               sandbox: str, max_concurrent: int, workers: int | None, call_timeout: float) -> None:
+               sandbox: str, max_concurrent: int, workers: int | None, call_timeout: float,
+               solve_timeout: float = 10.0) -> None:
     """Build the context and the server, then serve until the client or a signal ends it."""
     import logging
 
@@ -76,12 +81,14 @@ def run_server(store: Path, *, transport: str, host: str, port: int, token: str 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cores = os.cpu_count() or 1
     ctx = ToolContext(store=Store(store), sandbox=sandbox, workers=workers or max(1, cores // max_concurrent),
-                      expose_heldout=expose_heldout)
+                      expose_heldout=expose_heldout, solve_timeout_s=solve_timeout)
     try:
         ctx.backend  # noqa: B018  (fail now, not at the first call, when no sandbox works here)
     except RuntimeError as exc:  # SandboxUnavailable: one line saying why
         raise ValueError(str(exc)) from None
     mcp = make_server(ctx, host=host, port=port, max_concurrent=max_concurrent, heavy_timeout_s=call_timeout)
+    # SIGTERM ends the server through the finally below, so its sandbox containers never outlive it.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         if transport == "stdio":
             serve_stdio(mcp)
@@ -90,6 +97,10 @@ def run_server(store: Path, *, transport: str, host: str, port: int, token: str 
     finally:
         ctx.close()
         close_snapshots()
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -94,9 +94,10 @@ class DepsProvider:
             from autotts_graph.sandbox.select import make_backend
 
             backend = make_backend(config.sandbox, Limits(timeout_s=config.eval_timeout_s))
-        ctx = ToolContext(store=store, sandbox=config.sandbox, workers=workers, hidden_envs=hidden, _backend=backend)
+        ctx = ToolContext(store=store, sandbox=config.sandbox, workers=workers, hidden_envs=hidden,
+                          solve_timeout_s=config.solve_timeout_s, _backend=backend)
         full_ctx = ToolContext(store=store, sandbox=config.sandbox, workers=workers, expose_heldout=True,
-                               _backend=backend)
+                               solve_timeout_s=config.solve_timeout_s, _backend=backend)
         toolbox = ProposerToolbox(ctx=ctx, run_id=config.run_id, search_envs=list(config.search_envs),
                                   quick_betas=[0.0, 0.5, 1.0], quick_seeds=min(config.quick_seeds, config.seeds))
         made = {}

@@ -64,7 +64,10 @@ class RunConfig(BaseModel):
     review: bool = False
     sandbox: str = "auto"
     workers: int | None = None
-    eval_timeout_s: float = Field(600.0, gt=0, description="Limit of one sandbox task.")
+    eval_timeout_s: float | None = Field(None, gt=0, description="A fixed limit of one sandbox task (default: "
+                                                                  "it scales with the task's work).")
+    solve_timeout_s: float = Field(10.0, gt=0, description="Per-solve watchdog: a solve() running longer is "
+                                                          "stopped and reported with its question and seed.")
     seed: int = 0
     proposer: RoleSettings = Field(default_factory=RoleSettings)
     critic: RoleSettings = Field(default_factory=RoleSettings)

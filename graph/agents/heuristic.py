@@ -530,6 +530,17 @@ class StatsDiagnostician:
 
     def diagnose(self, inp: DiagnoseInput) -> Diagnosis:
         """Structured failure modes; ``actions`` ordered by how much each mode costs."""
+        if inp.error_kind in ("audit", "contract"):
+            # The judge refused the figures: no statistics to read, the code itself must change.
+            kind = "hidden_information" if inp.error_kind == "audit" else "contract_violation"
+            mode = FailureMode(kind=kind, count=1, share=1.0, evidence=[(inp.error or "")[:400]],
+                               suggestion="act only on what probe_new/probe_more/full reads returned in the current "
+                                          "question: no reading of replay data or internals, no memory across "
+                                          "questions or seeds, and return an answer the controller observed"
+                               if kind == "hidden_information" else
+                               "return a plain str the controller observed (or None) and touch only opened branches")
+            return Diagnosis(summary=f"{kind}: {(inp.error or inp.error_kind)[:200]}", failure_modes=[mode],
+                             actions=["fix_crash"], crashed=True)
         if inp.error_kind:
             kind = "timeout" if "timeout" in inp.error_kind else "crash"
             action = "speed_up" if kind == "timeout" else "fix_crash"

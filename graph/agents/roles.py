@@ -43,7 +43,8 @@ class FailureMode(BaseModel):
     """A named way the controller lost accuracy or wasted tokens, with evidence."""
 
     kind: str = Field(description="e.g. premature_stop, wasted_tokens, pruned_correct, never_converged, "
-                                  "below_baseline, crash, timeout, no_scaling")
+                                  "below_baseline, crash, timeout, no_scaling, hidden_information (flagged by the "
+                                  "audit), contract_violation (refused by the judge)")
     count: int = 0
     share: float = 0.0  # fraction of the relevant (question, seed) cases
     evidence: list[str] = Field(default_factory=list)

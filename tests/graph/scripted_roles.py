@@ -56,6 +56,9 @@ class {cls}(Controller):
 CRASH = "        if self.beta == 0.2:\n            raise RuntimeError('scripted crash at beta 0.2')\n"
 HANG = "        if self.beta == 0.2:\n            while True:\n                pass\n"
 NONMONO = None  # marker: schedule whose width falls with beta
+# Passes every static check but remembers earlier solves: the counterfactual audit must flag it.
+CHEAT = ("        MEMORY.append(1)\n        if len(MEMORY) > 3:\n"
+         "            self.params = dict(self.params, width=1)\n")
 
 
 def controller(n: int, extra: str = "", nonmonotone: bool = False) -> str:
@@ -69,7 +72,7 @@ def controller(n: int, extra: str = "", nonmonotone: bool = False) -> str:
 class ScriptedProposer:
     """Returns sources from a script; by default a new valid controller per call.
 
-    ``script`` items: "ok", "syntax", "nonmonotone", "crash", "hang", "import", "repeat" (the first source
+    ``script`` items: "ok", "syntax", "nonmonotone", "crash", "hang", "cheat", "import", "repeat" (the first source
     again). Items are consumed in order;
     after the script the proposer keeps returning new valid controllers. ``calls`` records every input.
     """
@@ -102,6 +105,8 @@ class ScriptedProposer:
             src = controller(self.n, extra=CRASH)
         elif kind == "hang":
             src = controller(self.n, extra=HANG)
+        elif kind == "cheat":
+            src = "MEMORY = []\n" + controller(self.n, extra=CHEAT)
         elif kind == "repeat":
             src = controller(self.base + 1)  # the same source as the run's first proposal
         else:

@@ -69,6 +69,25 @@ def test_crash_goes_to_diagnostician_then_proposer_same_round(run_graph, graph_s
     assert [c["status"] for c in cands] == ["crashed", "evaluated"]
 
 
+def test_audit_flag_is_a_failure_the_diagnostician_explains_and_never_selected(run_graph, graph_store):
+    from autotts_graph.graph.agents.heuristic import StatsDiagnostician
+    from autotts_graph.graph.agents.roles import DiagnoseInput
+
+    proposer = ScriptedProposer(["cheat"])
+    state, roles, _ = run_graph(proposer=proposer)
+    assert state.status == "done"
+    call = roles["diagnostician"].calls[0]
+    assert call.error_kind == "audit" and "data it had not observed" in call.error
+    cands = history.list_candidates(graph_store, state.config.run_id)
+    assert [c["status"] for c in cands] == ["crashed", "evaluated"]
+    assert state.selected == cands[1]["candidate_id"]  # the flagged candidate never competes
+    diagnosis = StatsDiagnostician().diagnose(DiagnoseInput(candidate_id="c", source="", curve=[], baselines=[],
+                                                            outcomes=[], traces=[], error_kind=call.error_kind,
+                                                            error=call.error))
+    assert diagnosis.failure_modes[0].kind == "hidden_information"
+    assert "no memory across questions or seeds" in diagnosis.failure_modes[0].suggestion
+
+
 def test_timeout_goes_to_diagnostician(run_graph):
     proposer = ScriptedProposer(["hang"])
     state, roles, _ = run_graph(proposer=proposer, eval_timeout_s=3)

@@ -98,3 +98,79 @@ def test_import_is_light():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+ORACLE = '''import numpy
+from autotts_runtime import Controller, majority, safe_probe_new
+_PACK = numpy.load("/packs/0.npz")
+_VOCAB = [str(v) for v in _PACK["vocab"]]
+_OFFSETS = [int(x) for x in _PACK["question_offsets"]]
+_CALLS = [0]
+class Oracle(Controller):
+    def solve(self, question):
+        self.trace.record("start")
+        qi = _CALLS[0] % (len(_OFFSETS) - 1)
+        _CALLS[0] += 1
+        target = majority([_VOCAB[c] for c in _PACK["finals"][_OFFSETS[qi]:_OFFSETS[qi + 1]]])
+        seen = []
+        while target not in seen:
+            got = safe_probe_new(question)
+            if got is None:
+                break
+            seen.append(got[0])
+        self.trace.record("finish")
+        return target if target in seen else majority(seen)
+'''
+
+
+def test_one_container_pool_cheater_then_honest_client_then_shutdown(store, sandbox):
+    """Through the server with a pool of one container: a cheating client is flagged and leaves nothing for
+    the next client, whose baseline equals the in-process figures; stopping the server removes its containers."""
+    import docker
+    from autotts_graph.sandbox.judge import score_in_process
+    from autotts_graph.sandbox.pool import OWNER_LABEL
+    from autotts_graph.sandbox.runtime.evaluate import load_controller_class
+    from autotts_graph.store.trajectories import pack_path
+
+    if sandbox != "auto":
+        pytest.skip("needs the docker sandbox")
+    proc = subprocess.Popen(serve_args(store, "--transport", "http", "--port", "0", "--sandbox", "docker"),
+                            env={**ENV, "AUTOTTS_SANDBOX_POOL": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    client = docker.from_env()
+
+    def ours() -> list:
+        return [c for c in client.containers.list(all=True)
+                if c.labels.get(OWNER_LABEL, "").split(":")[1:2] == [str(proc.pid)]]
+
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line and proc.poll() is not None:
+                break
+            found = re.search(r"(http://\S+/mcp)", line)
+            url = found.group(1) if found else None
+        assert url, "the server did not print its URL"
+
+        async def go():
+            async with http_session(url) as cheater:
+                flagged = mcp_result(await cheater.call_tool("evaluate_controller", {
+                    "source": ORACLE, "envs": [SEARCH_ENV], "betas": [0.5, 1.0], "seeds": 4}))
+            assert not flagged["ok"] and flagged["error"]["kind"] == "audit", flagged
+            async with http_session(url) as honest:
+                return mcp_result(await honest.call_tool("run_baseline", {
+                    "method": "asc", "envs": [SEARCH_ENV], "configs": [{"max_samples": 8, "threshold": 0.95}],
+                    "seeds": 4}))
+
+        result = asyncio.run(go())
+        point = result["rows"][0]["point"]
+        local = score_in_process(load_controller_class(baseline_src("asc")), pack_path(store, SEARCH_ENV),
+                                 {"max_samples": 8, "threshold": 0.95}, list(range(4)))
+        assert (point["accuracy"], repr(point["avg_cost"])) == (local["accuracy"], repr(local["avg_cost"]))
+        assert ours(), "the server keeps a warm container"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert ours() == []  # the server's shutdown removed every container it started
