@@ -1,6 +1,9 @@
 """Check every row of the authors' reference CSVs against our replay + baselines; print a table.
 
-    python benchmarks/reproduce_reference.py [--workers 2]
+    python benchmarks/reproduce_reference.py [--workers 2] [--interpreter inprocess|cpython|pypy]
+
+``cpython`` and ``pypy`` run every row as a task of the runner under that interpreter (the ``process``
+backend: these are our own sources) and score it with the judge, as the sandboxed path does.
 
 Reads ``$AUTOTTS_DATA`` (default ``<repo>/../shared/data``). Exit status 1 if any row differs.
 """
@@ -16,7 +19,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from autotts_graph.sandbox.judge import score_in_process
+from autotts_graph.sandbox.backends.base import SandboxTask
+from autotts_graph.sandbox.backends.process import ProcessBackend
+from autotts_graph.sandbox.judge import judge_point, load_judge_pack, score_in_process
 from autotts_graph.sandbox.runtime.evaluate import load_controller_class
 from autotts_graph.store.packs import write_pack
 from autotts_graph.tools.reference import load_reference_rows
@@ -25,16 +30,29 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _check(job: tuple) -> tuple:
-    pack_file, method, config = job
+    pack_file, method, config, interpreter = job
     source = (REPO / "sandbox" / "controllers" / f"{method}.py").read_text()
+    seeds = list(range(100))
     started = time.perf_counter()
-    r = score_in_process(load_controller_class(source), pack_file, config, list(range(100)), frozenset())
+    if interpreter == "inprocess":
+        r = score_in_process(load_controller_class(source), pack_file, config, seeds, frozenset())
+    else:
+        backend = ProcessBackend()
+        try:
+            res = backend.run(SandboxTask(source=source, packs={"env": pack_file}, points=[config], seeds=seeds,
+                                          trace_seeds=[], interpreter=interpreter, work=3000))
+        finally:
+            backend.close()
+        if not res.ok or res.interpreter != interpreter:
+            raise SystemExit(f"{method} {config}: {res.error} (ran on {res.interpreter!r})")
+        r, _ = judge_point(load_judge_pack(pack_file), res.results[0], config, seeds, frozenset())
     return r["accuracy"], int(r["avg_cost"]), time.perf_counter() - started
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--interpreter", choices=["inprocess", "cpython", "pypy"], default="inprocess")
     args = parser.parse_args()
     data = Path(os.environ.get("AUTOTTS_DATA", REPO.parent / "shared" / "data"))
     rows = load_reference_rows(data / "reference-results")
@@ -45,7 +63,7 @@ def main() -> int:
         if key not in packs:
             records = json.loads((data / "autotts-replay" / row.model / f"{row.dataset}.json").read_text())
             packs[key] = str(write_pack(key, records, packs_dir))
-    jobs = [(packs[f"{r.model}/{r.dataset}"], r.method, r.config) for r in rows]
+    jobs = [(packs[f"{r.model}/{r.dataset}"], r.method, r.config, args.interpreter) for r in rows]
     started = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         results = list(pool.map(_check, jobs))
@@ -60,7 +78,8 @@ def main() -> int:
                                                                             "num_chains", "threshold"))
         print(f"| {row.model} | {row.method} | {cfg} | {row.accuracy} / {row.cost} | {acc} / {cost} | "
               f"{'yes' if ok else 'NO'} |")
-    print(f"\n{len(rows) - bad} of {len(rows)} rows reproduced exactly; {wall:.1f} s wall on {args.workers} workers")
+    print(f"\n{len(rows) - bad} of {len(rows)} rows reproduced exactly ({args.interpreter}); {wall:.1f} s wall on "
+          f"{args.workers} workers")
     return 1 if bad else 0
 
 

@@ -316,3 +316,28 @@ def test_honest_figures_are_unchanged_by_the_judge(hack_ctx, controller_source):
         for point in summary.points:
             local = score_in_process(cls, pack_path(hack_ctx.store, ENV), point.config, list(range(4)))
             assert (point.accuracy, repr(point.avg_cost)) == (local["accuracy"], repr(local["avg_cost"])), method
+
+
+PTRACE = '''import ctypes, os
+from autotts_runtime import Controller
+class C(Controller):
+    def solve(self, question):
+        libc = ctypes.CDLL(None, use_errno=True)
+        child = os.fork()
+        if child == 0:
+            import time
+            time.sleep(30)
+            os._exit(0)
+        attach = libc.ptrace(16, child, 0, 0)  # PTRACE_ATTACH: how a task would reach another process
+        errno = ctypes.get_errno()
+        os.kill(child, 9)
+        raise RuntimeError(f"ptrace={attach} errno={errno}")
+'''
+
+
+def test_ptrace_is_denied_in_the_docker_box(hack_ctx, no_static_checks):
+    if hack_ctx.backend.name != "docker":
+        pytest.skip("the seccomp profile is docker's; bwrap tasks live in their own user and PID namespaces")
+    no_static_checks("cpython")
+    summary = _assert_rejected(hack_ctx, PTRACE, {"runtime"})
+    assert any("ptrace=-1 errno=1" in line for line in summary.error.details), summary.error
