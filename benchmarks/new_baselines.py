@@ -9,6 +9,7 @@ Prints, in markdown:
    ceiling) on the 4 AIME24 (search) and 4 AIME25 (held-out) environments;
 2. with the sweeps: every (environment, new-method beta point) that dominates a CMC beta point on the same
    environment (accuracy >= and tokens <=, one of them strictly), and the same on the means over each split;
+   the best accuracy each method reaches within token budgets; single-branch exits against plain branches;
 3. replay speed: solves per second of each new controller in this process (CPython, one core, no judge) at
    beta 0, 0.5 and 1 on Qwen3-4B/aime25 (3,000 solves each).
 
@@ -131,6 +132,52 @@ def domination(sweeps: dict[str, list]) -> str:
     return head + "\n\n" + "\n".join(lines)
 
 
+BUDGETS_K = (25, 50, 100, 200, 400, 800)
+
+
+def _means(rows: list, envs: list[str]) -> list[tuple[str, float, float]]:
+    """(label, mean accuracy, mean tokens) over ``envs`` for every label present on all of them."""
+    by: dict[str, list] = {}
+    for r in rows:
+        if r.point.env in envs:
+            by.setdefault(r.label, []).append(r.point)
+    return [(lab, sum(p.accuracy for p in pts) / len(pts), sum(p.avg_cost for p in pts) / len(pts))
+            for lab, pts in by.items() if len(pts) == len(envs)]
+
+
+def budget_table(sweeps: dict[str, list]) -> str:
+    """Per method and split: the best mean accuracy of its sweep points whose mean tokens fit each budget."""
+    head = " | ".join(f"{s} ≤{b}k" for s in ("AIME24", "AIME25") for b in BUDGETS_K)
+    out = [f"| method | {head} |", "|---|" + "---|" * (2 * len(BUDGETS_K))]
+    for method, rows in sweeps.items():
+        cells = []
+        for envs in (SEARCH, HELD):
+            pts = _means(rows, envs)
+            for b in BUDGETS_K:
+                fit = [acc for _, acc, cost in pts if cost <= 1000 * b]
+                cells.append(f"{max(fit):.2f}" if fit else "–")
+        out.append(f"| {SWEEPS[method][0]} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def single_branch(ctx: ToolContext, seeds: int) -> str:
+    """Single-branch exits against one or two plain branches (the spec's "one branch or less" expectation)."""
+    plan = [("sc", [{"k": 1}, {"k": 2}]), ("short1", [{"beta": 0.0}, {"beta": 0.1}]),
+            ("dynasor", [{"N": n, "k": 1} for n in (2, 3, 8, 12, 16)]),
+            ("es_cot", [{"d_min": d, "k": 1} for d in (2, 5, 10, 15)])]
+    out = ["| configuration | AIME24 acc / tokens | AIME25 acc / tokens |", "|---|---|---|"]
+    for method, configs in plan:
+        rows = run(ctx, method, configs, seeds)
+        for config in baseline_configs(method, configs):
+            label = point_label(method, config)
+            cells = []
+            for envs in (SEARCH, HELD):
+                (_, acc, cost), = [m for m in _means(rows, envs) if m[0] == label]
+                cells.append(f"{acc:.2f} / {cost_k(cost)}")
+            out.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    return "\n".join(out)
+
+
 def speed(store: Store, seeds: int) -> str:
     """Solves per second of each new controller's replay in this process (CPython), one core."""
     pack = load_pack(str(pack_path(store, SPEED_ENV)))
@@ -169,9 +216,13 @@ def main() -> None:
         print(table1(rows) + "\n")
         if not args.no_sweeps:
             print("evaluating the β sweeps ...", file=sys.stderr)
-            sweeps = {m: run(ctx, m, None, args.seeds) for m in ("cmc", *NEW_METHODS)}
+            sweeps = {m: run(ctx, m, None, args.seeds) for m in SWEEPS}
             print("## Where a new method dominates CMC\n")
             print(domination(sweeps) + "\n")
+            print("## Best accuracy within a token budget (mean over the 4 models; any sweep point at or under it)\n")
+            print(budget_table(sweeps) + "\n")
+            print("## One branch or less (mean over the 4 models)\n")
+            print(single_branch(ctx, args.seeds) + "\n")
             print("## β sweeps of the new methods (mean over the 4 models)\n")
             print("| method point | AIME24 acc / tokens | AIME25 acc / tokens |\n|---|---|---|")
             for m in ("cmc", *NEW_METHODS):

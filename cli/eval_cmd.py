@@ -73,6 +73,7 @@ def eval_command(
     if any(not 0.0 <= b <= 1.0 for b in beta_list):
         raise ValueError("--betas: every value must lie in [0, 1]")
     ctx = make_context(store, sandbox, workers, timeout=timeout)
+    ctx.warm_up()
     try:
         with progress_bar(f"eval {label}") as update:
             if controller.startswith("baseline:"):

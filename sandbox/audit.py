@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .judge import JudgeError, Solves, judge_pack_from, judge_solves, key_path
+from .judge import JudgeError, Solves, judge_solves, key_path, load_judge_pack
 from .runtime.replay import load_pack, shuffle_order
 
 DEFAULT_SOLVES = 6  # audited solves per (controller, environment); each is a different question
@@ -108,8 +108,7 @@ def build_plan(pack_path: Path, gold: tuple[str, ...], observed: dict[tuple[int,
 def differences(plan: AuditPlan, gold: tuple[str, ...], observed: dict[tuple[int, int, int], Observed],
                 raw_results: list[dict], configs: list[dict]) -> list[str]:
     """Where the audited solves' actions or answers differ from the original run (empty: consistent)."""
-    audit_pack = load_pack(str(plan.pack))
-    jp = judge_pack_from(audit_pack, gold)
+    jp = load_judge_pack(plan.pack, gold)
     groups: dict[int, list[tuple[int, int]]] = {}
     for point, seed, q in plan.solves:
         groups.setdefault(point, []).append((seed, q))
@@ -125,7 +124,7 @@ def differences(plan: AuditPlan, gold: tuple[str, ...], observed: dict[tuple[int
         for i, (seed, q) in enumerate(pairs):
             seen = observed[(point, seed, q)]
             a = int(replay.answers[i])
-            answer = audit_pack.vocab[a] if a >= 0 else None
+            answer = jp.vocab[a] if a >= 0 else None
             if answer != seen.answer:
                 what = f"answered {answer!r} instead of {seen.answer!r}"
             elif not (np.array_equal(seen.reads, replay.reads[i]) and np.array_equal(seen.full, replay.full[i])):

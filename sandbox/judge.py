@@ -26,13 +26,13 @@ import json
 import math
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .runtime.replay import ReplayPack, load_pack, shuffle_order
+from .runtime.replay import load_pack, shuffle_order
 
 KEY_SUFFIX = ".key.json"
 MAX_TEXT = 500  # characters kept of a controller-provided description or trace string
@@ -51,7 +51,7 @@ def key_path(pack: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class JudgePack:
-    """The host's copy of one environment: branch arrays padded to ``width``, gold codes, first sightings."""
+    """The host's copy of one environment: branch arrays padded to ``width``, gold codes, probe codes."""
 
     name: str
     vocab: tuple[str, ...]
@@ -63,11 +63,28 @@ class JudgePack:
     finals: np.ndarray  # (Q, W) final answer codes
     gold: np.ndarray  # (Q,) gold code, -2 when no branch ever produced the gold answer
     gold_text: tuple[str, ...]
-    first_seen: tuple[dict[int, np.ndarray], ...]  # per question: code -> (W,) first probe index (big if never)
+    probes: np.ndarray  # every probe code, branch after branch
+    probe_offsets: np.ndarray  # start of each branch's probes in ``probes`` (+ the end)
+    question_offsets: np.ndarray  # first branch of each question (+ the end)
+    _first: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def questions(self) -> int:
         return len(self.branches)
+
+    def first_seen(self, q: int, code: int) -> np.ndarray:
+        """(W,) first probe position of ``code`` in each branch of question ``q`` (NEVER where absent)."""
+        key = (q, code)
+        row = self._first.get(key)
+        if row is None:
+            lo, hi = self.question_offsets[q], self.question_offsets[q + 1]
+            start, end = self.probe_offsets[lo], self.probe_offsets[hi]
+            at = np.nonzero(self.probes[start:end] == code)[0] + start
+            branch = np.searchsorted(self.probe_offsets, at, side="right") - 1
+            row = np.full(self.width, NEVER, dtype=np.int64)
+            np.minimum.at(row, branch - lo, at - self.probe_offsets[branch])
+            self._first[key] = row
+        return row
 
 
 _CACHE: dict[tuple[str, float], JudgePack] = {}
@@ -75,55 +92,46 @@ _CACHE_LOCK = threading.Lock()
 NEVER = np.iinfo(np.int64).max // 4
 
 
-def load_judge_pack(path: str | Path) -> JudgePack:
-    """Load (cached by path and mtime) a pack and its answer key for judging."""
+def load_judge_pack(path: str | Path, gold: list[str] | tuple[str, ...] | None = None) -> JudgePack:
+    """Load (cached by path and mtime) a pack and its answer key (or the given gold answers) for judging."""
     path = Path(path)
     ident = (str(path), path.stat().st_mtime)
     with _CACHE_LOCK:
         hit = _CACHE.get(ident)
-    if hit is not None:
+    if hit is not None and (gold is None or hit.gold_text == tuple(gold)):
         return hit
-    pack = load_pack(str(path))
-    key = json.loads(key_path(path).read_text())
-    if len(key["gold"]) != len(pack.questions):
+    if gold is None:
+        gold = json.loads(key_path(path).read_text())["gold"]
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        vocab = tuple(str(v) for v in z["vocab"].tolist())
+        arrays = {k: z[k].astype(np.int64) for k in ("probe_freq", "question_offsets", "probe_offsets", "probes",
+                                                      "tokens", "finals")}
+    q_off, p_off = arrays["question_offsets"], arrays["probe_offsets"]
+    q = len(arrays["probe_freq"])
+    if len(gold) != q:
         raise ValueError(f"{path}: the answer key does not match the pack")
-    jp = judge_pack_from(pack, key["gold"])
+    counts = np.diff(q_off)
+    width = int(counts.max()) if q else 0
+    col = np.arange(len(arrays["tokens"])) - np.repeat(q_off[:-1], counts)
+    row = np.repeat(np.arange(q), counts)
+
+    def padded(values: np.ndarray, fill: int) -> np.ndarray:
+        out = np.full((q, width), fill, dtype=np.int64)
+        out[row, col] = values
+        return out
+
+    codes = {a: i for i, a in enumerate(vocab)}
+    jp = JudgePack(name=meta["name"], vocab=vocab, width=width, branches=counts, delta=arrays["probe_freq"],
+                   n_probes=padded(np.diff(p_off), 0), tokens=padded(arrays["tokens"], 0),
+                   finals=padded(arrays["finals"], -1),
+                   gold=np.array([codes.get(g, -2) for g in gold], dtype=np.int64), gold_text=tuple(gold),
+                   probes=arrays["probes"], probe_offsets=p_off, question_offsets=q_off)
     with _CACHE_LOCK:
         if len(_CACHE) > 64:
             _CACHE.clear()
         _CACHE[ident] = jp
     return jp
-
-
-def judge_pack_from(pack: ReplayPack, gold: list[str] | tuple[str, ...]) -> JudgePack:
-    """The judge's arrays of a loaded pack and its gold answers."""
-    codes = {a: i for i, a in enumerate(pack.vocab)}
-    q = len(pack.questions)
-    width = max((len(d.tokens) for d in pack.questions), default=0)
-    n_probes = np.zeros((q, width), dtype=np.int64)
-    tokens = np.zeros((q, width), dtype=np.int64)
-    finals = np.full((q, width), -1, dtype=np.int64)
-    first_seen: list[dict[int, np.ndarray]] = []
-    for qi, data in enumerate(pack.questions):
-        nb = len(data.tokens)
-        n_probes[qi, :nb] = [len(p) for p in data.probes]
-        tokens[qi, :nb] = data.tokens
-        finals[qi, :nb] = [codes[a] for a in data.finals]
-        seen: dict[int, np.ndarray] = {}
-        for b, probes in enumerate(data.probes):
-            for h in range(len(probes) - 1, -1, -1):  # backwards, so the earliest sighting wins
-                c = codes[probes[h]]
-                row = seen.get(c)
-                if row is None:
-                    row = seen[c] = np.full(width, NEVER, dtype=np.int64)
-                row[b] = h
-        first_seen.append(seen)
-    return JudgePack(name=pack.name, vocab=pack.vocab, width=width,
-                   branches=np.array([len(d.tokens) for d in pack.questions], dtype=np.int64),
-                   delta=np.array([d.probe_freq for d in pack.questions], dtype=np.int64),
-                   n_probes=n_probes, tokens=tokens, finals=finals,
-                     gold=np.array([codes.get(g, -2) for g in gold], dtype=np.int64),
-                     gold_text=tuple(gold), first_seen=tuple(first_seen))
 
 
 def _decode(blob: Any, count: int, what: str) -> np.ndarray:
@@ -219,12 +227,9 @@ def judge_solves(jp: JudgePack, raw: dict[str, Any], solves: list[tuple[int, int
     final_seen = ((finals == answers[:, None]) & ((reads > n_probes) | full) & valid).any(axis=1)
     for q in np.unique(questions[has]):
         rows = np.nonzero(has & (questions == q))[0]
-        table = jp.first_seen[int(q)]
         probe_seen = np.zeros(len(rows), dtype=bool)
         for code in np.unique(answers[rows]):
-            first = table.get(int(code))
-            if first is None:
-                continue
+            first = jp.first_seen(int(q), int(code))
             mask = answers[rows] == code
             sel = rows[mask]
             probe_seen[mask] = ((first[index[sel]] < probed[sel]) & valid[sel]).any(axis=1)

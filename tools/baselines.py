@@ -49,15 +49,16 @@ def _short_budget(c: dict[str, Any]) -> int:
     return int(c.get("k", max(m, k64(_beta(c)))))
 
 
-BUDGETS: dict[str, Callable[[dict[str, Any]], int]] = {
-    "bayes": _bayes_budget,
-    "bayes_fit": _bayes_budget,
-    "dynasor": lambda c: int(c.get("k", k64(_beta(c)))),
-    "certaindex": lambda c: int(c.get("cap", round(5 + 59 * _beta(c)))),
-    "es_cot": lambda c: int(c.get("k", k64(_beta(c)))),
-    "short1": _short_budget,
-    "short3": _short_budget,
-    "deepconf": lambda c: int(c.get("budget", round(2 + 62 * _beta(c)))),
+# method -> (the config key of its budget, the budget of a config).
+BUDGETS: dict[str, tuple[str, Callable[[dict[str, Any]], int]]] = {
+    "bayes": ("max_samples", _bayes_budget),
+    "bayes_fit": ("max_samples", _bayes_budget),
+    "dynasor": ("k", lambda c: int(c.get("k", k64(_beta(c))))),
+    "certaindex": ("cap", lambda c: int(c.get("cap", round(5 + 59 * _beta(c))))),
+    "es_cot": ("k", lambda c: int(c.get("k", k64(_beta(c))))),
+    "short1": ("k", _short_budget),
+    "short3": ("k", _short_budget),
+    "deepconf": ("budget", lambda c: int(c.get("budget", round(2 + 62 * _beta(c))))),
 }
 
 
@@ -73,7 +74,7 @@ class Method:
     knobs: tuple[str, ...] = ("beta",)  # keys an explicit config must carry
     fixed: dict[str, Any] = field(default_factory=dict)  # structural constants merged into every config
     fitted: bool = False  # the Bayesian prior is fitted on the search split (see _run_fitted)
-    label: str = "{title}({budget}) β={beta}"  # point label of a β config of a new method
+    label: str = "{title}({budget})"  # point label of a new method's config (β and other knobs follow)
 
 
 def _betas(**fixed: Any) -> list[dict[str, Any]]:
@@ -104,18 +105,18 @@ METHODS: dict[str, Method] = {
                         "(leave-one-question-out on the search environments)", fitted=True),
     "dynasor": Method("Dynasor-CoT", "dynasor", _betas(), [{"beta": 1.0}],
                       "Dynasor-CoT early exit per branch (N equal probe answers), majority over k branches",
-                      label="{title}@{budget} β={beta}"),
+                      label="{title}@{budget}"),
     "certaindex": Method("Certaindex-SC", "certaindex", _betas(), [{"beta": 1.0}],
                          "self-consistency that stops after 5 reads when their entropy certaindex >= 0.7"),
     "es_cot": Method("ES-CoT", "es_cot", _betas(), [{"beta": 1.0}],
                      "ES-CoT early exit per branch on answer-run growth, majority over k branches",
-                     label="{title}@{budget} β={beta}"),
+                     label="{title}@{budget}"),
     "short1": Method("short-1", "short_m_at_k", _betas(m=1), [{"beta": 1.0, "m": 1}],
                      "short-1@k: k chains in lockstep, the first to finish answers", fixed={"m": 1},
-                     label="{title}@{budget} β={beta}"),
+                     label="{title}@{budget}"),
     "short3": Method("short-3", "short_m_at_k", _betas(m=3), [{"beta": 1.0, "m": 3}],
                      "short-3@k: k chains in lockstep, majority of the first 3 to finish", fixed={"m": 3},
-                     label="{title}@{budget} β={beta}"),
+                     label="{title}@{budget}"),
     "deepconf": Method("DeepConf-cons", "deepconf_consensus", _betas(), [{"beta": 1.0}],
                        "DeepConf's log-prob-free part: stop once the leader's vote share is >= 0.95"),
 }
@@ -158,7 +159,11 @@ def point_label(method: str, config: dict[str, Any]) -> str:
     spec = METHODS[method]
     title = spec.title
     if method in BUDGETS:
-        return spec.label.format(title=title, budget=BUDGETS[method](config), beta=config.get("beta", "default"))
+        key, budget = BUDGETS[method]
+        knobs = [f"β={config['beta']}"] if "beta" in config else []
+        # Explicit knobs other than the budget (e.g. Dynasor's N) keep labels unique.
+        knobs += [f"{k}={v}" for k, v in config.items() if k not in ("beta", "m", key, *DATA_KEYS, *FIT_META)]
+        return f"{spec.label.format(title=title, budget=budget(config))} {', '.join(knobs) or 'β=default'}"
     if method == "cmc" or not ({"k", "max_samples", "num_chains"} & set(config)):
         return f"{title} β={config.get('beta', 'default')}"
     if method == "sc":

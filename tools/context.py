@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from dataclasses import dataclass, field
 
 from autotts_graph.sandbox.backends.base import SandboxBackend
@@ -27,15 +29,26 @@ class ToolContext:
     solve_timeout_s: float = 10.0  # the per-solve watchdog (`--timeout`); task deadlines scale from it
     audit_solves: int = 6  # solves replayed on counterfactual data per (controller, environment)
     _backend: SandboxBackend | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def backend(self) -> SandboxBackend:
         """The sandbox backend, created on first use."""
-        if self._backend is None:
-            from autotts_graph.sandbox.select import choose
+        with self._lock:
+            if self._backend is None:
+                from autotts_graph.sandbox.select import choose
 
-            self._backend, self.sandbox_reason = choose(self.sandbox)
-        return self._backend
+                self._backend, self.sandbox_reason = choose(self.sandbox)
+            return self._backend
+
+    def warm_up(self) -> None:
+        """Start creating the backend (and its warm containers) in the background, so a one-off command's
+        first task does not wait for a cold start; errors surface at the first real use."""
+        def create() -> None:
+            with contextlib.suppress(Exception):
+                self.backend  # noqa: B018
+
+        threading.Thread(target=create, daemon=True, name="autotts-warm-up").start()
 
     def visible(self, env: EnvironmentInfo) -> bool:
         """May this caller see the environment?"""
@@ -59,6 +72,7 @@ class ToolContext:
 
     def close(self) -> None:
         """Release the sandbox (warm containers, temp dirs)."""
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
+        with self._lock:
+            backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()

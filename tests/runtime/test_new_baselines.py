@@ -362,4 +362,4 @@ def test_table_labels_use_the_controllers_budgets(method):
     key = {"dynasor": "k", "es_cot": "k", "certaindex": "cap", "short1": "k", "short3": "k", "deepconf": "budget",
            "bayes": "max_samples"}[method]
     for config in METHODS[method].sweep:
-        assert BUDGETS[method](config) == cls(config).params[key]
+        assert BUDGETS[method][0] == key and BUDGETS[method][1](config) == cls(config).params[key]

@@ -58,6 +58,8 @@ def test_registry_every_method_has_a_source_unique_labels_and_reference_points()
     assert point_label("short3", {"beta": 1.0, "m": 3}) == "short-3@64 β=1.0"
     assert point_label("bayes_fit", {"beta": 0.5}) == "Bayes-stop-fit(16) β=0.5"
     assert point_label("asc", {"max_samples": 64, "threshold": 0.95}) == "ASC(64)"
+    assert point_label("dynasor", {"N": 3, "k": 1}) == "Dynasor-CoT@1 N=3"
+    assert point_label("bayes_fit", {"beta": 1.0, "prior": "fitted", "fit_envs": ["e"]}) == "Bayes-stop-fit(64) β=1.0"
     assert baseline_configs("short1", betas=[0.5]) == [{"m": 1, "beta": 0.5}]
 
 
