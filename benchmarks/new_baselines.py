@@ -10,8 +10,8 @@ Prints, in markdown:
 2. with the sweeps: every (environment, new-method beta point) that dominates a CMC beta point on the same
    environment (accuracy >= and tokens <=, one of them strictly), and the same on the means over each split;
    the best accuracy each method reaches within token budgets; single-branch exits against plain branches;
-3. replay speed: solves per second of each new controller in this process (CPython, one core, no judge) at
-   beta 0, 0.5 and 1 on Qwen3-4B/aime25 (3,000 solves each).
+3. replay speed: solves per second of each new controller, one core, no judge, at beta 0, 0.5 and 1 on
+   Qwen3-4B/aime25 (3,000 solves each): in this process (CPython) and under PyPy when pypy3 is installed.
 
 The store gets the 8 environments from $AUTOTTS_DATA (default ../shared/data) when it lacks them (AIME24
 search, AIME25 held out). Evaluations go through the ordinary baselines tool, so they are cached in the store.
@@ -20,17 +20,23 @@ search, AIME25 held out). Evaluations go through the ordinary baselines tool, so
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from autotts_graph.cli.report import cost_k
+from autotts_graph.sandbox.backends.base import RUNTIME_DIR
 from autotts_graph.sandbox.runtime.evaluate import evaluate_point, load_controller_class
 from autotts_graph.sandbox.runtime.replay import load_pack
 from autotts_graph.store.db import Store
 from autotts_graph.store.trajectories import import_path, list_environments, pack_path
 from autotts_graph.tools.baselines import (
+    CONTROLLERS_DIR,
     METHODS,
     NEW_METHODS,
     REFERENCE,
@@ -178,11 +184,48 @@ def single_branch(ctx: ToolContext, seeds: int) -> str:
     return "\n".join(out)
 
 
+# Runs under PyPy with the runtime on its path, as in the box: the best of two passes per config (warm JIT).
+PYPY_PASSES = """
+import json, sys, time
+from autotts_runtime.evaluate import evaluate_point, load_controller_class
+from autotts_runtime.replay import load_pack
+pack, cls, configs = load_pack(sys.argv[1]), load_controller_class(open(sys.argv[2]).read()), json.loads(sys.argv[3])
+seeds = list(range(int(sys.argv[4])))
+out = []
+for config in configs:
+    best = None
+    for _ in range(2):
+        t = time.perf_counter()
+        evaluate_point(cls, pack, config, seeds, frozenset())
+        best = min(best or 1e9, time.perf_counter() - t)
+    out.append(best)
+print(json.dumps(out))
+"""
+
+
+def _pypy_seconds(pack: str, method: str, configs: list[dict], seeds: int, work: Path) -> list[float] | None:
+    """Seconds per config under Debian's pypy3, or None when it is not installed."""
+    exe = shutil.which("pypy3")
+    if exe is None:
+        return None
+    link = work / "autotts_runtime"
+    link.exists() or link.symlink_to(RUNTIME_DIR)
+    source = CONTROLLERS_DIR / f"{METHODS[method].source}.py"
+    out = subprocess.run([exe, "-s", "-c", PYPY_PASSES, pack, str(source), json.dumps(configs), str(seeds)],
+                         capture_output=True, text=True, check=True, cwd=work,
+                         env={"PYTHONPATH": str(work), "PATH": "/usr/bin:/bin"})
+    return json.loads(out.stdout)
+
+
 def speed(store: Store, seeds: int) -> str:
-    """Solves per second of each new controller's replay in this process (CPython), one core."""
-    pack = load_pack(str(pack_path(store, SPEED_ENV)))
-    out = ["| controller | β=0 | β=0.5 | β=1 |", "|---|---|---|---|"]
+    """Solves per second of each controller's replay, one core, no judge: in this process (CPython) and
+    under PyPy (the interpreter the sandbox picks for these standard-library-only controllers)."""
+    pack_file = str(pack_path(store, SPEED_ENV))
+    pack = load_pack(pack_file)
+    solves = seeds * len(pack.questions)
+    out = ["| controller | CPython β=0 | β=0.5 | β=1 | PyPy β=0 | β=0.5 | β=1 |", "|---|---|---|---|---|---|---|"]
     ctx = ToolContext(store=store, sandbox="process", workers=1, expose_heldout=True)
+    work = Path(tempfile.mkdtemp(prefix="autotts-nb-"))
     for method in ("cmc", "asc", *NEW_METHODS):
         cls = load_controller_class(baseline_source(method))
         configs = baseline_configs(method, betas=[0.0, 0.5, 1.0])
@@ -192,7 +235,9 @@ def speed(store: Store, seeds: int) -> str:
         for config in configs:
             started = time.perf_counter()
             evaluate_point(cls, pack, config, list(range(seeds)), frozenset())
-            cells.append(f"{seeds * len(pack.questions) / (time.perf_counter() - started):,.0f}")
+            cells.append(f"{solves / (time.perf_counter() - started):,.0f}")
+        pypy = _pypy_seconds(pack_file, method, configs, seeds, work)
+        cells += [f"{solves / t:,.0f}" for t in pypy] if pypy else ["–"] * 3
         out.append(f"| {SWEEPS[method][0]} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -238,7 +283,7 @@ def main() -> None:
     finally:
         ctx.close()
     if not args.no_speed:
-        print(f"## Replay speed, solves/s in-process (CPython {sys.version.split()[0]}, one core, {SPEED_ENV})\n")
+        print(f"## Replay speed, solves/s on one core, no judge ({SPEED_ENV}, {args.seeds} seeds x 30 questions)\n")
         print(speed(store, args.seeds))
 
 

@@ -344,13 +344,18 @@ class ContainerPool:
                 self._cond.wait(left)
 
     def release(self, slot: Slot, reason: str = "") -> None:
-        """Give a container back after its one task: it is destroyed, and a fresh one takes its place."""
+        """Give a container back after its one task: it is destroyed, and a fresh one takes its place.
+
+        The replacement starts only once the pool has served more tasks than it has containers: a one-off
+        command (a task and its audit) then never pays for spares it will not use, while a long run keeps
+        its pool full (``acquire`` also starts one whenever the pool is short).
+        """
         with self._cond:
             self.stats.tasks += 1
             self.stats.destroyed += 1
             self._busy.discard(slot.id)
             self._destroy_async(slot)
-            if not self._closed:
+            if not self._closed and self.stats.tasks > self.size:
                 self._spawn_locked()
             self._cond.notify_all()
         if reason:

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from autotts_graph.sandbox.audit import Observed, build_plan, choose_solves, differences, observed_rows
-from autotts_graph.sandbox.backends.base import ErrorKind, SandboxError, SandboxResult, SandboxTask, runtime_hash
+from autotts_graph.sandbox.backends.base import (
+    ErrorKind,
+    SandboxError,
+    SandboxResult,
+    SandboxTask,
+    run_with_fallback,
+    runtime_hash,
+)
 from autotts_graph.sandbox.judge import JudgeError, judge_point, load_judge_pack
 from autotts_graph.sandbox.static_checks import check_source
 from autotts_graph.store import history
@@ -89,25 +96,6 @@ def _batches(todo: list[tuple], workers: int) -> list[list[tuple]]:
 JUDGE_VERSION = "judge-1"  # part of every cache key: figures from an older, forgeable path are never reused
 
 
-def _falls_back(res: SandboxResult) -> bool:
-    """A PyPy failure that is not the controller's fault: PyPy is missing, or the source needs CPython."""
-    err = res.error
-    if res.ok or err is None:
-        return False
-    if err.kind in (ErrorKind.syntax, ErrorKind.infrastructure):
-        return True
-    return err.kind == ErrorKind.runtime and "importing the controller failed" in err.message and any(
-        "ImportError" in line or "ModuleNotFoundError" in line for line in err.details)
-
-
-def _run(backend: Any, task: SandboxTask) -> SandboxResult:
-    """Run a task, retrying under CPython when PyPy cannot load it."""
-    res = backend.run(task)
-    if task.interpreter == "pypy" and _falls_back(res):
-        res = backend.run(task.model_copy(update={"interpreter": "cpython"}))
-    return res
-
-
 def _rejected(message: str, details: list[str] | None = None, kind: ErrorKind = ErrorKind.contract) -> SandboxError:
     return SandboxError(kind=kind, message=message, details=details or [])
 
@@ -164,7 +152,7 @@ def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
         task = SandboxTask(source=inp.source, packs={env: str(pack)}, points=[j[2] for j in batch], seeds=seeds,
                            trace_seeds=trace_seeds, interpreter=interpreter, work=work,
                            solve_timeout_s=ctx.solve_timeout_s)
-        return batch, _run(backend, task)
+        return batch, run_with_fallback(backend, task)
 
     if todo:
         batches = _batches(todo, ctx.workers)
@@ -236,7 +224,7 @@ def _audit(ctx: ToolContext, source: str, interpreter: str, per_env: dict[str, l
             task = SandboxTask(source=source, packs={env: str(plan.pack)}, points=configs, seeds=seeds,
                                trace_seeds=[], solves=plan.solves, interpreter=interpreter, work=len(plan.solves),
                                solve_timeout_s=ctx.solve_timeout_s)
-            res = _run(ctx.backend, task)
+            res = run_with_fallback(ctx.backend, task)
             if not res.ok:
                 err = res.error
                 return _rejected(f"the audit replay failed ({err.kind.value}: {err.message}): the controller "

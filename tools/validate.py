@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autotts_graph.sandbox.backends.base import SandboxError, SandboxTask
+from autotts_graph.sandbox.backends.base import SandboxError, SandboxTask, run_with_fallback
 from autotts_graph.sandbox.static_checks import ALLOWED_IMPORTS, COST_READOUTS, FORBIDDEN_CALLS, check_source
 from autotts_graph.store.trajectories import pack_path
 from pydantic import BaseModel, Field
@@ -38,15 +38,19 @@ def static_issues(source: str) -> tuple[list[str], list[str]]:
 
 def validate_controller(ctx: ToolContext, inp: ValidateInput) -> ValidationReport:
     """Static checks, then the sandbox's contract check (schedule over the beta grid, smoke solve)."""
-    errors, warnings = static_issues(inp.source)
+    static = check_source(inp.source)
+    errors, warnings = static.errors, static.warnings
     if errors:
         return ValidationReport(ok=False, errors=errors, warnings=warnings)
     envs = [inp.env] if inp.env else [e.name for e in ctx.environments()][:1]
     if envs:
         ctx.require_visible(envs)
     packs = {envs[0]: str(pack_path(ctx.store, envs[0]))} if envs else {}
-    res = ctx.backend.run(SandboxTask(op="validate", source=inp.source, packs=packs,
-                                      smoke_questions=inp.smoke_questions, solve_timeout_s=ctx.solve_timeout_s))
+    backend = ctx.backend
+    interpreter = static.interpreter if static.interpreter in backend.interpreters else "cpython"
+    task = SandboxTask(op="validate", source=inp.source, packs=packs, smoke_questions=inp.smoke_questions,
+                       solve_timeout_s=ctx.solve_timeout_s, interpreter=interpreter)
+    res = run_with_fallback(backend, task)
     if not res.ok:
         err = res.error
         msg = f"{err.kind.value}: {err.message}" + (f" ({'; '.join(err.details[-3:])})" if err.details else "")

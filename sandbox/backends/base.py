@@ -123,6 +123,7 @@ class SandboxResult(BaseModel):
     report: dict[str, Any] | None = None
     error: SandboxError | None = None
     elapsed_s: float = 0.0
+    runner_s: float = 0.0  # the runner's own account of its time (for benchmarks: it is the box's word)
     stderr_tail: str = ""
 
 
@@ -170,8 +171,10 @@ def result_from_output(backend: str, stdout: bytes, stderr: bytes, elapsed_s: fl
         return SandboxResult(ok=False, backend=backend, interpreter=interpreter, elapsed_s=elapsed_s,
                              stderr_tail=tail, error=error)
     report = body.get("report")
+    runner_s = body.get("elapsed_s")
     return SandboxResult(ok=True, backend=backend, interpreter=interpreter, results=body.get("results"),
-                         report=report if isinstance(report, dict) else None, elapsed_s=elapsed_s, stderr_tail=tail)
+                         report=report if isinstance(report, dict) else None, elapsed_s=elapsed_s,
+                         runner_s=float(runner_s) if isinstance(runner_s, (int, float)) else 0.0, stderr_tail=tail)
 
 
 def runtime_hash() -> str:
@@ -184,3 +187,22 @@ def runtime_hash() -> str:
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def _pypy_cannot_load(res: SandboxResult) -> bool:
+    """A PyPy failure that is not the controller's fault: PyPy is missing, or the source needs CPython."""
+    err = res.error
+    if res.ok or err is None:
+        return False
+    if err.kind in (ErrorKind.syntax, ErrorKind.infrastructure):
+        return True
+    return err.kind == ErrorKind.runtime and "importing the controller failed" in err.message and any(
+        "ImportError" in line or "ModuleNotFoundError" in line for line in err.details)
+
+
+def run_with_fallback(backend: SandboxBackend, task: SandboxTask) -> SandboxResult:
+    """Run a task; when PyPy cannot load the controller, run it again under CPython."""
+    res = backend.run(task)
+    if task.interpreter == "pypy" and _pypy_cannot_load(res):
+        res = backend.run(task.model_copy(update={"interpreter": "cpython"}))
+    return res
