@@ -159,6 +159,23 @@ class Solves:
     correct: np.ndarray  # (S,) bool
 
 
+def _layout(jp: JudgePack, seeds: np.ndarray, questions: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The pack's branches in each solve's shuffled order, (S, W) each: file index, validity, probe counts,
+    tokens, final codes, and Δ (S, 1). The same for every point of a sweep, so it is kept per pack."""
+    key = ("layout", hash(seeds.tobytes()), hash(questions.tobytes()), len(seeds))
+    hit = jp._first.get(key)
+    if hit is not None:
+        return hit
+    index, valid = _positions(jp, seeds, questions)
+    qrow = questions[:, None]
+    layout = (index, valid, jp.n_probes[qrow, index], jp.tokens[qrow, index], jp.finals[qrow, index],
+              jp.delta[questions][:, None])
+    for stale in [k for k in jp._first if k[0] == "layout"][:-3]:  # a few sweeps' worth, no more
+        jp._first.pop(stale, None)
+    jp._first[key] = layout
+    return layout
+
+
 def _positions(jp: JudgePack, seeds: np.ndarray, questions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(file index of each shuffled position, validity mask), both (S, W)."""
     s = len(seeds)
@@ -196,7 +213,7 @@ def judge_solves(jp: JudgePack, raw: dict[str, Any], solves: list[tuple[int, int
                 or len(set(entry[1:])) != len(entry) - 1):
             raise JudgeError(f"malformed record: impossible full-read entry {str(entry)[:80]}")
         full[entry[0], entry[1:]] = True
-    index, valid = _positions(jp, seeds, questions)
+    index, valid, n_probes, tokens, finals, delta = _layout(jp, seeds, questions)
     if (reads < 0).any():
         raise JudgeError("impossible record: a negative read count")
     if (reads[~valid] != 0).any() or full[~valid].any():
@@ -207,11 +224,6 @@ def judge_solves(jp: JudgePack, raw: dict[str, Any], solves: list[tuple[int, int
         r = int(np.argwhere(gaps)[0][0])
         raise JudgeError(f"impossible record on {jp.name} question {questions[r]} (seed {seeds[r]}): "
                          "a branch was read before every branch ahead of it was opened")
-    qrow = questions[:, None]
-    n_probes = jp.n_probes[qrow, index]
-    tokens = jp.tokens[qrow, index]
-    finals = jp.finals[qrow, index]
-    delta = jp.delta[questions][:, None]
     probed = np.minimum(reads, n_probes)
     rereads = np.maximum(reads - n_probes, 0)
     remainder = np.maximum(tokens - n_probes * delta, 0)
@@ -261,6 +273,20 @@ def _clean(value: Any, depth: int = 0) -> Any:
     return _clean(repr(value), depth + 1)
 
 
+def _storable_steps(steps: Any) -> tuple[list, int]:
+    """Trace steps as they can be stored and shown, and their JSON size: honest traces pass untouched;
+    lone surrogates, huge strings and deep nesting (only a hostile controller writes them) are cleaned."""
+    if not isinstance(steps, list):
+        return [], 2
+    try:
+        text = json.dumps(steps, ensure_ascii=False)
+        text.encode("utf-8")  # lone surrogates cannot be encoded
+        return steps, len(text)
+    except (UnicodeEncodeError, RecursionError, ValueError, TypeError):
+        cleaned = _clean(steps)
+        return cleaned, len(json.dumps(cleaned))
+
+
 def judge_point(jp: JudgePack, raw: dict[str, Any], config: dict[str, Any], seeds: list[int],
                 trace_seeds: frozenset[int]) -> tuple[dict[str, Any], Solves]:
     """Score one (environment, config) over seeds x questions: the figures the store and reports show,
@@ -287,11 +313,12 @@ def judge_point(jp: JudgePack, raw: dict[str, Any], config: dict[str, Any], seed
     size = 0
     seed_row = {seed: i for i, seed in enumerate(seeds)}
     for t in raw.get("traces") or []:
-        if not isinstance(t, dict) or t.get("shuffle_seed") not in trace_seeds or t.get("shuffle_seed") not in \
-                seed_row or type(t.get("question_index")) is not int or not 0 <= t["question_index"] < n:
-            continue
-        steps = _clean(t.get("trace") if isinstance(t.get("trace"), list) else [])
-        size += len(json.dumps(steps))
+        if not isinstance(t, dict) or type(t.get("shuffle_seed")) is not int or type(t.get("question_index")) \
+                is not int or t["shuffle_seed"] not in trace_seeds or t["shuffle_seed"] not in seed_row \
+                or not 0 <= t["question_index"] < n:
+            continue  # the box's word on which solve a trace belongs to is checked like everything else
+        steps, size_of = _storable_steps(t.get("trace"))
+        size += size_of
         if size > MAX_TRACE_BYTES:
             break
         r, qi = seed_row[t["shuffle_seed"]], t["question_index"]

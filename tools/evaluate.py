@@ -78,12 +78,12 @@ def _configs(inp: EvaluateInput) -> list[dict[str, Any]]:
 
 
 def _batches(todo: list[tuple], workers: int) -> list[list[tuple]]:
-    """Jobs grouped per environment into about three tasks per worker: each task loads its pack once and
-    pays the sandbox's per-task overhead once, while enough tasks remain to keep every worker busy."""
+    """Jobs grouped per environment into about one task per worker (at least one per environment): each
+    task loads its pack, warms PyPy's JIT and pays the sandbox's per-task overhead once."""
     per_env: dict[str, list[tuple]] = {}
     for job in todo:
         per_env.setdefault(job[1], []).append(job)
-    target = max(1, 3 * workers)
+    target = max(1, workers)
     size = max(1, -(-len(todo) // target))
     batches = []
     for env_jobs in per_env.values():

@@ -160,7 +160,7 @@ def result_from_output(backend: str, stdout: bytes, stderr: bytes, elapsed_s: fl
         error = None if body.get("ok") is True else SandboxError.model_validate(body.get("error"))
         if body.get("ok") is True and not isinstance(body.get("results", []), list):
             raise ValueError("results are not a list")
-    except ValueError as exc:  # JSON and pydantic errors: the box's output is untrusted
+    except (ValueError, RecursionError) as exc:  # JSON and pydantic errors: the box's output is untrusted
         return SandboxResult(ok=False, backend=backend, elapsed_s=elapsed_s, stderr_tail=tail,
                              error=SandboxError(kind=ErrorKind.contract, message=f"unreadable runner result: "
                                                 f"{str(exc)[:200]}"))

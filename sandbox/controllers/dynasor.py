@@ -12,7 +12,7 @@ here), so this version is more eager; running it as EXIT@k with a majority over 
 beta [ours]: N = 2 + round(14 beta) (2 ... 16), k = round(64 ** beta) (1, 2, 2, 3, 5, 8, ..., 64).
 """
 
-from autotts_runtime import Controller, majority, safe_probe_more, safe_probe_new
+from autotts_runtime import Controller, majority, safe_probe_new
 
 
 class DynasorCoT(Controller):
@@ -21,7 +21,7 @@ class DynasorCoT(Controller):
     def schedule(self, beta):
         return {"N": 2 + round(14 * beta), "k": round(64**beta)}
 
-    def _exit(self, question, opened, window):
+    def _exit(self, probe_more, opened, window):
         """Probe one opened branch until N identical valid answers or its end: (answer, reason, probes)."""
         answer, index, finished = opened
         last, streak, probes = answer, 1, 1  # streak: how many of the latest probe answers equal `last`
@@ -29,10 +29,7 @@ class DynasorCoT(Controller):
             # The last N answers are identical iff the trailing streak is at least N.
             if streak >= window and last != "ERR":
                 return last, "consistent_window", probes
-            step = safe_probe_more(question, index)
-            if step is None:  # cannot happen for an opened branch; end it with what it last said
-                return last, "probe_failed", probes
-            answer, finished = step
+            answer, finished = probe_more(index)
             if not finished:
                 probes += 1
                 streak = streak + 1 if answer == last else 1
@@ -46,12 +43,13 @@ class DynasorCoT(Controller):
         rec.record("start", goal="EXIT@k: early-exit each branch on N identical probe answers, then vote",
                    input={"N": window, "k": k})
         exits = []
+        probe_more = question.probe_more  # an opened branch's index is always valid: no safe wrapper needed
         for slot in range(k):
             opened = safe_probe_new(question)
             if opened is None:
                 rec.record("open_stop", goal="no branch left", input={"branch": slot})
                 break
-            answer, reason, probes = self._exit(question, opened, window)
+            answer, reason, probes = self._exit(probe_more, opened, window)
             exits.append(answer)
             if rec.enabled:
                 rec.record("branch_exit", input={"branch": opened[1]}, output={"answer": answer},

@@ -17,7 +17,7 @@ beta [ours]: d_min = 2 + round(13 beta) (2 ... 15), k = round(64 ** beta) (1 ...
 
 import math
 
-from autotts_runtime import Controller, majority, safe_probe_more, safe_probe_new
+from autotts_runtime import Controller, majority, safe_probe_new
 
 ALPHA = 0.05
 
@@ -96,22 +96,22 @@ class EarlyStoppingCoT(Controller):
     def schedule(self, beta):
         return {"d_min": 2 + round(13 * beta), "k": round(64**beta)}
 
-    def _exit(self, question, opened, d_min):
+    def _exit(self, probe_more, opened, d_min):
         """Probe one opened branch until the run rule fires or its end: (answer, reason, probes)."""
         answer, index, finished = opened
         last, runs, probes = answer, [1], 1
+        prev = 0  # length of the run before the current one (0 while there is none)
         while not finished:
-            if run_growth_stop(runs, last, d_min):
+            # Exact cheap gate first: every stop needs a non-'ERR' answer and r_n - r_(n-1) >= d_min (r_0 = 0).
+            if last != "ERR" and runs[-1] - prev >= d_min and run_growth_stop(runs, last, d_min):
                 return last, "run_growth", probes
-            step = safe_probe_more(question, index)
-            if step is None:  # cannot happen for an opened branch; end it with what it last said
-                return last, "probe_failed", probes
-            answer, finished = step
+            answer, finished = probe_more(index)
             if not finished:
                 probes += 1
                 if answer == last:
                     runs[-1] += 1
                 else:
+                    prev = runs[-1]
                     runs.append(1)
                     last = answer
         return answer, "branch_end", probes
@@ -123,12 +123,13 @@ class EarlyStoppingCoT(Controller):
         rec.record("start", goal="EXIT@k: stop each branch when its answer run outgrows the earlier ones, then vote",
                    input={"d_min": d_min, "k": k, "alpha": ALPHA})
         exits = []
+        probe_more = question.probe_more  # an opened branch's index is always valid: no safe wrapper needed
         for slot in range(k):
             opened = safe_probe_new(question)
             if opened is None:
                 rec.record("open_stop", goal="no branch left", input={"branch": slot})
                 break
-            answer, reason, probes = self._exit(question, opened, d_min)
+            answer, reason, probes = self._exit(probe_more, opened, d_min)
             exits.append(answer)
             if rec.enabled:
                 rec.record("branch_exit", input={"branch": opened[1]}, output={"answer": answer},

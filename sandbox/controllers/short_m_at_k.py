@@ -11,7 +11,7 @@ m is a structural constant: 3 (short-3, the paper's recommended balance) unless 
 short-1). beta [ours]: k = max(m, round(64 ** beta)).
 """
 
-from autotts_runtime import Controller, majority, safe_probe_more, safe_probe_new
+from autotts_runtime import Controller, majority, safe_probe_new
 
 
 class ShortMAtK(Controller):
@@ -41,14 +41,13 @@ class ShortMAtK(Controller):
                 running.append([index, 1])
         rec.record("init_branches", output={"opened": len(running) + len(finished), "finished": len(finished)})
         rounds = 0
+        probe_more = question.probe_more  # an opened branch's index is always valid: no safe wrapper needed
         while len(finished) < m and running:
             rounds += 1
             still = []
             for pos, branch in enumerate(running):
-                step = safe_probe_more(question, branch[0])
+                step = probe_more(branch[0])
                 branch[1] += 1
-                if step is None:  # cannot happen for an opened branch; drop it without a vote
-                    continue
                 if step[1]:
                     finished.append(step[0])
                     lengths.append(branch[1])
