@@ -345,8 +345,12 @@ def test_secret_in_host_env_not_forwarded_to_new_containers(docker_client, sandb
         assert result.ok, result.error
         _check_env(result, {})
         assert report(result)["proc1"].startswith("DENIED")  # PID 1 is root's: its environ is unreadable
-        env = backend.pool._ready[0].container.attrs["Config"]["Env"] if backend.pool.wait_idle() else []
-        assert not any("OPENAI" in e for e in env)
+        slot = backend.pool.acquire()  # a container created while the secret is set
+        try:
+            env = slot.container.attrs["Config"]["Env"]
+        finally:
+            backend.pool.release(slot)
+        assert env and not any("OPENAI" in e for e in env)
     finally:
         backend.close()
 
