@@ -99,8 +99,8 @@ numbers. Accuracy is the exact string match of your returned answer with the gol
 ## The source file
 * One Python file defining exactly **one** subclass of `autotts_runtime.Controller`.
 * Imports: only {imports}. Everything the runtime offers comes from
-  `from autotts_runtime import Controller, majority, vote_stats, beta_confidence, weighted_vote,
-  safe_probe_new, safe_probe_more, safe_full_read, MAX_BRANCHES`.
+  `from autotts_runtime import Controller, majority, vote_stats, beta_confidence, bayes_posterior,
+  weighted_vote, safe_probe_new, safe_probe_more, safe_full_read, MAX_BRANCHES`.
 * Not allowed: the calls {calls}; attributes starting with `_` on anything but `self`/`cls` (the
   question object's internals are hidden information); dunder attributes other than `__init__`,
   `__name__`, `__class__`; file, network or process access. The code runs in a locked-down sandbox
@@ -176,6 +176,9 @@ Details that matter:
 * `beta_confidence(t1, t2)`: posterior probability that the leader with `t1` votes beats the runner-up
   with `t2` votes (uniform prior), e.g. (4, 0) -> 0.96875, (3, 0) -> 0.9375, (t, t) -> 0.5; 0.0 when
   `t1 <= 0`.
+* `bayes_posterior(a, b, n)`: posterior probability that the leader of a vote (top count `a`, runner-up
+  `b`, `n` answers in all) is the mode of the question's answer distribution, under a parameter-free
+  prior of geometric answer distributions (optimal Bayesian stopping); 0.0 beyond n = 64.
 * `weighted_vote([(answer, weight), ...])`: answer with the largest summed weight; ties go to the
   lexicographically greatest answer.
 
