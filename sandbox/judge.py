@@ -273,6 +273,19 @@ def _clean(value: Any, depth: int = 0) -> Any:
     return _clean(repr(value), depth + 1)
 
 
+def aggregate(correct: list[list[int]], tokens: list[list[int]]) -> dict[str, Any]:
+    """The reference's arithmetic (spec §3.2) over seeds x questions outcomes: per-seed int totals divided
+    by the number of questions, accuracy as numpy's mean rounded to 2 places, cost as a running float sum."""
+    acc_seed = [sum(row) / len(row) for row in correct]
+    cost_seed = [sum(row) / len(row) for row in tokens]
+    avg_cost = 0.0
+    for c in cost_seed:
+        avg_cost += c
+    avg_cost /= len(cost_seed)
+    return {"accuracy": round(100 * float(np.mean(acc_seed)), 2), "avg_cost": avg_cost,
+            "std_acc": round(100 * float(np.std(acc_seed)), 2), "acc_per_seed": acc_seed, "cost_per_seed": cost_seed}
+
+
 def _storable_steps(steps: Any) -> tuple[list, int]:
     """Trace steps as they can be stored and shown, and their JSON size: honest traces pass untouched;
     lone surrogates, huge strings and deep nesting (only a hostile controller writes them) are cleaned."""
@@ -296,14 +309,8 @@ def judge_point(jp: JudgePack, raw: dict[str, Any], config: dict[str, Any], seed
     judged = judge_solves(jp, raw, solves)
     correct = judged.correct.reshape(len(seeds), n)
     cost = judged.cost.reshape(len(seeds), n)
-    # The reference's arithmetic (spec §3.2): per-seed int totals divided by n, then a running float sum.
-    acc_seed = [int(c) / n for c in correct.sum(axis=1)]
-    cost_seed = [int(t) / n for t in cost.sum(axis=1)]
-    avg_cost = 0.0
-    for c in cost_seed:
-        avg_cost += c
-    avg_cost /= len(seeds)
-    accuracy = round(100 * float(np.mean(acc_seed)), 2)
+    figures = aggregate(correct.tolist(), cost.tolist())
+    accuracy, avg_cost = figures["accuracy"], figures["avg_cost"]
     if not (0.0 <= accuracy <= 100.0 and math.isfinite(avg_cost) and avg_cost >= 0):
         raise JudgeError(f"figures outside physical bounds: accuracy {accuracy}, cost {avg_cost}")
     vocab = jp.vocab
@@ -329,11 +336,7 @@ def judge_point(jp: JudgePack, raw: dict[str, Any], config: dict[str, Any], seed
         "config": config,
         "description": _clean(raw.get("description") if isinstance(raw.get("description"), str) else ""),
         "params": _clean(raw.get("params") if isinstance(raw.get("params"), dict) else {}),
-        "accuracy": accuracy,
-        "avg_cost": avg_cost,
-        "std_acc": round(100 * float(np.std(acc_seed)), 2),
-        "acc_per_seed": acc_seed,
-        "cost_per_seed": cost_seed,
+        **figures,
         "seeds": list(seeds),
         "correct": correct.astype(int).tolist(),
         "tokens": cost.tolist(),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autotts_graph.sandbox.judge import aggregate
 from pydantic import BaseModel, Field
 
 from .context import ToolContext
@@ -333,7 +334,6 @@ def fitted_tables(ctx: ToolContext, env: str, fit_envs: list[str],
 def _run_fitted(ctx: ToolContext, inp: BaselineInput, source: str, configs: list[dict[str, Any]],
                 progress: Callable[[int, int], None] | None) -> EvaluationSummary:
     """Fit, evaluate every distinct stop table per environment, stitch per-question results, record them."""
-    import numpy as np
     from autotts_graph.store import history
     from autotts_graph.store.trajectories import pack_path
 
@@ -393,13 +393,6 @@ def _run_fitted(ctx: ToolContext, inp: BaselineInput, source: str, configs: list
                 correct.append([int(outcomes[runs[j]][s]["correct"][j]) for j in range(len(runs))])
                 tokens.append([outcomes[runs[j]][s]["tokens"][j] for j in range(len(runs))])
                 answers.append([outcomes[runs[j]][s]["answers"][j] for j in range(len(runs))])
-            # The reference aggregation (spec §3.2): per-seed means, numpy mean and std, sequential cost sum.
-            acc_seed = [sum(row) / len(row) for row in correct]
-            cost_seed = [sum(row) / len(row) for row in tokens]
-            avg_cost = 0.0
-            for x in cost_seed:
-                avg_cost += x
-            avg_cost /= len(cost_seed)
             first = fold_points[runs[0]]
             threshold, n_max = bayes_schedule(config)
             digest = hashlib.sha256(json.dumps([code, env, shown, [json.dumps(distinct[r]["stop_at"]) for r in runs],
@@ -408,10 +401,8 @@ def _run_fitted(ctx: ToolContext, inp: BaselineInput, source: str, configs: list
                 "point_index": c, "env": env, "pack_hash": Path(pack_path(ctx.store, env)).stem,
                 "cache_key": "stitched-" + digest, "config": shown, "beta": config.get("beta"),
                 "description": f"{first.description.split(' | ')[0]} | config={shown!r}",
-                "accuracy": round(100 * float(np.mean(acc_seed)), 2), "avg_cost": avg_cost,
-                "std_acc": round(100 * float(np.std(acc_seed)), 2),
-                "params": {"threshold": threshold, "max_samples": n_max, "prior": "fitted"},
-                "acc_per_seed": acc_seed, "cost_per_seed": cost_seed, "seeds": seeds,
+                **aggregate(correct, tokens),
+                "params": {"threshold": threshold, "max_samples": n_max, "prior": "fitted"}, "seeds": seeds,
                 "correct": correct, "tokens": tokens, "answers": answers,
                 "traces": sorted((t2 for j, r in enumerate(runs) for t2 in traces.get((r, j), [])),
                                  key=lambda t2: (t2["seed"], t2["question_index"])),
