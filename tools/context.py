@@ -11,6 +11,8 @@ from autotts_graph.sandbox.backends.base import SandboxBackend
 from autotts_graph.store.db import Store, StoreError
 from autotts_graph.store.trajectories import EnvironmentInfo, list_environments
 
+from .executors import TaskExecutor
+
 
 @dataclass
 class ToolContext:
@@ -27,9 +29,29 @@ class ToolContext:
     hidden_envs: frozenset[str] = frozenset()
     sandbox_reason: str = ""  # why this backend was chosen (set when it is created)
     solve_timeout_s: float = 10.0  # the per-solve watchdog (`--timeout`); task deadlines scale from it
+    executor_name: str = "local"  # where sandbox tasks run: "local" or "ray" (`--executor`)
+    ray_address: str | None = None  # `--ray-address` / RAY_ADDRESS; none: Ray starts a local cluster
     audit_solves: int = 6  # solves replayed on counterfactual data per (controller, environment)
     _backend: SandboxBackend | None = None
+    _executor: TaskExecutor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def executor(self) -> TaskExecutor:
+        """Where this caller's sandbox tasks run, created on first use."""
+        if self._executor is None:
+            if self.executor_name == "local":
+                from .executors import LocalExecutor
+
+                self._executor = LocalExecutor(lambda: self.backend, self.workers)
+            elif self.executor_name == "ray":
+                from .ray_executor import RayExecutor
+
+                self._executor = RayExecutor(self.sandbox, address=self.ray_address, workers=self.workers,
+                                             solve_timeout_s=self.solve_timeout_s)
+            else:
+                raise ValueError(f"unknown executor {self.executor_name!r}; choose local or ray")
+        return self._executor
 
     @property
     def backend(self) -> SandboxBackend:
@@ -71,8 +93,11 @@ class ToolContext:
                 raise StoreError(f"unknown environment {name!r} (known: {hint})")
 
     def close(self) -> None:
-        """Release the sandbox (warm containers, temp dirs)."""
+        """Release the executor and the sandbox (warm containers, temp dirs)."""
         with self._lock:
             backend, self._backend = self._backend, None
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.close()
         if backend is not None:
             backend.close()

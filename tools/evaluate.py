@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,7 @@ from autotts_graph.sandbox.audit import Observed, build_plan, choose_solves, dif
 from autotts_graph.sandbox.backends.base import (
     ErrorKind,
     SandboxError,
-    SandboxResult,
     SandboxTask,
-    run_with_fallback,
     runtime_hash,
 )
 from autotts_graph.sandbox.judge import JudgeError, judge_point, load_judge_pack
@@ -143,43 +140,43 @@ def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
                                  secret) for env, env_jobs in per_env.items()}
     observed: dict[str, dict[tuple[int, int, int], Observed]] = {env: {} for env in per_env}
     ran_on: set[str] = set()
-    backend = ctx.backend if todo else None
-    interpreter = static.interpreter if backend and static.interpreter in backend.interpreters else "cpython"
+    used: set[str] = set()
+    executor = ctx.executor if todo else None
+    interpreter = static.interpreter if executor and static.interpreter in executor.interpreters else "cpython"
 
-    def run_batch(batch: list[tuple]) -> tuple[list[tuple], SandboxResult]:
+    def task_of(batch: list[tuple]) -> SandboxTask:
         env, pack = batch[0][1], batch[0][3]
         work = len(batch) * len(seeds) * load_judge_pack(pack).questions
-        task = SandboxTask(source=inp.source, packs={env: str(pack)}, points=[j[2] for j in batch], seeds=seeds,
+        return SandboxTask(source=inp.source, packs={env: str(pack)}, points=[j[2] for j in batch], seeds=seeds,
                            trace_seeds=trace_seeds, interpreter=interpreter, work=work,
                            solve_timeout_s=ctx.solve_timeout_s)
-        return batch, run_with_fallback(backend, task)
 
     if todo:
         batches = _batches(todo, ctx.workers)
-        with ThreadPoolExecutor(max_workers=max(1, min(ctx.workers, len(batches)))) as pool:
-            for batch, res in pool.map(run_batch, batches):
-                done += len(batch)
-                if progress:
-                    progress(done, len(jobs))
-                if not res.ok:
-                    error = error or res.error
+        for batch, res in zip(batches, executor.run([task_of(b) for b in batches]), strict=True):
+            done += len(batch)
+            if progress:
+                progress(done, len(jobs))
+            if not res.ok:
+                error = error or res.error
+                continue
+            ran_on.add(res.interpreter)
+            used.add(res.backend)
+            if len(res.results or []) != len(batch):
+                error = error or _rejected(f"the sandbox returned {len(res.results or [])} results for "
+                                           f"{len(batch)} points")
+                continue
+            for job, raw in zip(batch, res.results, strict=True):
+                env = job[1]
+                jp = load_judge_pack(job[3])
+                try:
+                    point, judged = judge_point(jp, raw, job[2], seeds, frozenset(trace_seeds))
+                except JudgeError as exc:
+                    error = error or _rejected(f"the judge rejected the result: {exc}")
                     continue
-                ran_on.add(res.interpreter)
-                if len(res.results or []) != len(batch):
-                    error = error or _rejected(f"the sandbox returned {len(res.results or [])} results for "
-                                               f"{len(batch)} points")
-                    continue
-                for job, raw in zip(batch, res.results, strict=True):
-                    env = job[1]
-                    jp = load_judge_pack(job[3])
-                    try:
-                        point, judged = judge_point(jp, raw, job[2], seeds, frozenset(trace_seeds))
-                    except JudgeError as exc:
-                        error = error or _rejected(f"the judge rejected the result: {exc}")
-                        continue
-                    local = per_env[env].index(job)
-                    observed[env].update(observed_rows(judged, local, audits[env], jp.questions, seeds, jp.vocab))
-                    results[job[4]] = {**point, "interpreter": res.interpreter}
+                local = per_env[env].index(job)
+                observed[env].update(observed_rows(judged, local, audits[env], jp.questions, seeds, jp.vocab))
+                results[job[4]] = {**point, "interpreter": res.interpreter}
         if error is None:
             error = _audit(ctx, inp.source, interpreter, per_env, packs, seeds, observed)
     points = []
@@ -191,9 +188,10 @@ def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
                        "cache_key": key, "beta": config.get("beta")})
     evaluation_id = history.new_id("ev")
     ok = error is None
-    used = backend.name if backend else "cache"
+    backend = "+".join(sorted(used)) or ("cache" if not todo else "none")
     protocol = {"seeds": inp.seeds, "trace_seeds": inp.trace_seeds, "envs": inp.envs, "configs": configs,
-                "runtime": rt, "backend": used, "interpreter": "+".join(sorted(ran_on)) or interpreter,
+                "runtime": rt, "backend": backend, "executor": ctx.executor_name,
+                "interpreter": "+".join(sorted(ran_on)) or interpreter,
                 "audited_solves": sum(len(v) for v in audits.values())}
     history.record_evaluation(ctx.store, evaluation_id=evaluation_id, code=code, label=inp.label,
                               split=inp.split, protocol=protocol, points=points if ok else [],
@@ -205,7 +203,7 @@ def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
                               std_acc=p["std_acc"]) for p in points] if ok else []
     return EvaluationSummary(evaluation_id=evaluation_id, ok=ok, error=error, points=summaries,
                              cached_points=len(jobs) - len(todo), elapsed_s=time.perf_counter() - started,
-                             backend=used, interpreter=protocol["interpreter"])
+                             backend=backend, interpreter=protocol["interpreter"])
 
 
 def _audit(ctx: ToolContext, source: str, interpreter: str, per_env: dict[str, list[tuple]],
@@ -213,27 +211,25 @@ def _audit(ctx: ToolContext, source: str, interpreter: str, per_env: dict[str, l
            observed: dict[str, dict[tuple[int, int, int], Observed]]) -> SandboxError | None:
     """Replay the audited solves of every environment on counterfactual data; an error if any differ."""
     rng = random.SystemRandom()
-    for env, env_jobs in per_env.items():
-        seen = observed[env]
-        if not seen:
-            continue
-        jp = load_judge_pack(packs[env])
-        plan = build_plan(packs[env], jp.gold_text, seen, rng)
-        try:
-            configs = [j[2] for j in env_jobs]
-            task = SandboxTask(source=source, packs={env: str(plan.pack)}, points=configs, seeds=seeds,
-                               trace_seeds=[], solves=plan.solves, interpreter=interpreter, work=len(plan.solves),
-                               solve_timeout_s=ctx.solve_timeout_s)
-            res = run_with_fallback(ctx.backend, task)
+    plans = {env: build_plan(packs[env], load_judge_pack(packs[env]).gold_text, seen, rng)
+             for env, seen in observed.items() if seen}
+    try:
+        configs = {env: [j[2] for j in per_env[env]] for env in plans}
+        tasks = [SandboxTask(source=source, packs={env: str(plan.pack)}, points=configs[env], seeds=seeds,
+                             trace_seeds=[], solves=plan.solves, interpreter=interpreter, work=len(plan.solves),
+                             solve_timeout_s=ctx.solve_timeout_s) for env, plan in plans.items()]
+        for (env, plan), res in zip(plans.items(), ctx.executor.run(tasks), strict=True):
             if not res.ok:
                 err = res.error
                 return _rejected(f"the audit replay failed ({err.kind.value}: {err.message}): the controller "
                                  "behaves differently when run again", err.details, ErrorKind.audit)
-            problems = differences(plan, jp.gold_text, seen, res.results or [], configs)
-        finally:
+            problems = differences(plan, load_judge_pack(packs[env]).gold_text, observed[env], res.results or [],
+                                   configs[env])
+            if problems:
+                return _rejected(f"the audit flagged the controller: {problems[0]}. Controllers may act only on "
+                                 "what the primitives returned in the current question (no reading of replay "
+                                 "data, no memory across questions or seeds).", problems[:10], ErrorKind.audit)
+    finally:
+        for plan in plans.values():
             plan.workdir.cleanup()
-        if problems:
-            return _rejected(f"the audit flagged the controller: {problems[0]}. Controllers may act only on what "
-                             "the primitives returned in the current question (no reading of replay data, no "
-                             "memory across questions or seeds).", problems[:10], ErrorKind.audit)
     return None
