@@ -89,7 +89,7 @@ class ToolContext:
         known = {e.name for e in self.environments()}
         for name in names:
             if name not in known:
-                hint = ", ".join(sorted(known)) or "none; run `autotts-graph store import` or `store synth`"
+                hint = ", ".join(sorted(known)) or "none; run `autotts-graph store fetch autotts` or `store synth`"
                 raise StoreError(f"unknown environment {name!r} (known: {hint})")
 
     def close(self) -> None:
