@@ -27,7 +27,7 @@ import socket
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,6 @@ class Slot:
     container: Any
     staging: Path
     create_s: float
-    staged: list[Path] = field(default_factory=list)
     runner: tuple[str, Any, str] | None = None  # (exec id, socket, interpreter) of the pre-started runner
 
     @property
@@ -442,7 +441,6 @@ class ContainerPool:
             if not linked:
                 shutil.copyfile(src, dst)
                 dst.chmod(0o644)
-            slot.staged.append(dst)
             inside[name] = f"{PACKS_MOUNT}/{dst.name}"
         return inside
 
