@@ -82,9 +82,10 @@ def rich_progress(*middle: Any, counts: bool = True) -> Any:
 
     console = Console(stderr=True)
     amounts = [MofNCompleteColumn()] if counts else []
+    # Piped or redirected output gets no bar at all (rich would leave blank lines behind).
     return Progress(TextColumn("{task.description}"), BarColumn(), *amounts, *middle,
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                    transient=not console.is_terminal)
+                    transient=not console.is_terminal, disable=not console.is_terminal)
 
 
 @contextmanager
