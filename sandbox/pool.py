@@ -159,16 +159,18 @@ def sweep_leftovers(client: Any) -> int:
     """Remove labelled containers (and staging directories) whose owning process is gone; returns how many."""
     removed = 0
     try:
-        leftovers = client.containers.list(all=True, filters={"label": LABEL})
+        # The low-level listing: the high-level one inspects each container and fails when another
+        # process removes one meanwhile (pools come and go all the time).
+        leftovers = client.api.containers(all=True, filters={"label": LABEL})
     except Exception as exc:  # the engine went away: nothing to sweep now
         log.warning("cannot list sandbox containers: %s", exc)
         return 0
     for container in leftovers:
-        owner = container.labels.get(OWNER_LABEL, "")
+        owner = (container.get("Labels") or {}).get(OWNER_LABEL, "")
         if owner and _owner_alive(owner):
             continue
         with contextlib.suppress(Exception):
-            container.remove(force=True)
+            client.api.remove_container(container["Id"], force=True)
             removed += 1
     if STAGING_ROOT.is_dir():
         for path in STAGING_ROOT.iterdir():
