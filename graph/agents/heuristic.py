@@ -30,14 +30,6 @@ from typing import Any
 
 from autotts_graph.tools.validate import COST_READOUTS, static_issues
 
-from ..scoring import (  # noqa: F401  (re-exported: the scoring helpers' former home)
-    baseline_means,
-    dominated_by,
-    fitness,
-    frontier_accuracy,
-    mean_curve,
-    non_dominated_points,
-)
 from .codegen import generate_source
 from .genome import (
     MECHANISMS,
@@ -48,8 +40,10 @@ from .genome import (
     seed_genomes,
 )
 from .roles import (
+    BaselinePoint,
     CriticInput,
     CriticVerdict,
+    CurvePoint,
     DiagnoseInput,
     Diagnosis,
     FailureMode,
@@ -67,6 +61,84 @@ EXHAUSTED_REASONS = frozenset({"loop_end", "no_branches", "max_steps", "max_samp
                                "max_windows_or_exhausted", "all_branches_done_or_no_active", "k_reads_or_exhausted",
                                "k_branches_or_exhausted", "cap_or_exhausted", "budget_or_exhausted",
                                "all_branches_done"})
+
+
+# --------------------------------------------------------------------------- curves, fitness, domination
+
+def mean_curve(curve: list[CurvePoint]) -> list[tuple[float | None, float, float]]:
+    """(β, mean accuracy, mean cost) over the environments, for the β values present on every environment."""
+    envs = {p.env for p in curve}
+    by_beta: dict[float | None, list[CurvePoint]] = defaultdict(list)
+    for p in curve:
+        by_beta[p.beta].append(p)
+    out = []
+    for beta, pts in by_beta.items():
+        if {p.env for p in pts} == envs:
+            out.append((beta, statistics.fmean(p.accuracy for p in pts), statistics.fmean(p.avg_cost for p in pts)))
+    return sorted(out, key=lambda t: (t[0] is None, t[0] or 0.0))
+
+
+def baseline_means(baselines: list[BaselinePoint], envs: set[str]) -> list[tuple[str, float, float]]:
+    """(label, mean accuracy, mean cost) of every baseline configuration run on all of ``envs``."""
+    by_label: dict[str, dict[str, BaselinePoint]] = defaultdict(dict)
+    for b in baselines:
+        if b.env in envs:
+            by_label[b.label][b.env] = b
+    return [(label, statistics.fmean(b.accuracy for b in pts.values()),
+             statistics.fmean(b.avg_cost for b in pts.values()))
+            for label, pts in sorted(by_label.items()) if set(pts) == envs]
+
+
+def dominated_by(acc: float, cost: float, points: list[tuple[str, float, float]]) -> str | None:
+    """Label of a point with accuracy ≥ acc and cost ≤ cost, one strict (None: nothing dominates)."""
+    for label, a, c in points:
+        if a >= acc and c <= cost and (a > acc or c < cost):
+            return label
+    return None
+
+
+def non_dominated_points(curve: list[CurvePoint], baselines: list[BaselinePoint],
+                         mode: str = "mean") -> list[dict[str, Any]]:
+    """Every curve point with whether a baseline configuration dominates it.
+
+    ``mode="mean"``: on the mean over the environments; ``mode="env"``: per environment.
+    """
+    rows: list[dict[str, Any]] = []
+    if mode == "mean":
+        envs = {p.env for p in curve}
+        base = baseline_means(baselines, envs)
+        for beta, acc, cost in mean_curve(curve):
+            rows.append({"env": "mean", "beta": beta, "accuracy": acc, "avg_cost": cost,
+                         "dominated_by": dominated_by(acc, cost, base)})
+        return rows
+    for p in curve:
+        base = [(b.label, b.accuracy, b.avg_cost) for b in baselines if b.env == p.env]
+        rows.append({"env": p.env, "beta": p.beta, "accuracy": p.accuracy, "avg_cost": p.avg_cost,
+                     "dominated_by": dominated_by(p.accuracy, p.avg_cost, base)})
+    return rows
+
+
+def frontier_accuracy(cost: float, points: list[tuple[str, float, float]]) -> float:
+    """Best baseline accuracy at cost ≤ ``cost``; below every baseline's cost, the cheapest one's accuracy."""
+    affordable = [a for _, a, c in points if c <= cost]
+    if affordable:
+        return max(affordable)
+    return min(points, key=lambda t: t[2])[1]
+
+
+def fitness(curve: list[CurvePoint], baselines: list[BaselinePoint]) -> float:
+    """Search fitness: mean over β of the accuracy margin (points) over the baselines' frontier at equal cost.
+
+    Computed on the mean over environments; positive means the curve lies above every baseline sweep on
+    average. Without baselines: the mean accuracy of the curve.
+    """
+    mc = mean_curve(curve)
+    if not mc:
+        return -math.inf
+    base = baseline_means(baselines, {p.env for p in curve})
+    if not base:
+        return statistics.fmean(a for _, a, _ in mc)
+    return statistics.fmean(a - frontier_accuracy(c, base) for _, a, c in mc)
 
 
 # --------------------------------------------------------------------------- proposer
