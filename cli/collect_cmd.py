@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .cluster_cmd import ExecutorOption, RayAddressOption, check_executor
 from .common import DEFAULT_STORE, StoreOption, user_errors
 
 
@@ -58,6 +59,11 @@ def collect(
     replace: Annotated[bool, typer.Option(help="Overwrite an environment of the same name with new content.")]
     = False,
     split: Annotated[str, typer.Option(help="Tag the environment 'search' or 'heldout'.")] = "search",
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="--executor ray on a cluster without GPUs: CPU engines (default: its cores). "
+                                 "With GPUs: one engine per GPU (per tensor_parallel_size GPUs).")] = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Sample, probe and store branches as a replay environment; resumable, idempotent per spec."""
@@ -83,19 +89,32 @@ def collect(
     options = CollectOptions(dataset=dataset, env_model=env_model or Path(model.rstrip("/")).name or model,
                              n_branches=branches, batch_size=batch_size or (8 if backend == "hf" else 128),
                              canonicalize=canonicalize, replace=replace, source=str(questions), split=split)
-    if threads:
-        import torch
-        torch.set_num_threads(threads)
-    tok = ChatTokenizer(tokenizer or model)
-    engine = make_backend(backend, model, tok, dtype=dtype, engine_args=extra, base_url=base_url,
-                          batch_size=options.batch_size, concurrency=concurrency, api_key=api_key)
+    check_executor(executor)
+    if executor == "ray":
+        from autotts_graph.store.collect.ray_collect import EngineSpec, RayCollector
+
+        engine_spec = EngineSpec(backend=backend, model=model, tokenizer=tokenizer or model, dtype=dtype,
+                                 engine_args=extra, base_url=base_url, api_key=api_key,
+                                 batch_size=options.batch_size, concurrency=concurrency, threads=threads)
+        runner = RayCollector(engine_spec, spec, items, dataset, address=ray_address, workers=workers or 0)
+        engine, tok, close = None, None, runner.close
+        where = f"{runner.count} engine(s) on Ray ({'GPU' if 'num_gpus' in runner.options else 'CPU'})"
+    else:
+        if threads:
+            import torch
+            torch.set_num_threads(threads)
+        tok = ChatTokenizer(tokenizer or model)
+        engine = make_backend(backend, model, tok, dtype=dtype, engine_args=extra, base_url=base_url,
+                              batch_size=options.batch_size, concurrency=concurrency, api_key=api_key)
+        runner, close, where = None, engine.close, f"backend {backend}"
     typer.echo(f"collecting {options.env_model}/{dataset}: {len(items)} questions x {branches} branches "
-               f"(spec {spec.spec_hash}, backend {backend})", err=True)
+               f"(spec {spec.spec_hash}, {where})", err=True)
     try:
         with _progress() as update:
-            result = run_collection(Store(store), spec, items, options, engine, tok, progress=update)
+            result = run_collection(Store(store), spec, items, options, engine, tok, progress=update,
+                                    runner=runner)
     finally:
-        engine.close()
+        close()
     verb = "collected" if result.created else "unchanged"
     typer.echo(f"{verb} {result.env}: {result.questions} questions x {branches} branches; "
                f"{result.generated_branches} generated, {result.reused_branches} reused; "

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from .cluster_cmd import ExecutorOption, RayAddressOption, check_executor, describe_executor, sweep_progress
 from .common import (
     DEFAULT_STORE,
     StoreOption,
@@ -14,7 +15,6 @@ from .common import (
     parse_floats,
     print_json,
     print_table,
-    progress_bar,
     user_errors,
 )
 
@@ -28,15 +28,18 @@ TimeoutOption = Annotated[float, typer.Option("--timeout", min=0.1, help="Second
 
 
 def make_context(store: Path, sandbox: str, workers: int | None, expose_heldout: bool = True,
-                 timeout: float = 10.0):
-    """A ToolContext for a CLI user (who may see every environment)."""
+                 timeout: float = 10.0, executor: str = "local", ray_address: str | None = None):
+    """A ToolContext for a CLI user (who may see every environment); on Ray, workers default to its cores."""
     import os
 
     from autotts_graph.store.db import Store
     from autotts_graph.tools.context import ToolContext
 
-    return ToolContext(store=Store(store), sandbox=sandbox, workers=workers or os.cpu_count() or 1,
-                       expose_heldout=expose_heldout, solve_timeout_s=timeout)
+    check_executor(executor)
+    default = 0 if executor == "ray" else os.cpu_count() or 1
+    return ToolContext(store=Store(store), sandbox=sandbox, workers=workers or default,
+                       expose_heldout=expose_heldout, solve_timeout_s=timeout, executor_name=executor,
+                       ray_address=ray_address)
 
 
 def read_controller(spec: str) -> tuple[str, str]:
@@ -63,6 +66,8 @@ def eval_command(
     sandbox: SandboxOption = "auto",
     workers: WorkersOption = None,
     timeout: TimeoutOption = 10.0,
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Sweep a controller's beta over environments: accuracy and mean tokens per question."""
@@ -72,10 +77,11 @@ def eval_command(
     beta_list = parse_floats(betas, "--betas")
     if any(not 0.0 <= b <= 1.0 for b in beta_list):
         raise ValueError("--betas: every value must lie in [0, 1]")
-    ctx = make_context(store, sandbox, workers, timeout=timeout)
-    ctx.warm_up()
+    ctx = make_context(store, sandbox, workers, timeout=timeout, executor=executor, ray_address=ray_address)
+    if executor == "local":
+        ctx.warm_up()
     try:
-        with progress_bar(f"eval {label}") as update:
+        with sweep_progress(f"eval {label}", ctx) as update:
             if controller.startswith("baseline:"):
                 # Through the baselines tool: it adds structural constants (short-1's m) and fits bayes_fit.
                 from autotts_graph.tools.baselines import BaselineInput, baseline_configs, run_baseline
@@ -87,10 +93,13 @@ def eval_command(
             else:
                 summary = evaluate_controller(ctx, EvaluateInput(source=source, envs=env, betas=beta_list,
                                                                  seeds=seeds, trace_seeds=traces, label=label), update)
+        where = describe_executor(ctx)
     finally:
         ctx.close()
     if ctx.sandbox_reason:
         typer.echo(f"sandbox: {summary.backend} ({ctx.sandbox_reason})", err=True)
+    if where:
+        typer.echo(where, err=True)
     if as_json:
         print_json(summary.model_dump(mode="json"))
     if not summary.ok:
@@ -117,6 +126,8 @@ def baselines_command(
     sandbox: SandboxOption = "auto",
     workers: WorkersOption = None,
     timeout: TimeoutOption = 10.0,
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """The baselines over their budget sweeps (or reference points), as a Table-1-style table."""
@@ -130,17 +141,20 @@ def baselines_command(
     for m in chosen:
         if m not in SWEEPS:
             raise ValueError(f"unknown method {m!r}; choose from {', '.join(SWEEPS)}")
-    ctx = make_context(store, sandbox, workers, timeout=timeout)
+    ctx = make_context(store, sandbox, workers, timeout=timeout, executor=executor, ray_address=ray_address)
     rows = []
     try:
         for m in chosen:
             configs = baseline_configs(m, REFERENCE[m]) if reference else None
-            with progress_bar(f"baseline {m}") as update:
+            with sweep_progress(f"baseline {m}", ctx) as update:
                 summary, method_rows = run_baseline(ctx, BaselineInput(method=m, envs=env, seeds=seeds,
                                                                        configs=configs), update)
             if not summary.ok:
                 fail(f"baseline {m}: {summary.error.kind.value} error: {summary.error.message}")
             rows += method_rows
+        where = describe_executor(ctx)
     finally:
         ctx.close()
+    if where:
+        typer.echo(where, err=True)
     typer.echo(baseline_table(rows, env, fmt))

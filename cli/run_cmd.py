@@ -17,6 +17,24 @@ import typer
 from .common import DEFAULT_STORE, StoreOption, fail, print_table, user_errors
 
 ROLES = ("proposer", "critic", "diagnostician")
+DEFAULT_RUN_POPULATION = 4
+# Settings a --resume may change (the rest define what the run measures).
+RESUMABLE = ("rounds", "population", "max_attempts", "max_evaluations", "max_usd", "max_llm_tokens", "max_wall_s",
+             "review", "workers", "sandbox_slots", "llm_slots")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of ``90s``, ``30m``, ``1.5h`` or a plain number of minutes."""
+    t = text.strip().lower()
+    scale = {"s": 1.0, "m": 60.0, "h": 3600.0}.get(t[-1:], None)
+    number = t[:-1] if scale is not None else t
+    try:
+        value = float(number) * (scale if scale is not None else 60.0)
+    except ValueError:
+        raise typer.BadParameter(f"--wall {text!r}: give e.g. 90s, 30m, 2h or a number of minutes") from None
+    if value <= 0:
+        raise typer.BadParameter("--wall must be positive")
+    return value
 ROLE_KEYS = ("kind", "model", "base_url", "api_key_env", "temperature", "max_output_tokens", "timeout_s",
              "usd_per_mtok_in", "usd_per_mtok_out", "max_tool_steps")
 
@@ -62,17 +80,22 @@ def build_config(file_data: dict[str, Any], flags: dict[str, Any], roles: dict[s
 
 
 class LiveView:
-    """A live panel (round, node, candidate, best so far, spend) on a terminal; one line per node otherwise."""
+    """A live panel on a terminal: generation, the lanes in flight, archive size, best fitness, screened versus
+    fully evaluated counts and spend. Without a terminal: one line per generation and per lane result."""
 
     def __init__(self, enabled: bool) -> None:
+        import threading
+
         from rich.console import Console
 
         self.console = Console(stderr=True)
         self.enabled = enabled and self.console.is_terminal
         self.state = None
-        self.progress = ""
+        self.lanes: dict[int, Any] = {}  # slot -> latest LaneState of the generation in flight
+        self.progress: dict[str, str] = {}  # "g0s1"-style key -> "screen 3/12"
         self.started = time.monotonic()
         self._live = None
+        self._lock = threading.Lock()
 
     def __enter__(self) -> LiveView:
         if self.enabled:
@@ -102,40 +125,92 @@ class LiveView:
         t = Table.grid(padding=(0, 2))
         s = self.state
         if s is None:
-            t.add_row("starting…", self.progress)
+            t.add_row("starting…", " ".join(self.progress.values()))
             return t
+        cfg = s.config
         total = s.total_spend()
-        cand = s.candidate
-        t.add_row("run", s.config.run_id, "status", s.status)
-        t.add_row("round", f"{min(s.round + 1, s.config.rounds)}/{s.config.rounds}", "attempt",
-                  f"{s.attempt + 1}/{s.config.max_attempts}")
-        t.add_row("node", s.node or "-", "progress", self.progress or "-")
-        t.add_row("candidate", f"{cand.name} ({cand.candidate_id})" if cand else "-", "outcome", s.outcome or "-")
-        best = (f"{s.best.name} {s.best.search_accuracy:.2f}% ({s.best.candidate_id})"
-                if s.best and s.best.search_accuracy is not None else "-")
+        t.add_row("run", cfg.run_id, "status", s.status)
+        t.add_row("generation", f"{min(s.round + 1, cfg.rounds)}/{cfg.rounds}", "population", str(cfg.population))
+        t.add_row("screened", str(s.screened), "fully evaluated", str(len(s.evaluated)))
+        t.add_row("archive", f"{s.archive_members} programs in {s.archive_cells} cells", "node", s.node or "-")
+        best = (f"{s.best.name} fitness {s.best.score:.2f} ({s.best.candidate_id})" if s.best else "-")
         t.add_row("best so far", best, "spend",
                   f"${total.usd:.2f}, {total.llm_tokens:,} tok, {(time.monotonic() - self.started) / 60:.1f} min")
+        with self._lock:
+            lanes = sorted(self.lanes.items())
+            progress = dict(self.progress)
+        for slot, lane in lanes[:12]:
+            cand = lane.candidate.name if lane.candidate else "-"
+            what = progress.get(f"g{lane.generation}s{slot}", "")
+            t.add_row(f"  slot {slot}", f"{lane.node or 'start'} {cand}", lane.outcome or "", what)
+        if len(lanes) > 12:
+            t.add_row("", f"… {len(lanes) - 12} more lanes", "", "")
         return t
 
-    def on_state(self, state: Any) -> None:
-        """Observer of the graph's states."""
-        changed = self.state is None or state.node != self.state.node or state.round != self.state.round
-        self.state = state
-        self.progress = ""
+    def _refresh(self) -> None:
         if self._live is not None:
             self._live.update(self._render())
-        elif changed and state.node:
-            cand = state.candidate.candidate_id if state.candidate else "-"
-            acc = state.best.search_accuracy if state.best else None
-            best = f"{acc:.2f}%" if acc is not None else "-"
-            self.console.print(f"[round {state.round}] {state.node}: candidate {cand} {state.outcome or ''} "
-                               f"best {best}", highlight=False, markup=False)
+
+    def on_state(self, state: Any) -> None:
+        """Observer of the graph's states: the run's (``DiscoveryState``) and each lane's (``LaneState``)."""
+        if hasattr(state, "slot"):
+            self._on_lane(state)
+            return
+        prev = self.state
+        self.state = state
+        if prev is not None and state.round != prev.round:
+            with self._lock:
+                self.lanes.clear()
+                self.progress.clear()
+        if self._live is not None:
+            self._refresh()
+        elif state.node and (prev is None or state.node != prev.node or state.round != prev.round):
+            self._print_run_line(state)
+
+    def _print_run_line(self, s: Any) -> None:
+        if s.node == "plan" and s.pending:
+            line = f"[generation {s.round}] {len(s.pending)} candidates in flight"
+        elif s.node == "record" and s.generations:
+            g = s.generations[-1]
+            best = f"{g.best_fitness:.2f}" if g.best_fitness is not None else "-"
+            line = (f"[generation {g.generation}] screened {g.screened}, fully evaluated {g.promoted}, failed "
+                    f"{g.failed}; archive {g.archive_members} programs in {g.archive_cells} cells; best fitness {best}"
+                    f"; total screened {s.screened}, fully evaluated {len(s.evaluated)}")
+        else:
+            line = f"[{s.node}] status {s.status}" + (f" ({s.stop_reason})" if s.stop_reason else "")
+        self.console.print(line, highlight=False, markup=False)
+
+    def _on_lane(self, lane: Any) -> None:
+        with self._lock:
+            prev = self.lanes.get(lane.slot)
+            self.lanes[lane.slot] = lane
+        if self._live is not None:
+            self._refresh()
+            return
+        if prev is not None and prev.node == lane.node and prev.attempt == lane.attempt:
+            return
+        cand = lane.candidate.candidate_id if lane.candidate else "-"
+        detail = ""
+        if lane.node == "screen" and lane.screen is not None:
+            detail = lane.gate or (lane.screen.error_kind or "")
+        elif lane.node == "evaluate" and lane.evaluation is not None:
+            ev = lane.evaluation
+            detail = f"fitness {ev.score:.2f}" if ev.ok and ev.score is not None else (ev.error_kind or "")
+        elif lane.outcome in ("check_failed", "rejected"):
+            detail = lane.outcome
+        elif lane.stop_reason:
+            detail = lane.stop_reason
+        else:
+            return
+        self.console.print(f"[generation {lane.generation} slot {lane.slot}] {lane.node}: {cand} {detail}",
+                           highlight=False, markup=False)
 
     def on_progress(self, what: str, done: int, total: int) -> None:
-        """Sandbox progress of the node in flight."""
-        self.progress = f"{what} {done}/{total}"
-        if self._live is not None:
-            self._live.update(self._render())
+        """Sandbox progress of a node in flight (``what`` ends with the lane's ``g<gen>s<slot>`` key)."""
+        name, _, key = what.rpartition(" ")
+        with self._lock:
+            self.progress[key if name else what] = f"{name or what} {done}/{total}"
+        self._refresh()
 
 
 def make_reviewer(view: LiveView):
@@ -191,6 +266,10 @@ def _finish(store_path: Path, state: Any, out: Path | None) -> None:
         typer.echo(f"discovered controller: {best.name if best else ''} ({state.selected})"
                    + (f", search accuracy {best.search_accuracy:.2f}%"
                       if best and best.search_accuracy is not None else ""))
+    gens = len(state.generations)
+    typer.echo(f"generations: {gens}, candidates screened {state.screened}, fully evaluated {len(state.evaluated)}; "
+               f"archive {state.archive_members} programs in {state.archive_cells} cells; wall time "
+               f"{state.wall_s / 60:.1f} min")
     typer.echo(f"spend: {spend_line(history.run_spend(store, state.config.run_id))}")
     typer.echo(f"report: {md}" + (f"\nplot: {png}" if png else ""))
     if state.status == "failed":
@@ -206,7 +285,23 @@ def _split_csv(text: str | None) -> list[str] | None:
 def run_command(
     config: Annotated[Path | None, typer.Option("--config", help="run.toml with the same settings (flags win).")]
         = None,
-    rounds: Annotated[int | None, typer.Option(help="Discovery rounds.", min=1)] = None,
+    rounds: Annotated[int | None, typer.Option("--rounds", "--generations", help="Generations (default 3).", min=1)]
+        = None,
+    population: Annotated[int | None, typer.Option(min=1, max=256, help="Candidates per generation, evaluated in "
+                                                                        "parallel (default 8; 4 on the embedded "
+                                                                        "default environments).")] = None,
+    max_evaluations: Annotated[int | None, typer.Option(min=1, help="Stop after this many candidates were "
+                                                                    "screened.")] = None,
+    wall: Annotated[str | None, typer.Option("--wall", help="Wall-clock budget: 90s, 30m, 2h or minutes.")] = None,
+    islands: Annotated[int | None, typer.Option(min=1, max=16, help="Islands of the program archive.")] = None,
+    cascade: Annotated[bool | None, typer.Option("--cascade/--no-cascade", help="Screen cheaply first; fully "
+                                                                                "evaluate near-best candidates "
+                                                                                "only.")] = None,
+    screen_seeds: Annotated[int | None, typer.Option(min=1, help="Seeds of the screen (default 10).")] = None,
+    screen_margin: Annotated[float | None, typer.Option(min=0, help="Fitness points a screen may trail its "
+                                                                    "niche's best and still go on.")] = None,
+    sandbox_slots: Annotated[int | None, typer.Option(min=1, help="Candidates in the sandbox at once.")] = None,
+    llm_slots: Annotated[int | None, typer.Option(min=1, help="Agent calls in flight at once.")] = None,
     search: Annotated[list[str] | None, typer.Option("--search", help="Search environment (repeat).")] = None,
     heldout: Annotated[list[str] | None, typer.Option("--heldout", help="Held-out environment (repeat).")] = None,
     betas: Annotated[str | None, typer.Option(help="Comma-separated β grid (default 0,0.1,…,1).")] = None,
@@ -238,18 +333,21 @@ def run_command(
     resume: Annotated[str | None, typer.Option("--resume", help="Continue the run RUN_ID from its checkpoint.")]
         = None,
     selection: Annotated[str | None, typer.Option(help="best_accuracy or frontier.")] = None,
-    max_attempts: Annotated[int | None, typer.Option(min=1, help="Proposals per round.")] = None,
+    max_attempts: Annotated[int | None, typer.Option(min=1, help="Proposals per candidate slot (with retries).")]
+        = None,
     max_usd: Annotated[float | None, typer.Option(min=0, help="LLM spend limit in $.")] = None,
     max_tokens: Annotated[int | None, typer.Option(min=0, help="LLM token limit.")] = None,
-    max_minutes: Annotated[float | None, typer.Option(min=0, help="Wall-clock budget in minutes.")] = None,
+    max_minutes: Annotated[float | None, typer.Option(min=0, help="Wall-clock budget in minutes (as --wall).")]
+        = None,
     baselines: Annotated[str | None, typer.Option(help="Comma-separated baselines to compare with.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the offline proposer.")] = None,
     out: Annotated[Path | None, typer.Option(help="Report folder (default <store>.runs/RUN_ID).")] = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="Live view on a terminal.")] = True,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
-    """Discover a controller: propose → check → critique → evaluate → diagnose → record, then select and
-    evaluate it once on the held-out environments."""
+    """Discover a controller: generations of candidates (propose → check → critique → screen → evaluate →
+    diagnose, in parallel) around a program archive; then select and evaluate it once on the held-out
+    environments."""
     from autotts_graph.graph.agents.llm import AgentError
     from autotts_graph.graph.deps import DepsProvider
     from autotts_graph.graph.runner import prepare_config, resume_run, start_run
@@ -268,21 +366,25 @@ def run_command(
             ("diagnostician", diagnostician, diagnostician_model or model, diagnostician_base_url or base_url,
              diagnostician_api_key_env or api_key_env))}
     bl = _split_csv(baselines)
+    wall_s = parse_duration(wall) if wall is not None else (None if max_minutes is None else max_minutes * 60)
+    embedded = not (search or heldout or config or resume)
+    if population is None and embedded:
+        population = DEFAULT_RUN_POPULATION  # the embedded default finishes in a few minutes on 2 cores
     flags = {"rounds": rounds, "search_envs": search or None, "heldout_envs": heldout or None,
              "betas": None if betas is None else [float(x) for x in _split_csv(betas)], "seeds": seeds,
              "sandbox": sandbox, "workers": workers, "solve_timeout_s": timeout, "review": review,
              "selection": selection,
              "max_attempts": max_attempts, "max_usd": max_usd, "max_llm_tokens": max_tokens,
-             "max_wall_s": None if max_minutes is None else max_minutes * 60, "baselines": bl, "seed": seed}
+             "max_wall_s": wall_s, "baselines": bl, "seed": seed, "population": population,
+             "max_evaluations": max_evaluations, "islands": islands, "cascade": cascade,
+             "screen_seeds": screen_seeds, "screen_margin": screen_margin, "sandbox_slots": sandbox_slots,
+             "llm_slots": llm_slots}
     with LiveView(live) as view:
         provider = DepsProvider(store_path=store, progress=view.on_progress)
         reviewer = make_reviewer(view)
         try:
             if resume:
-                update = {k: v for k, v in flags.items() if v is not None and k in ("rounds", "max_attempts",
-                                                                                 "max_usd", "max_llm_tokens",
-                                                                                 "max_wall_s", "review",
-                                                                                 "workers")}
+                update = {k: v for k, v in flags.items() if v is not None and k in RESUMABLE}
                 for role, given in role_flags.items():
                     if any(v is not None for v in given.values()):
                         update[role] = _role_update(store, resume, role, given)

@@ -47,8 +47,14 @@ def collect(store: Store, run_id: str) -> dict[str, Any]:
     for key, ev_id in baseline_ids.items():
         method, _, split = key.partition("@")
         baselines.setdefault(split, {})[method] = _points(store, ev_id)
+    from autotts_graph.graph.evidence import cmc_verdicts
+
+    verdicts = {split: cmc_verdicts(store, ev_id, baseline_ids.get(f"cmc@{split}"))
+                for split, ev_id in (("search", search_eval), ("heldout", heldout_eval))
+                if ev_id and baseline_ids.get(f"cmc@{split}")}
     return {"run": run, "candidates": cands, "diagnoses": diagnoses, "spend": spend, "best": best,
-            "search": _points(store, search_eval), "heldout": _points(store, heldout_eval), "baselines": baselines}
+            "search": _points(store, search_eval), "heldout": _points(store, heldout_eval), "baselines": baselines,
+            "versus_cmc": verdicts}
 
 
 def _curve_table(points: list[dict], title: str) -> list[str]:
@@ -64,10 +70,11 @@ def _curve_table(points: list[dict], title: str) -> list[str]:
     return [*lines, ""]
 
 
-# The hand-crafted baselines a discovered controller must not trail: the paper's and the field's other
-# answer-only controllers (CMC, itself discovered, is shown but is not one of them).
+# The hand-crafted baselines: the paper's and the field's other answer-only controllers. The frontier a
+# discovered controller is checked against adds CMC (itself discovered, and the controller to beat).
 HAND_CRAFTED = ("sc", "asc", "esc", "parallel_probe", "bayes", "bayes_fit", "dynasor", "certaindex", "es_cot",
                 "short1", "short3", "deepconf")
+FRONTIER = (*HAND_CRAFTED, "cmc")
 
 
 def _mean_over_envs(points: list[dict], key: str) -> dict[Any, tuple[float, float]]:
@@ -81,23 +88,58 @@ def _mean_over_envs(points: list[dict], key: str) -> dict[Any, tuple[float, floa
 
 
 def _domination_lines(points: list[dict], methods: dict[str, list[dict]], title: str) -> list[str]:
-    """Which β points of the controller no hand-crafted baseline configuration dominates (mean over envs)."""
+    """Which β points of the controller no baseline configuration dominates (mean over envs), CMC included."""
+    from autotts_graph.graph.scoring import dominated_by_all
     from autotts_graph.tools.baselines import point_label
 
-    base_points = [{**p, "label": point_label(m, p["config"])} for m in HAND_CRAFTED for p in methods.get(m, [])]
+    base_points = [{**p, "label": point_label(m, p["config"])} for m in FRONTIER for p in methods.get(m, [])]
     if not points or not base_points:
         return []
     base = _mean_over_envs(base_points, "label")
     rows = []
     for beta, (acc, cost) in sorted(_mean_over_envs(points, "beta").items()):
-        by = [label for label, (a, c) in base.items() if a >= acc and c <= cost and (a > acc or c < cost)]
+        by = dominated_by_all(acc, cost, [(label, a, c) for label, (a, c) in base.items()])
         rows.append(f"| {beta:g} | {acc:.2f} / {cost_k(cost)} | {', '.join(by[:4]) or '**none**'} |")
     free = sum("**none**" in r for r in rows)
-    names = [baseline_title(m) for m in HAND_CRAFTED if methods.get(m)]
+    names = [baseline_title(m) for m in FRONTIER if methods.get(m)]
     named = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
     return [f"**{title}**: {free} of {len(rows)} β points are dominated by no configuration of {named} "
             f"({len(base)} configurations; mean over environments).", "",
             "| β | accuracy % / tokens | dominated by |", "|---|---|---|", *rows, ""]
+
+
+STATUS_MARK = {"dominates": "**dominates**", "dominated": "_dominated_", "neither": "neither"}
+
+
+def versus_cmc_lines(verdicts: list, title: str) -> list[str]:
+    """Per β and environment (and the mean): dominates CMC / dominated by CMC / neither, with the 95 % CI of
+    the accuracy difference over questions and the cost ratio."""
+    if not verdicts:
+        return []
+    from autotts_graph.graph.scoring import dominance_counts
+
+    envs = sorted({v.env for v in verdicts if v.env != "mean"}) + (["mean"] if any(v.env == "mean"
+                                                                                  for v in verdicts) else [])
+    cell = {(v.env, v.beta): v for v in verdicts}
+    betas = sorted({v.beta for v in verdicts if v.beta is not None})
+
+    def fmt(v: Any) -> str:
+        if v is None:
+            return ""
+        ci = f" [{v.ci[0]:+.2f}, {v.ci[1]:+.2f}]" if v.ci else ""
+        return f"{STATUS_MARK[v.status]}: {v.diff:+.2f}{ci}, ×{v.cost_ratio:.2f} tokens"
+
+    counts = dominance_counts(verdicts)
+    summary = "; ".join(f"{e}: dominates at {counts[e]['dominates']}, dominated at {counts[e]['dominated']} "
+                        f"of {sum(counts[e].values())} β" for e in envs)
+    lines = [f"**{title}** — same β, difference in accuracy points (controller − CMC) with its 95% bootstrap "
+             "interval over questions, and the token ratio. A point dominates only when the gain lies outside "
+             "the interval, or when it is at least 10% cheaper at no lower accuracy.", "",
+             f"{summary}.", "",
+             "| β | " + " | ".join(envs) + " |", "|---|" + "---|" * len(envs)]
+    for b in betas:
+        lines.append(f"| {b:g} | " + " | ".join(fmt(cell.get((e, b))) for e in envs) + " |")
+    return [*lines, ""]
 
 
 def _baseline_table(methods: dict[str, list[dict]], title: str) -> list[str]:
@@ -147,6 +189,9 @@ def render_markdown(data: dict[str, Any], plot_name: str | None) -> str:
             lines += [f"![accuracy vs tokens]({plot_name})", ""]
         lines += _curve_table(data["search"], "Search environments")
         lines += _curve_table(data["heldout"], "Held-out environments (evaluated once, after selection)")
+        vs = data.get("versus_cmc", {})
+        lines += versus_cmc_lines(vs.get("search", []), "Against CMC, search")
+        lines += versus_cmc_lines(vs.get("heldout", []), "Against CMC, held-out")
         lines += _domination_lines(data["search"], data["baselines"].get("search", {}), "Against the baselines, search")
         lines += _domination_lines(data["heldout"], data["baselines"].get("heldout", {}),
                                    "Against the baselines, held-out")
@@ -211,7 +256,10 @@ def render_plot(data: dict[str, Any], path: Path) -> bool:
         key = "search" if split == "search" else "heldout"
         for i, (method, bpts) in enumerate(data["baselines"].get(key, {}).items()):
             mine = sorted((p for p in bpts if p["env"] == env), key=lambda p: p["avg_cost"])
-            if mine:
+            if mine and method == "cmc":  # the controller to beat: drawn boldly
+                ax.plot([p["avg_cost"] for p in mine], [p["accuracy"] for p in mine], "s-", color="crimson", lw=1.8,
+                        ms=4, label=baseline_title(method), zorder=4)
+            elif mine:
                 # Up to 13 baselines: the color cycle repeats after 10, so the marker changes with it.
                 ax.plot([p["avg_cost"] for p in mine], [p["accuracy"] for p in mine], ".x+"[min(i // 10, 2)] + "--",
                         alpha=0.8, color=f"C{i % 10}", label=baseline_title(method))

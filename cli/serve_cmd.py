@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from .cluster_cmd import ExecutorOption, RayAddressOption, check_executor
 from .common import DEFAULT_STORE, StoreOption, user_errors
 
 SERVER_SANDBOXES = ("auto", "docker", "bwrap")
@@ -48,6 +49,8 @@ def serve(
         help="Seconds a sandbox call may run once started (queue time not counted).")] = 900.0,
     timeout: Annotated[float, typer.Option(
         "--timeout", min=0.1, help="Seconds one solve() of a client's controller may run.")] = 10.0,
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Serve the tools (environments, contract, validate, evaluate, traces, baselines, SQL) over MCP."""
@@ -58,18 +61,19 @@ def serve(
                          "use auto, docker or bwrap")
     if sandbox not in SERVER_SANDBOXES:
         raise ValueError(f"--sandbox must be one of {', '.join(SERVER_SANDBOXES)}, got {sandbox!r}")
+    check_executor(executor)
     from autotts_graph.tools.server import check_http_binding
 
     if transport == "http":
         check_http_binding(host, token)
     run_server(store, transport=transport, host=host, port=port, token=token, expose_heldout=expose_heldout,
                sandbox=sandbox, max_concurrent=max_concurrent, workers=workers, call_timeout=call_timeout,
-               solve_timeout=timeout)
+               solve_timeout=timeout, executor=executor, ray_address=ray_address)
 
 
 def run_server(store: Path, *, transport: str, host: str, port: int, token: str | None, expose_heldout: bool,
                sandbox: str, max_concurrent: int, workers: int | None, call_timeout: float,
-               solve_timeout: float = 10.0) -> None:
+               solve_timeout: float = 10.0, executor: str = "local", ray_address: str | None = None) -> None:
     """Build the context and the server, then serve until the client or a signal ends it."""
     import logging
 
@@ -80,11 +84,16 @@ def run_server(store: Path, *, transport: str, host: str, port: int, token: str 
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cores = os.cpu_count() or 1
-    ctx = ToolContext(store=Store(store), sandbox=sandbox, workers=workers or max(1, cores // max_concurrent),
-                      expose_heldout=expose_heldout, solve_timeout_s=solve_timeout)
+    # On Ray, each evaluation spreads over the cluster's cores (0: ask the cluster).
+    default_workers = 0 if executor == "ray" else max(1, cores // max_concurrent)
+    ctx = ToolContext(store=Store(store), sandbox=sandbox, workers=workers or default_workers,
+                      expose_heldout=expose_heldout, solve_timeout_s=solve_timeout, executor_name=executor,
+                      ray_address=ray_address)
     try:
-        ctx.backend  # noqa: B018  (fail now, not at the first call, when no sandbox works here)
-    except RuntimeError as exc:  # SandboxUnavailable: one line saying why
+        ctx.backend  # noqa: B018  (fail now, not at the first call, when no sandbox works here; validate runs here)
+        ctx.executor  # noqa: B018  (on Ray: connect and check every node's sandbox now)
+    except RuntimeError as exc:  # SandboxUnavailable, RayUnavailable: one line saying why
+        ctx.close()
         raise ValueError(str(exc)) from None
     mcp = make_server(ctx, host=host, port=port, max_concurrent=max_concurrent, heavy_timeout_s=call_timeout)
     # SIGTERM ends the server through the finally below, so its sandbox containers never outlive it.

@@ -1,8 +1,15 @@
-"""The run-time dependencies of the nodes (store, tool contexts, sandbox, agent roles).
+"""The run-time dependencies of the nodes (store, tool contexts, sandbox, agent roles, concurrency limits).
 
-They are not part of the graph state (not serialisable); ``DepsProvider`` builds them from the state's
-``RunConfig`` on first use and caches them per run, so a resumed run (or LangGraph Studio, which only
-knows the state) gets the same dependencies back.
+They are not part of the graph state (not serialisable); ``DepsProvider`` builds them on first use and
+caches them per run, so a resumed run (or LangGraph Studio, which only knows the state) gets the same
+dependencies back. The live configuration is the one stored with the run (``runs.config``): a resume that
+changes a budget or a role writes it there, and every node reads ``deps.config``, so the change reaches
+lanes that were already in flight when the run stopped.
+
+Lanes of a generation run in parallel threads. ``sandbox_slots`` bounds the candidates in the sandbox at
+once (each evaluation itself fans out over ``workers``), ``llm_slots`` the agent calls in flight. Each slot
+gets its own role objects (``roles_for``): a role's spend counter then measures that slot's calls only,
+which keeps the per-node spend ledger exact under concurrency.
 """
 
 from __future__ import annotations
@@ -35,10 +42,40 @@ class Deps:
     critic: Critic
     diagnostician: Diagnostician
     progress: Progress | None = None
+    config: RunConfig | None = None
+    sandbox_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
+    llm_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(4))
+    make_roles: Callable[[], dict[str, Any]] | None = None  # fresh role objects for one slot
+    _slot_roles: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _baselines: list | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def roles(self) -> dict[str, Any]:
-        """The roles by name."""
+        """The run-level roles by name."""
         return {"proposer": self.proposer, "critic": self.critic, "diagnostician": self.diagnostician}
+
+    def roles_for(self, slot: int | None) -> dict[str, Any]:
+        """The roles of one lane slot (own objects, own spend counters); the run-level ones for None."""
+        if slot is None or self.make_roles is None:
+            return self.roles()
+        with self._lock:
+            roles = self._slot_roles.get(slot)
+            if roles is None:
+                roles = self._slot_roles[slot] = self.make_roles()
+            return roles
+
+    def baselines(self) -> list:
+        """The run's baseline points on the search environments (read back from the store once)."""
+        with self._lock:
+            if self._baselines is None:
+                from .archive import load_baselines
+
+                self._baselines = load_baselines(self.store, self.config.run_id)
+            return self._baselines
+
+    def set_baselines(self, points: list) -> None:
+        with self._lock:
+            self._baselines = list(points)
 
     def close(self) -> None:
         """Release the sandbox."""
@@ -70,13 +107,27 @@ class DepsProvider:
         return store
 
     def get(self, config: RunConfig) -> Deps:
-        """The dependencies of the run described by ``config`` (built once per run id)."""
+        """The dependencies of the run described by ``config`` (built once per run id, from the configuration
+        stored with the run when there is one)."""
         with self._lock:
             deps = self._cache.get(config.run_id)
             if deps is None:
-                deps = self._build(config)
+                deps = self._build(self._live_config(config))
                 self._cache[config.run_id] = deps
             return deps
+
+    def _live_config(self, config: RunConfig) -> RunConfig:
+        from autotts_graph.store import history
+        from autotts_graph.store.db import StoreError
+
+        try:
+            stored = history.get_run(self.store(), config.run_id)["config"]
+        except StoreError:
+            return config
+        try:
+            return RunConfig.model_validate(stored) if stored else config
+        except ValueError:
+            return config
 
     def _build(self, config: RunConfig) -> Deps:
         from autotts_graph.sandbox.backends.base import Limits
@@ -100,11 +151,23 @@ class DepsProvider:
                                solve_timeout_s=config.solve_timeout_s, _backend=backend)
         toolbox = ProposerToolbox(ctx=ctx, run_id=config.run_id, search_envs=list(config.search_envs),
                                   quick_betas=[0.0, 0.5, 1.0], quick_seeds=min(config.quick_seeds, config.seeds))
-        made = {}
-        for role in ("proposer", "critic", "diagnostician"):
-            made[role] = self.roles.get(role) or make_role(role, config, toolbox=toolbox,
-                                                           chat_model=self.chat_models.get(role))
-        return Deps(store=store, ctx=ctx, full_ctx=full_ctx, progress=self.progress, **made)
+
+        def make_roles() -> dict[str, Any]:
+            return {role: self.roles.get(role) or make_role(role, config, toolbox=toolbox,
+                                                            chat_model=self.chat_models.get(role))
+                    for role in ("proposer", "critic", "diagnostician")}
+
+        slots = config.sandbox_slots or max(1, (workers + 1) // 2)
+        return Deps(store=store, ctx=ctx, full_ctx=full_ctx, progress=self.progress, config=config,
+                    sandbox_slots=threading.BoundedSemaphore(slots),
+                    llm_slots=threading.BoundedSemaphore(config.llm_slots), make_roles=make_roles, **make_roles())
+
+    def forget(self, run_id: str) -> None:
+        """Drop a run's cached dependencies (its stored configuration changed); they are rebuilt on next use."""
+        with self._lock:
+            deps = self._cache.pop(run_id, None)
+        if deps is not None:
+            deps.close()
 
     def close(self) -> None:
         """Close every cached run's sandbox."""

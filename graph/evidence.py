@@ -6,13 +6,13 @@ Everything here reads search-split evaluations of one run through ``store/histor
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
 
 from autotts_graph.store import history
 from autotts_graph.tools.context import ToolContext
 
+from . import scoring
 from .agents.roles import BaselinePoint, CurvePoint, Diagnosis, HistoryEntry, QuestionOutcome, TraceSample
 
 STATUS_FOR_AGENTS = {"evaluated": "evaluated", "check_failed": "check_failed", "rejected": "rejected",
@@ -31,50 +31,40 @@ def curve_from_points(points: list[Any]) -> list[CurvePoint]:
 
 def mean_curve(curve: list[CurvePoint]) -> list[tuple[float, float, float]]:
     """(beta, mean accuracy over envs, mean tokens over envs) per beta, for betas measured on every env."""
-    envs = {p.env for p in curve}
-    per_beta: dict[float, list[CurvePoint]] = {}
-    for p in curve:
-        if p.beta is not None:
-            per_beta.setdefault(p.beta, []).append(p)
-    rows = []
-    for beta, pts in sorted(per_beta.items()):
-        if {p.env for p in pts} == envs:
-            rows.append((beta, sum(p.accuracy for p in pts) / len(pts), sum(p.avg_cost for p in pts) / len(pts)))
-    return rows
+    return [r for r in scoring.mean_curve(curve) if r[0] is not None]
 
 
 def search_accuracy(curve: list[CurvePoint]) -> float | None:
     """The best mean-over-environments accuracy over the beta grid."""
-    rows = mean_curve(curve)
-    return max(r[1] for r in rows) if rows else None
+    return scoring.search_accuracy(curve)
 
 
 def frontier_score(curve: list[CurvePoint], baselines: list[BaselinePoint]) -> float | None:
-    """Area under the accuracy-vs-log-tokens frontier, averaged over environments.
+    """Area under the accuracy-vs-log-tokens frontier, averaged over environments (``scoring.frontier_area``)."""
+    return scoring.frontier_area(curve, baselines)
 
-    Per environment, the best accuracy reachable within a budget c (the candidate's points with cost <= c)
-    is averaged over a log-spaced grid of budgets spanning the baselines' costs on that environment (or the
-    candidate's own range when there are no baselines). A controller that reaches high accuracy with few
-    tokens and keeps improving with more scores high.
-    """
-    scores = []
-    for env in sorted({p.env for p in curve}):
-        pts = sorted((p.avg_cost, p.accuracy) for p in curve if p.env == env)
-        costs = [b.avg_cost for b in baselines if b.env == env] or [c for c, _ in pts]
-        lo, hi = max(min(costs), 1.0), max(max(costs), 1.0)
-        if hi <= lo:
-            hi = lo * 10
-        grid = [math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * i / 63) for i in range(64)]
-        total = 0.0
-        for budget in grid:
-            total += max((acc for cost, acc in pts if cost <= budget), default=0.0)
-        scores.append(total / len(grid))
-    return sum(scores) / len(scores) if scores else None
+
+def fitness(curve: list[CurvePoint], baselines: list[BaselinePoint]) -> float:
+    """The search fitness: mean over β and environments of the accuracy margin over the whole baseline
+    frontier (CMC at every β included) at equal cost (``scoring.fitness``)."""
+    return scoring.fitness(curve, baselines)
+
+
+CRITERIA = ("fitness", "frontier", "frontier_area", "best_accuracy")
 
 
 def score(curve: list[CurvePoint], criterion: str, baselines: list[BaselinePoint]) -> float | None:
-    """The selection score of a curve (higher is better)."""
-    if criterion == "frontier":
+    """The selection score of a curve (higher is better; ties go to fewer tokens, see ``scoring.rank_key``).
+
+    ``fitness`` or ``frontier``: the margin over the whole baseline frontier at equal cost (the archive's and
+    the search's fitness); ``frontier_area``: the area under the curve's own accuracy-vs-log-tokens frontier;
+    ``best_accuracy``: the best mean accuracy over β.
+    """
+    if not curve:
+        return None
+    if criterion in ("fitness", "frontier"):
+        return fitness(curve, baselines)
+    if criterion == "frontier_area":
         return frontier_score(curve, baselines)
     return search_accuracy(curve)
 
@@ -167,3 +157,32 @@ def format_curve(curve: list[CurvePoint]) -> str:
 def format_baselines(baselines: list[BaselinePoint]) -> str:
     """A compact text table of baseline points."""
     return "\n".join(f"  {b.env} {b.label}: {b.accuracy:.2f}% at {b.avg_cost:,.0f} tokens" for b in baselines)
+
+
+def points_with_outcomes(store: Any, evaluation_id: str | None) -> list[dict[str, Any]]:
+    """An evaluation's points with their per-question outcomes attached (``correct`` and ``tokens``: seeds x
+    questions rows), as ``scoring.dominance_table`` takes them. Empty for a missing or failed evaluation."""
+    if not evaluation_id:
+        return []
+    try:
+        ev = history.get_evaluation(store, evaluation_id)
+    except Exception:  # noqa: BLE001 - an id from an edited store
+        return []
+    if ev["status"] != "ok":
+        return []
+    rows: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for o in history.get_outcomes(store, evaluation_id):
+        rows.setdefault((o["point_index"], o["env"]), []).append(o)
+    out = []
+    for p in ev["points"]:
+        seeds = rows.get((p["point_index"], p["env"]), [])
+        out.append({**p, "correct": [[int(x) for x in o["correct"]] for o in seeds],
+                    "tokens": [list(o["tokens"]) for o in seeds]})
+    return out
+
+
+def cmc_verdicts(store: Any, evaluation_id: str | None, cmc_evaluation_id: str | None) -> list[scoring.Verdict]:
+    """Per β and environment (and the mean over environments): does the controller of ``evaluation_id``
+    dominate CMC at the same β, is it dominated, or neither, with the bootstrap CI of the accuracy difference."""
+    return scoring.dominance_table(points_with_outcomes(store, evaluation_id),
+                                   points_with_outcomes(store, cmc_evaluation_id))

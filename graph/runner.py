@@ -1,8 +1,13 @@
 """Run and resume discovery runs on a per-run SQLite checkpointer, with a live view and human review.
 
 The checkpoint of run ``RUN`` lives next to the store in ``<store>.runs/RUN.sqlite``; its thread id is the
-run id. Every node's result is saved before the next node starts (``durability="sync"``), so a run killed
-at any point resumes at the node it was in, and finished nodes are never redone.
+run id. Every node's result is saved before the next node starts (``durability="sync"``), in the run and in
+each lane's subgraph, so a run killed at any point resumes every unfinished lane at the node it was in;
+finished nodes and finished lanes are never redone.
+
+An agent or store error raises out of the graph with its lane unfinished: the run is recorded as failed and
+``resume_run`` continues it, running the node that stopped again. A configuration change on resume (a
+budget, a role's endpoint) is written to the run's stored configuration, which every node reads.
 """
 
 from __future__ import annotations
@@ -22,12 +27,8 @@ from .deps import DepsProvider
 from .nodes.prepare import resolve_config
 from .state import DiscoveryState, RunConfig
 
-# For a run that stopped cleanly in node N: the node whose routing leads back to N.
-RETRY_FROM = {"propose": "record", "check": "propose", "critique": "check", "review": "critique",
-              "evaluate": "critique", "diagnose": "evaluate", "record": "diagnose", "heldout": "select"}
-
 Reviewer = Callable[[dict[str, Any]], dict[str, Any]]
-Observer = Callable[[DiscoveryState], None]
+Observer = Callable[[Any], None]  # receives DiscoveryState (the run) and LaneState (a lane's step) values
 
 
 def checkpoint_path(store: Store, run_id: str) -> Path:
@@ -44,7 +45,8 @@ def make_serde():
 
     allowed = [(state_mod.__name__, n) for n in ("RunConfig", "RoleSettings", "Candidate", "CheckResult",
                                                  "ReviewDecision", "EvalResult", "Best", "NodeSpend",
-                                                 "HeldoutResult", "DiscoveryState")]
+                                                 "HeldoutResult", "DiscoveryState", "LaneState", "LaneResult",
+                                                 "GenerationSummary")]
     allowed += [(roles.__name__, n) for n in ("BaselinePoint", "CriticVerdict", "CurvePoint", "Diagnosis",
                                               "FailureMode")]
     return JsonPlusSerializer(allowed_msgpack_modules=allowed)
@@ -62,11 +64,13 @@ def _saver(path: Path):
         con.close()
 
 
-def thread_config(run_id: str) -> dict[str, Any]:
-    """The LangGraph config of a run: its thread, and names that group its LangSmith traces (sent only when
-    the user enabled LangSmith tracing through the usual LANGSMITH_* variables)."""
+def thread_config(run_id: str, population: int = 1) -> dict[str, Any]:
+    """The LangGraph config of a run: its thread, every lane of a generation in flight at once, and names that
+    group its LangSmith traces (sent only when the user enabled LangSmith tracing through the usual
+    LANGSMITH_* variables)."""
     return {"configurable": {"thread_id": run_id}, "run_name": f"autotts-graph {run_id}",
-            "tags": ["autotts-graph", run_id], "metadata": {"autotts_run_id": run_id}}
+            "tags": ["autotts-graph", run_id], "metadata": {"autotts_run_id": run_id},
+            "max_concurrency": max(4, population + 2), "recursion_limit": 100_000}
 
 
 def prepare_config(config: RunConfig, store: Store) -> RunConfig:
@@ -74,20 +78,55 @@ def prepare_config(config: RunConfig, store: Store) -> RunConfig:
     return resolve_config(config, store)
 
 
-def _drive(graph: Any, first_input: Any, thread: dict, reviewer: Reviewer | None,
-           observer: Observer | None) -> DiscoveryState:
+def pending_interrupts(snapshot: Any) -> list[Any]:
+    """The review requests waiting in a snapshot (one per paused lane)."""
+    return [i for task in snapshot.tasks for i in task.interrupts]
+
+
+def _answers(interrupts: list[Any], reviewer: Reviewer) -> Command:
+    """One reviewer answer per pending interrupt, keyed by interrupt id (lanes pause independently)."""
+    return Command(resume={i.id: reviewer(i.value) for i in interrupts})
+
+
+def _state_of(values: Any) -> Any:
+    from .state import LaneState
+
+    if not isinstance(values, dict) or "config" not in values:
+        return None
+    if "slot" in values or "generation" in values:
+        return LaneState.model_validate(values)
+    return DiscoveryState.model_validate(values)
+
+
+def run_to_end(graph: Any, first_input: Any, thread: dict, *, reviewer: Reviewer | None = None,
+               observer: Observer | None = None, store: Store | None = None,
+               run_id: str | None = None) -> DiscoveryState:
+    """Stream the graph until it ends or waits for a review nobody can give; an agent or store error becomes
+    a failed state (recorded on the run when ``store`` is given), resumable from its checkpoint."""
+    from .agents.llm import AgentError
+
     pending = first_input
     while True:
-        for values in graph.stream(pending, thread, stream_mode="values", durability="sync"):
-            if observer is not None and isinstance(values, dict) and "config" in values:
-                observer(DiscoveryState.model_validate(values))
+        try:
+            for _ns, values in graph.stream(pending, thread, stream_mode="values", durability="sync",
+                                           subgraphs=True):
+                if observer is not None:
+                    st = _state_of(values)
+                    if st is not None:
+                        observer(st)
+        except (AgentError, StoreError) as exc:
+            snapshot = graph.get_state(thread)
+            state = DiscoveryState.model_validate(snapshot.values or {})
+            if store is not None and run_id is not None:
+                history.update_run(store, run_id, status="failed", error=str(exc), finished=True)
+            return state.model_copy(update={"status": "failed", "error": str(exc)})
         snapshot = graph.get_state(thread)
-        interrupts = [i for task in snapshot.tasks for i in task.interrupts]
+        interrupts = pending_interrupts(snapshot)
         if not interrupts:
             return DiscoveryState.model_validate(snapshot.values)
         if reviewer is None:
             raise StoreError("the run is waiting for a review but no reviewer is attached")
-        pending = Command(resume=reviewer(interrupts[0].value))
+        pending = _answers(interrupts, reviewer)
 
 
 def start_run(config: RunConfig, provider: DepsProvider, *, reviewer: Reviewer | None = None,
@@ -98,50 +137,48 @@ def start_run(config: RunConfig, provider: DepsProvider, *, reviewer: Reviewer |
                        heldout_envs=config.heldout_envs, status="running")
     with _saver(checkpoint_path(store, config.run_id)) as saver:
         graph = build_graph(provider, checkpointer=saver)
-        return _drive(graph, DiscoveryState(config=config), thread_config(config.run_id), reviewer, observer)
+        return run_to_end(graph, DiscoveryState(config=config), thread_config(config.run_id, config.population),
+                          reviewer=reviewer, observer=observer, store=store, run_id=config.run_id)
 
 
 def resume_run(run_id: str, provider: DepsProvider, *, reviewer: Reviewer | None = None,
                observer: Observer | None = None, config_update: dict[str, Any] | None = None) -> DiscoveryState:
     """Continue a run from its last checkpoint.
 
-    A finished run is returned as it is; a run that stopped on an agent or store error is retried from the
-    node that stopped (``config_update`` may change, e.g., a role's endpoint first).
+    A finished run is returned as it is; a run that stopped (killed, or an agent or store error) continues
+    with every unfinished lane at the node it was in (``config_update`` may change, e.g., a role's endpoint
+    or a budget first: it is stored with the run, where every node reads it).
     """
     store = provider.store()
-    history.get_run(store, run_id)  # StoreError for an unknown run
+    run = history.get_run(store, run_id)  # StoreError for an unknown run
     path = checkpoint_path(store, run_id)
     if not path.exists():
         raise StoreError(f"run {run_id} has no checkpoint at {path}; it cannot be resumed")
     with _saver(path) as saver:
         graph = build_graph(provider, checkpointer=saver)
-        thread = thread_config(run_id)
-        snapshot = graph.get_state(thread)
+        snapshot = graph.get_state(thread_config(run_id))
         if not snapshot.values:
             raise StoreError(f"run {run_id} has an empty checkpoint; start it again")
         state = DiscoveryState.model_validate(snapshot.values)
+        live = RunConfig.model_validate(run["config"]) if run["config"] else state.config
         if config_update:
-            merged = state.config.model_copy(update=config_update)
-            graph.update_state(thread, {"config": merged})
-            state = state.model_copy(update={"config": merged})
-            history.record_run(store, run_id, config=merged.model_dump(mode="json"), search_envs=merged.search_envs,
-                               heldout_envs=merged.heldout_envs, status=state.status)
+            live = live.model_copy(update=config_update)
+            history.record_run(store, run_id, config=live.model_dump(mode="json"), search_envs=live.search_envs,
+                               heldout_envs=live.heldout_envs, status=run["status"])
+            provider.forget(run_id)
+        thread = thread_config(run_id, live.population)
         if not snapshot.next:
             if state.status != "failed":
                 return state
-            # A clean stop (unreachable endpoint, rejected key, ...) is retried from the node that stopped.
-            before = RETRY_FROM.get(state.node)
-            if before is None:
-                raise StoreError(f"run {run_id} stopped in {state.node!r} ({state.error}); start a new run")
-            graph.update_state(thread, {"status": "running", "error": None}, as_node=before)
+            raise StoreError(f"run {run_id} stopped in {state.node!r} ({state.error}); start a new run")
         history.update_run(store, run_id, status="running")
-        interrupts = [i for task in snapshot.tasks for i in task.interrupts]
+        interrupts = pending_interrupts(snapshot)
         first: Any = None
         if interrupts:
             if reviewer is None:
                 raise StoreError("the run is waiting for a review; resume it with --review")
-            first = Command(resume=reviewer(interrupts[0].value))
-        return _drive(graph, first, thread, reviewer, observer)
+            first = _answers(interrupts, reviewer)
+        return run_to_end(graph, first, thread, reviewer=reviewer, observer=observer, store=store, run_id=run_id)
 
 
 def load_state(run_id: str, store: Store) -> DiscoveryState | None:
@@ -153,3 +190,4 @@ def load_state(run_id: str, store: Store) -> DiscoveryState | None:
         graph = build_graph(DepsProvider(store_path=store.path), checkpointer=saver)
         snapshot = graph.get_state({"configurable": {"thread_id": run_id}})
         return DiscoveryState.model_validate(snapshot.values) if snapshot.values else None
+

@@ -1,14 +1,15 @@
-"""The discovery graph's state: a pydantic model that the checkpointer saves after every node.
+"""The discovery graph's state: pydantic models that the checkpointer saves after every node.
 
-It holds the run configuration, where the run is (round, attempt and their bounds), the candidate in
-flight with its check, verdict, evaluation and diagnosis, the best candidate so far, and the spend per node.
-Nothing here is a live object (no store handle, no sandbox, no model client): those are the node
-dependencies (``graph/deps.py``), rebuilt from ``config`` after a resume.
+``DiscoveryState`` is the run: configuration, the generation in progress, the lanes ``plan`` sends out and
+their results, per-generation summaries, the best candidate so far, the archive's size and the spend per
+node. ``LaneState`` is one candidate slot of a generation (its own subgraph and checkpoints): the candidate
+with its check, verdict, screen, evaluation and diagnosis. Nothing here is a live object (no store handle,
+no sandbox, no model client): those are the node dependencies (``graph/deps.py``), rebuilt after a resume.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -54,26 +55,53 @@ class RunConfig(BaseModel):
     seeds: int = Field(20, ge=1, le=1000)
     trace_seeds: int = Field(1, ge=0, le=10)
     quick_seeds: int = Field(4, ge=1, le=100, description="Seeds of the proposer's quick evaluation tool.")
-    rounds: int = Field(3, ge=1, le=1000)
-    max_attempts: int = Field(3, ge=1, le=50, description="Proposals per round (first try plus retries).")
+    rounds: int = Field(3, ge=1, le=100_000, description="Generations (a generation is `population` candidates).")
+    population: int = Field(8, ge=1, le=256, description="Candidates proposed per generation, in parallel.")
+    max_attempts: int = Field(3, ge=1, le=50, description="Proposals per candidate slot (first try plus retries).")
+    max_evaluations: int | None = Field(None, ge=1, description="Stop after this many candidates were screened.")
     max_usd: float | None = Field(None, ge=0)
     max_llm_tokens: int | None = Field(None, ge=0)
-    max_wall_s: float | None = Field(None, gt=0, description="Budget of summed node wall time, seconds.")
+    max_wall_s: float | None = Field(None, gt=0, description="Wall-clock budget of the run, seconds (the "
+                                                             "baselines plus every generation).")
     selection: Literal["best_accuracy", "frontier"] = "best_accuracy"
     baselines: list[str] = Field(default_factory=lambda: list(DEFAULT_BASELINES))
     review: bool = False
     sandbox: str = "auto"
     workers: int | None = None
+    sandbox_slots: int | None = Field(None, ge=1, le=64, description="Candidates in the sandbox at once "
+                                                                     "(default: about half the workers).")
+    llm_slots: int = Field(4, ge=1, le=64, description="Agent calls in flight at once.")
     eval_timeout_s: float | None = Field(None, gt=0, description="A fixed limit of one sandbox task (default: "
                                                                   "it scales with the task's work).")
     solve_timeout_s: float = Field(10.0, gt=0, description="Per-solve watchdog: a solve() running longer is "
                                                           "stopped and reported with its question and seed.")
     seed: int = 0
+    # The program archive (graph/archive.py).
+    islands: int = Field(3, ge=1, le=16, description="Islands of the archive (at most one per slot).")
+    migrate_every: int = Field(3, ge=1, description="Generations between migrations of each island's best.")
+    explore_rate: float = Field(0.2, ge=0, le=1, description="Share of parents drawn uniformly, not by rank.")
+    inspirations: int = Field(4, ge=0, le=16, description="Archive members shown with each proposal.")
+    # Cascade evaluation: a cheap screen, then the full β grid x seeds for candidates near their niche's best.
+    cascade: bool = True
+    screen_seeds: int = Field(10, ge=1, le=1000)
+    screen_betas: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0])
+    screen_margin: float = Field(1.0, ge=0, description="Fitness points a screen may trail its niche's best by "
+                                                        "and still be fully evaluated.")
     proposer: RoleSettings = Field(default_factory=RoleSettings)
     critic: RoleSettings = Field(default_factory=RoleSettings)
     diagnostician: RoleSettings = Field(default_factory=RoleSettings)
 
-    @field_validator("betas")
+    def screen_protocol(self) -> tuple[list[float], int]:
+        """The screen's β points (the grid's nearest to ``screen_betas``) and seeds."""
+        picked = sorted({min(self.betas, key=lambda b, t=t: (abs(b - t), b)) for t in self.screen_betas})
+        return picked, min(self.screen_seeds, self.seeds)
+
+    def screen_is_full(self) -> bool:
+        """Whether the screen already is the full evaluation (no cascade, or a grid no larger than it)."""
+        betas, seeds = self.screen_protocol()
+        return not self.cascade or (betas == self.betas and seeds == self.seeds)
+
+    @field_validator("betas", "screen_betas")
     @classmethod
     def _betas_in_range(cls, v: list[float]) -> list[float]:
         if not v:
@@ -159,49 +187,148 @@ class HeldoutResult(BaseModel):
 Status = Literal["new", "running", "done", "failed", "no_candidate"]
 
 
+def _sum_spend(old: dict[str, NodeSpend] | None, new: dict[str, NodeSpend] | None) -> dict[str, NodeSpend]:
+    """Reducer of ``spend``: every node (and every parallel lane) reports what it consumed; they add up."""
+    out = {k: NodeSpend.model_validate(v) for k, v in (old or {}).items()}
+    for k, v in (new or {}).items():
+        v = NodeSpend.model_validate(v)
+        prev = out.get(k, NodeSpend())
+        out[k] = NodeSpend(llm_tokens=prev.llm_tokens + v.llm_tokens, usd=prev.usd + v.usd,
+                           seconds=prev.seconds + v.seconds, calls=prev.calls + v.calls)
+    return out
+
+
+def _merge(old: dict | None, new: dict | None) -> dict:
+    """Reducer of keyed results written by parallel lanes (a key written again replaces its value)."""
+    return {**(old or {}), **(new or {})}
+
+
+def total_of(spend: dict[str, NodeSpend]) -> NodeSpend:
+    """Spend summed over nodes."""
+    total = NodeSpend()
+    for s in spend.values():
+        total.llm_tokens += s.llm_tokens
+        total.usd += s.usd
+        total.seconds += s.seconds
+        total.calls += s.calls
+    return total
+
+
+def budget_reason(cfg: RunConfig, total: NodeSpend, wall_s: float) -> str | None:
+    """Why the run's budget is used up (LLM $, tokens, wall-clock), or None."""
+    if cfg.max_usd is not None and total.usd >= cfg.max_usd:
+        return f"LLM spend ${total.usd:.4f} reached the limit ${cfg.max_usd:g}"
+    if cfg.max_llm_tokens is not None and total.llm_tokens >= cfg.max_llm_tokens:
+        return f"LLM tokens {total.llm_tokens} reached the limit {cfg.max_llm_tokens}"
+    if cfg.max_wall_s is not None and wall_s >= cfg.max_wall_s:
+        return f"wall time {wall_s:.0f} s reached the limit {cfg.max_wall_s:g} s"
+    return None
+
+
+class LaneState(BaseModel):
+    """One candidate slot of a generation: the state of the lane subgraph
+    (propose → check → critique → [review] → screen → [evaluate] → diagnose, with bounded retries).
+
+    A lane is started by a ``Send`` from ``plan`` with its slot, island, the archive's choice of parent and
+    inspirations (ids: the proposer reads them from the store), and the budget used before the generation.
+    """
+
+    config: RunConfig = Field(default_factory=RunConfig)
+    generation: int = 0
+    slot: int = 0
+    island: int = 0
+    parent_id: str | None = None
+    inspiration_ids: list[str] = Field(default_factory=list)
+    spent_before: NodeSpend = Field(default_factory=NodeSpend)  # the run's spend when the generation started
+    wall_before: float = 0.0  # the run's wall time when the generation started
+    attempt: int = 0  # failed proposals of this slot so far (bounded by config.max_attempts)
+    retry: bool = False  # set by a failed step: go back to the proposer (attempts remain)
+    goto: str = ""  # the next lane node, as the last node decided it (with the live configuration)
+    node: str = ""
+    candidate: Candidate | None = None
+    check: CheckResult | None = None
+    verdict: CriticVerdict | None = None
+    review: ReviewDecision | None = None
+    screen: EvalResult | None = None  # stage 1 of the cascade
+    promote: bool = False  # the screen passed the gate: stage 2 follows
+    gate: str = ""  # why the screen was (or was not) promoted
+    screens: int = 0  # screens run by this slot (a crashed screen is retried with a new proposal)
+    evaluation: EvalResult | None = None  # stage 2 (the full β grid x seeds)
+    diagnosis: Diagnosis | None = None
+    feedback: list[str] = Field(default_factory=list)  # errors or reasons for the proposer's next attempt
+    outcome: str = ""  # screened, evaluated, check_failed, rejected, crashed
+    stop_reason: str | None = None  # the budget ran out before this slot's proposal
+    spend: Annotated[dict[str, NodeSpend], _sum_spend] = Field(default_factory=dict)
+
+
+class LaneResult(BaseModel):
+    """What a finished lane hands to the fan-in (``record``)."""
+
+    generation: int
+    slot: int
+    island: int = 0
+    candidate_id: str | None = None
+    name: str = ""
+    outcome: str = ""
+    stage: int = 0  # 0 = not evaluated, 1 = screened only, 2 = fully evaluated
+    screen_fitness: float | None = None
+    fitness: float | None = None
+    search_accuracy: float | None = None
+    evaluation_id: str | None = None
+    screen_evaluation_id: str | None = None
+    screens: int = 0
+    seconds: float = 0.0  # the lane's own node time (its share of the generation's wall time)
+    stop_reason: str | None = None
+
+
+class GenerationSummary(BaseModel):
+    """One finished generation, for the live view, the report and the benchmark."""
+
+    generation: int
+    candidates: int = 0  # lanes that produced a candidate
+    screened: int = 0
+    promoted: int = 0  # fully evaluated
+    failed: int = 0  # check failures, rejections, crashes, audit flags (after the slot's retries)
+    best_fitness: float | None = None  # the run's best (stage 2) after this generation
+    generation_best: float | None = None  # the best stage-2 fitness found in this generation
+    archive_members: int = 0
+    archive_cells: int = 0
+    wall_s: float = 0.0
+
+
 class DiscoveryState(BaseModel):
     """The whole state of a discovery run (see the module docstring)."""
 
     config: RunConfig = Field(default_factory=RunConfig)
     status: Status = "new"
-    round: int = 0
-    attempt: int = 0  # failed proposals in the current round so far (bounded by config.max_attempts)
+    round: int = 0  # generations finished so far (the next generation's index)
     node: str = ""  # the last node that ran
-    candidate: Candidate | None = None
-    check: CheckResult | None = None
-    verdict: CriticVerdict | None = None
-    review: ReviewDecision | None = None
-    evaluation: EvalResult | None = None
-    diagnosis: Diagnosis | None = None
-    feedback: list[str] = Field(default_factory=list)  # errors or reasons for the proposer's next attempt
-    outcome: str = ""  # what happened to the candidate in flight: evaluated, check_failed, rejected, crashed
+    pending: list[LaneState] = Field(default_factory=list)  # the lanes ``plan`` sends out
+    lanes: Annotated[dict[str, LaneResult], _merge] = Field(default_factory=dict)  # "generation:slot" -> result
+    generations: list[GenerationSummary] = Field(default_factory=list)
     best: Best | None = None
     baselines: list[BaselinePoint] = Field(default_factory=list)  # search environments only
     baseline_evaluations: dict[str, str] = Field(default_factory=dict)  # "method@split" -> evaluation id
-    evaluated: list[str] = Field(default_factory=list)  # candidate ids with a search evaluation
-    spend: dict[str, NodeSpend] = Field(default_factory=dict)
+    evaluated: list[str] = Field(default_factory=list)  # candidate ids fully evaluated (stage 2) without error
+    screened: int = 0  # candidates screened (stage 1), crashed screens included
+    archive_members: int = 0
+    archive_cells: int = 0
+    spend: Annotated[dict[str, NodeSpend], _sum_spend] = Field(default_factory=dict)
+    wall_s: float = 0.0  # wall-clock time of the run so far (baselines plus generations)
     stop_reason: str | None = None
     error: str | None = None
     selected: str | None = None
     heldout: HeldoutResult | None = None
 
+    @property
+    def generation(self) -> int:
+        """The generation in progress (or next)."""
+        return self.round
+
     def total_spend(self) -> NodeSpend:
         """Spend summed over nodes."""
-        total = NodeSpend()
-        for s in self.spend.values():
-            total.llm_tokens += s.llm_tokens
-            total.usd += s.usd
-            total.seconds += s.seconds
-            total.calls += s.calls
-        return total
+        return total_of(self.spend)
 
     def budget_exhausted(self) -> str | None:
         """Why the graph-level budget stops the run now, or None."""
-        cfg, total = self.config, self.total_spend()
-        if cfg.max_usd is not None and total.usd >= cfg.max_usd:
-            return f"LLM spend ${total.usd:.4f} reached the limit ${cfg.max_usd:g}"
-        if cfg.max_llm_tokens is not None and total.llm_tokens >= cfg.max_llm_tokens:
-            return f"LLM tokens {total.llm_tokens} reached the limit {cfg.max_llm_tokens}"
-        if cfg.max_wall_s is not None and total.seconds >= cfg.max_wall_s:
-            return f"wall time {total.seconds:.0f} s reached the limit {cfg.max_wall_s:g} s"
-        return None
+        return budget_reason(self.config, self.total_spend(), self.wall_s)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 2  # bump with every statement added to _SCHEMA: read-only openers then migrate first
+SCHEMA_VERSION = 4  # bump with every statement added to _SCHEMA: read-only openers then migrate first
 DEFAULT_STORE = "autotts.duckdb"
 LOCK_WAIT_S = 30.0
 
@@ -68,6 +68,20 @@ _SCHEMA = [
     "ALTER TABLE candidates ADD COLUMN IF NOT EXISTS genome JSON",
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS finished_at TIMESTAMP",
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS error VARCHAR",
+    # Schema 3, populations (graph/archive.py): a candidate's slot in its generation, its cascade stage
+    # (1 = screened, 2 = fully evaluated) and its screen evaluation; the MAP-Elites program archive.
+    "ALTER TABLE candidates ADD COLUMN IF NOT EXISTS slot INTEGER",
+    "ALTER TABLE candidates ADD COLUMN IF NOT EXISTS stage INTEGER",
+    "ALTER TABLE candidates ADD COLUMN IF NOT EXISTS screen_evaluation_id VARCHAR",
+    """CREATE TABLE IF NOT EXISTS archive (
+        run_id VARCHAR, candidate_id VARCHAR, island INTEGER, generation INTEGER, slot INTEGER,
+        niche VARCHAR, cost_band INTEGER, family VARCHAR, stage INTEGER, fitness DOUBLE,
+        screen_fitness DOUBLE, mean_tokens DOUBLE, search_accuracy DOUBLE, code_hash VARCHAR,
+        evaluation_id VARCHAR, screen_evaluation_id VARCHAR, migrated_from INTEGER,
+        created_at TIMESTAMP DEFAULT current_timestamp)""",
+    # Schema 4: the spend of a lane node names its slot and candidate (the per-candidate ledger).
+    "ALTER TABLE spend ADD COLUMN IF NOT EXISTS slot INTEGER",
+    "ALTER TABLE spend ADD COLUMN IF NOT EXISTS candidate_id VARCHAR",
 ]
 
 

@@ -179,7 +179,7 @@ _RUN_COLS = ("run_id", "created_at", "status", "config", "search_envs", "heldout
              "finished_at", "error")
 _CAND_COLS = ("candidate_id", "run_id", "round", "attempt", "code_hash", "source", "parent", "origin", "name",
               "rationale", "status", "check_result", "critic", "evaluation_id", "search_accuracy", "genome",
-              "created_at")
+              "slot", "stage", "screen_evaluation_id", "created_at")
 
 
 def record_run(store: Store, run_id: str, *, config: dict, search_envs: list[str], heldout_envs: list[str],
@@ -214,6 +214,15 @@ def update_run(store: Store, run_id: str, *, status: str | None = None, best_can
         con.execute(f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ?", [*args, run_id])
 
 
+def merge_run_report(store: Store, run_id: str, **fields: Any) -> None:
+    """Set some keys of a run's report, keeping the others."""
+    with store.connect() as con:
+        row = con.execute("SELECT report FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        report = json.loads(row[0]) if row and row[0] else {}
+        report.update(fields)
+        con.execute("UPDATE runs SET report = ? WHERE run_id = ?", [json.dumps(report), run_id])
+
+
 def get_run(store: Store, run_id: str) -> dict[str, Any]:
     """A run's row; StoreError when unknown."""
     with store.connect(read_only=True) as con:
@@ -240,22 +249,26 @@ def list_runs(store: Store) -> list[dict[str, Any]]:
 def record_candidate(store: Store, *, candidate_id: str, run_id: str, round: int, attempt: int, source: str,
                      parent: str | None, origin: str, name: str, rationale: str = "", status: str = "pending",
                      check_result: dict | None = None, critic: dict | None = None, evaluation_id: str | None = None,
-                     search_accuracy: float | None = None, genome: dict | None = None) -> None:
+                     search_accuracy: float | None = None, genome: dict | None = None, slot: int = 0,
+                     stage: int | None = None, screen_evaluation_id: str | None = None) -> None:
     """Insert or replace a candidate by id (idempotent: a node re-run after a crash writes the same row).
 
     ``genome`` is the proposer's structured description of the code, when it has one (the offline proposer
-    searches over genomes and needs them back from the history)."""
+    searches over genomes and needs them back from the history). ``slot`` is the candidate's index in its
+    generation (``round``); ``stage`` is how far the evaluation cascade took it (1 screened, 2 full)."""
     with store.connect() as con:
         con.execute("BEGIN TRANSACTION")
         try:
             created = con.execute("SELECT created_at FROM candidates WHERE candidate_id = ?",
                                   [candidate_id]).fetchone()
             con.execute("DELETE FROM candidates WHERE candidate_id = ?", [candidate_id])
-            con.execute(f"INSERT INTO candidates ({', '.join(_CAND_COLS)}) VALUES ({', '.join(['?'] * 17)})",
+            marks = ", ".join(["?"] * len(_CAND_COLS))
+            con.execute(f"INSERT INTO candidates ({', '.join(_CAND_COLS)}) VALUES ({marks})",
                         [candidate_id, run_id, round, attempt, code_hash(source), source, parent, origin, name,
                          rationale, status, json.dumps(check_result) if check_result is not None else None,
                          json.dumps(critic) if critic is not None else None, evaluation_id, search_accuracy,
-                         json.dumps(genome) if genome is not None else None, created[0] if created else None])
+                         json.dumps(genome) if genome is not None else None, slot, stage, screen_evaluation_id,
+                         created[0] if created else None])
             if not created:
                 con.execute("UPDATE candidates SET created_at = current_timestamp WHERE candidate_id = ?",
                             [candidate_id])
@@ -266,8 +279,10 @@ def record_candidate(store: Store, *, candidate_id: str, run_id: str, round: int
 
 
 def update_candidate(store: Store, candidate_id: str, **fields: Any) -> None:
-    """Set some columns of a candidate (status, check_result, critic, evaluation_id, search_accuracy)."""
-    allowed = {"status", "check_result", "critic", "evaluation_id", "search_accuracy"}
+    """Set some columns of a candidate (status, check_result, critic, evaluation_id, search_accuracy, stage,
+    screen_evaluation_id)."""
+    allowed = {"status", "check_result", "critic", "evaluation_id", "search_accuracy", "stage",
+               "screen_evaluation_id"}
     unknown = set(fields) - allowed
     if unknown:
         raise ValueError(f"cannot update candidate columns {sorted(unknown)}")
@@ -282,10 +297,13 @@ def update_candidate(store: Store, candidate_id: str, **fields: Any) -> None:
 
 
 def list_candidates(store: Store, run_id: str) -> list[dict[str, Any]]:
-    """A run's candidates in creation order, with parsed check and critic results."""
+    """A run's candidates in a reproducible order (generation, slot, attempt, then creation), with parsed check
+    and critic results. Candidates of one generation are created concurrently: their creation times are not
+    an order a seeded run may depend on."""
     with store.connect(read_only=True) as con:
         rows = con.execute(f"SELECT {', '.join(_CAND_COLS)} FROM candidates WHERE run_id = ?"
-                           " ORDER BY round, created_at, candidate_id", [run_id]).fetchall()
+                           " ORDER BY round, coalesce(slot, 0), coalesce(attempt, 0), created_at, candidate_id",
+                           [run_id]).fetchall()
     out = []
     for r in rows:
         d = dict(zip(_CAND_COLS, r, strict=True))
@@ -297,11 +315,17 @@ def list_candidates(store: Store, run_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def find_evaluation(store: Store, *, run_id: str, candidate_id: str, split: str) -> str | None:
-    """The id of a finished evaluation of a run's candidate on a split (None if there is none)."""
+def find_evaluation(store: Store, *, run_id: str, candidate_id: str, split: str,
+                    label_prefix: str | None = None) -> str | None:
+    """The id of the latest finished evaluation of a run's candidate on a split (None if there is none);
+    ``label_prefix`` picks one kind (the cascade labels its screens ``screen …``)."""
+    sql = "SELECT evaluation_id FROM evaluations WHERE run_id = ? AND candidate_id = ? AND split = ?"
+    args: list[Any] = [run_id, candidate_id, split]
+    if label_prefix is not None:
+        sql += " AND starts_with(label, ?)"
+        args.append(label_prefix)
     with store.connect(read_only=True) as con:
-        row = con.execute("SELECT evaluation_id FROM evaluations WHERE run_id = ? AND candidate_id = ? AND split = ?"
-                          " ORDER BY created_at DESC LIMIT 1", [run_id, candidate_id, split]).fetchone()
+        row = con.execute(sql + " ORDER BY created_at DESC LIMIT 1", args).fetchone()
     return row[0] if row else None
 
 
@@ -334,11 +358,23 @@ def get_diagnoses(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
 
 
 def record_spend(store: Store, *, run_id: str, round: int, node: str, llm_tokens: int, usd: float,
-                 seconds: float) -> None:
-    """Append one node execution's spend (LLM tokens, dollars, wall seconds)."""
+                 seconds: float, slot: int | None = None, candidate_id: str | None = None) -> None:
+    """Append one node execution's spend (LLM tokens, dollars, wall seconds); a lane node names its slot and
+    the candidate it worked on."""
     with store.connect() as con:
-        con.execute("INSERT INTO spend (run_id, round, node, llm_tokens, usd, seconds) VALUES (?, ?, ?, ?, ?, ?)",
-                    [run_id, round, node, int(llm_tokens), float(usd), float(seconds)])
+        con.execute("INSERT INTO spend (run_id, round, node, llm_tokens, usd, seconds, slot, candidate_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [run_id, round, node, int(llm_tokens), float(usd), float(seconds), slot, candidate_id])
+
+
+def candidate_spend(store: Store, run_id: str) -> dict[str, dict[str, float]]:
+    """Spend of a run per candidate (lane nodes only): {candidate_id: {llm_tokens, usd, seconds, calls}}."""
+    with store.connect(read_only=True) as con:
+        rows = con.execute("SELECT candidate_id, sum(llm_tokens), sum(usd), sum(seconds), count(*) FROM spend"
+                           " WHERE run_id = ? AND candidate_id IS NOT NULL GROUP BY candidate_id"
+                           " ORDER BY candidate_id", [run_id]).fetchall()
+    return {r[0]: {"llm_tokens": int(r[1] or 0), "usd": float(r[2] or 0), "seconds": float(r[3] or 0),
+                   "calls": int(r[4])} for r in rows}
 
 
 def run_spend(store: Store, run_id: str) -> dict[str, dict[str, float]]:
@@ -348,3 +384,53 @@ def run_spend(store: Store, run_id: str) -> dict[str, dict[str, float]]:
                            " WHERE run_id = ? GROUP BY node ORDER BY node", [run_id]).fetchall()
     return {r[0]: {"llm_tokens": int(r[1] or 0), "usd": float(r[2] or 0), "seconds": float(r[3] or 0),
                    "calls": int(r[4])} for r in rows}
+
+
+# ---- the program archive (graph/archive.py): MAP-Elites niches x islands -----------------------------------
+
+ARCHIVE_COLS = ("run_id", "candidate_id", "island", "generation", "slot", "niche", "cost_band", "family", "stage",
+                "fitness", "screen_fitness", "mean_tokens", "search_accuracy", "code_hash", "evaluation_id",
+                "screen_evaluation_id", "migrated_from")
+
+
+def record_archive(store: Store, rows: list[dict[str, Any]]) -> None:
+    """Insert or replace archive members, keyed by (run, candidate, island): a fan-in re-run after a crash
+    writes the same rows, and a migrant is a second row of the same candidate on another island."""
+    if not rows:
+        return
+    with store.connect() as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for row in rows:
+                con.execute("DELETE FROM archive WHERE run_id = ? AND candidate_id = ? AND island = ?",
+                            [row["run_id"], row["candidate_id"], row["island"]])
+                con.execute(f"INSERT INTO archive ({', '.join(ARCHIVE_COLS)}) VALUES "
+                            f"({', '.join(['?'] * len(ARCHIVE_COLS))})", [row.get(c) for c in ARCHIVE_COLS])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+
+def list_archive(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """A run's archive members in a reproducible order (generation, slot, island)."""
+    with store.connect(read_only=True) as con:
+        rows = con.execute(f"SELECT {', '.join(ARCHIVE_COLS)} FROM archive WHERE run_id = ?"
+                           " ORDER BY generation, slot, island", [run_id]).fetchall()
+    return [dict(zip(ARCHIVE_COLS, r, strict=True)) for r in rows]
+
+
+def evaluation_points(store: Store, evaluation_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Split, status and point summaries of many evaluations in one query: {id: {split, status, points}}."""
+    if not evaluation_ids:
+        return {}
+    with store.connect(read_only=True) as con:
+        evs = con.execute("SELECT evaluation_id, split, status FROM evaluations WHERE list_contains(?, evaluation_id)",
+                          [evaluation_ids]).fetchall()
+        pts = con.execute("SELECT evaluation_id, env, beta, accuracy, avg_cost FROM evaluation_points"
+                          " WHERE list_contains(?, evaluation_id) ORDER BY evaluation_id, point_index, env",
+                          [evaluation_ids]).fetchall()
+    out = {r[0]: {"split": r[1], "status": r[2], "points": []} for r in evs}
+    for eid, env, beta, acc, cost in pts:
+        out[eid]["points"].append({"env": env, "beta": beta, "accuracy": acc, "avg_cost": cost})
+    return out

@@ -24,7 +24,7 @@ class ToolContext:
 
     store: Store
     sandbox: str = "auto"
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # ray: 0 = the cluster's cores
     expose_heldout: bool = False
     hidden_envs: frozenset[str] = frozenset()
     sandbox_reason: str = ""  # why this backend was chosen (set when it is created)
@@ -35,22 +35,27 @@ class ToolContext:
     _backend: SandboxBackend | None = None
     _executor: TaskExecutor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _executor_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def executor(self) -> TaskExecutor:
-        """Where this caller's sandbox tasks run, created on first use."""
-        if self._executor is None:
-            if self.executor_name == "local":
-                from .executors import LocalExecutor
+        """Where this caller's sandbox tasks run, created on first use (once, even from concurrent lanes)."""
+        with self._executor_lock:
+            if self._executor is None:
+                if self.executor_name == "local":
+                    from .executors import LocalExecutor
 
-                self._executor = LocalExecutor(lambda: self.backend, self.workers)
-            elif self.executor_name == "ray":
-                from .ray_executor import RayExecutor
+                    self._executor = LocalExecutor(lambda: self.backend, self.workers)
+                elif self.executor_name == "ray":
+                    from .ray_executor import RayExecutor
 
-                self._executor = RayExecutor(self.sandbox, address=self.ray_address, workers=self.workers,
-                                             solve_timeout_s=self.solve_timeout_s)
-            else:
-                raise ValueError(f"unknown executor {self.executor_name!r}; choose local or ray")
+                    executor = RayExecutor(self.sandbox, address=self.ray_address, workers=self.workers,
+                                           solve_timeout_s=self.solve_timeout_s)
+                    # workers < 1: one task per cluster core (tools/evaluate.py batches by ctx.workers).
+                    self.workers = executor.workers
+                    self._executor = executor
+                else:
+                    raise ValueError(f"unknown executor {self.executor_name!r}; choose local or ray")
         return self._executor
 
     @property

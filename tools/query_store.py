@@ -77,6 +77,7 @@ FILTERED_TABLES: dict[str, str] = {
     "candidates": "SELECT * FROM main.candidates",
     "diagnoses": "SELECT * FROM main.diagnoses",
     "spend": "SELECT * FROM main.spend",
+    "archive": "SELECT * FROM main.archive",  # search-set fitness only (graph/archive.py)
 }
 
 SCHEMA_HELP = """Tables (DuckDB SQL; JSON columns are text, query them with ->> or json_extract):
@@ -93,9 +94,14 @@ SCHEMA_HELP = """Tables (DuckDB SQL; JSON columns are text, query them with ->> 
   per seed, one entry per question in question order.
 - traces(evaluation_id, point_index, env, seed, question_index, is_correct, cost, answer, steps JSON)
 - runs(run_id, created_at, status, search_envs, best_candidate); candidates(candidate_id, run_id, round,
-  code_hash, source, parent, origin, name, check_result, critic, created_at); diagnoses(run_id,
+  code_hash, source, parent, origin, name, check_result, critic, created_at, status, rationale,
+  evaluation_id, search_accuracy, attempt, genome, slot, stage, screen_evaluation_id); diagnoses(run_id,
   candidate_id, round, diagnosis, created_at); spend(run_id, round, node, llm_tokens, usd, seconds,
-  created_at); meta(key, value)."""
+  created_at, slot, candidate_id); meta(key, value).
+- archive(run_id, candidate_id, island, generation, slot, niche, cost_band, family, stage, fitness,
+  screen_fitness, mean_tokens, search_accuracy, code_hash, evaluation_id, screen_evaluation_id,
+  migrated_from, created_at): a discovery run's program database (MAP-Elites niches = cost band x mechanism
+  family, per island); stage 1 = screened only, 2 = fully evaluated (fitness set)."""
 
 
 class QueryInput(BaseModel):

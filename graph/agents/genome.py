@@ -16,26 +16,35 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-WidenRule = Literal["low_confidence", "disagreement", "steady"]
+WidenRule = Literal["low_confidence", "disagreement", "steady", "rolling", "adaptive"]
 LeaderRule = Literal["completed", "latest"]
 DepthRule = Literal["uniform", "consensus", "deepest", "bursts"]
 PruneRule = Literal["none", "disagreement", "off_track"]
-StopRule = Literal["beta_conf", "stability", "ema", "quorum"]
-AggregateRule = Literal["majority", "depth_weighted"]
+CutoffRule = Literal["none", "median_length"]
+ExitRule = Literal["none", "agree"]
+StopRule = Literal["beta_conf", "stability", "ema", "quorum", "bayes", "weighted"]
+AggregateRule = Literal["majority", "depth_weighted", "length_weighted", "stability_weighted", "short_stable"]
 
 MECHANISMS: dict[str, tuple[str, ...]] = {
-    "widen": ("low_confidence", "disagreement", "steady"),
+    "widen": ("low_confidence", "disagreement", "steady", "rolling", "adaptive"),
     "leader": ("completed", "latest"),
     "depth": ("uniform", "consensus", "deepest", "bursts"),
     "prune": ("none", "disagreement", "off_track"),
-    "stop": ("beta_conf", "stability", "ema", "quorum"),
-    "aggregate": ("majority", "depth_weighted"),
+    "cutoff": ("none", "median_length"),
+    "exit": ("none", "agree"),
+    "stop": ("beta_conf", "stability", "ema", "quorum", "bayes", "weighted"),
+    "aggregate": ("majority", "depth_weighted", "length_weighted", "stability_weighted", "short_stable"),
 }
+# Mechanisms that open a new branch whenever a live one finishes or is dropped (a window of live branches).
+ROLLING = ("rolling", "adaptive")
+# Aggregations that weigh each completed answer by what its branch showed (length, stability).
+WEIGHTED_AGGREGATES = ("length_weighted", "stability_weighted", "short_stable")
 
 
 class KnobSpec(BaseModel):
@@ -82,24 +91,47 @@ KNOBS: dict[str, KnobSpec] = {
                        doc="completed votes the leader needs to stop"),
     "margin": KnobSpec(direction="up", integer=True, low=0, high=20, step=1,
                        doc="lead over the runner-up (in completed votes) needed to stop"),
+    "width": KnobSpec(direction="up", integer=True, low=1, high=16, step=1,
+                      doc="live branches advanced side by side; a new one opens as each finishes or is dropped"),
+    "widen_gain": KnobSpec(direction="up", integer=False, low=0.0, high=16.0, step=1.0,
+                           doc="extra live branches per unit of disagreement among the completed answers"),
+    "drop": KnobSpec(direction="up", integer=False, low=1.0, high=8.0, step=0.25,
+                     doc="a live branch longer than `drop` x the median length of the finished ones is dropped"),
+    "exit_run": KnobSpec(direction="up", integer=True, low=2, high=40, step=2,
+                         doc="consecutive equal probe answers after which a branch exits early with that answer"),
+    "length_power": KnobSpec(direction="down", integer=False, low=0.0, high=4.0, step=0.25,
+                             doc="vote weight (median length / branch length) ** power: shorter branches weigh more"),
+    "stab_power": KnobSpec(direction="down", integer=False, low=0.0, high=4.0, step=0.25,
+                           doc="vote weight (stable share of the branch) ** power: answers held longer weigh more"),
 }
 
 # Which knobs each mechanism reads; the generated schedule holds exactly the active ones (parsimony).
 MECHANISM_KNOBS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("widen", "low_confidence"): ("widen_burst", "widen_conf"),
-    ("widen", "disagreement"): ("widen_burst", "agree_share"),
-    ("widen", "steady"): ("widen_burst",),
+    ("widen", "low_confidence"): ("n_init", "widen_burst", "widen_conf"),
+    ("widen", "disagreement"): ("n_init", "widen_burst", "agree_share"),
+    ("widen", "steady"): ("n_init", "widen_burst"),
+    ("widen", "rolling"): ("width",),
+    ("widen", "adaptive"): ("width", "widen_gain"),
     ("depth", "consensus"): ("burst",),
     ("depth", "deepest"): ("burst",),
     ("depth", "bursts"): ("burst",),
     ("prune", "disagreement"): ("patience", "min_alive"),
     ("prune", "off_track"): ("patience", "min_alive"),
+    ("cutoff", "median_length"): ("drop",),
+    ("exit", "agree"): ("exit_run",),
     ("stop", "beta_conf"): ("conf_thresh",),
     ("stop", "stability"): ("window",),
     ("stop", "ema"): ("conf_thresh", "window", "ema_alpha", "slack"),
     ("stop", "quorum"): ("quorum", "margin"),
+    ("stop", "bayes"): ("conf_thresh",),
+    ("stop", "weighted"): ("conf_thresh",),
+    ("aggregate", "length_weighted"): ("length_power",),
+    ("aggregate", "stability_weighted"): ("stab_power",),
+    ("aggregate", "short_stable"): ("length_power", "stab_power"),
 }
-ALWAYS_KNOBS = ("n_init", "max_branches", "warm_up", "min_complete")
+ALWAYS_KNOBS = ("max_branches", "warm_up", "min_complete")
+NEWER = ("cutoff", "exit")  # decisions whose "none" leaves a first-grammar genome's mechanism list unchanged
+BETA_GRID = tuple(round(0.1 * i, 1) for i in range(11))  # the contract's grid: a knob set is its values here
 
 
 class Ramp(BaseModel):
@@ -133,13 +165,21 @@ class Genome(BaseModel):
     leader: LeaderRule = "completed"
     depth: DepthRule = "consensus"
     prune: PruneRule = "disagreement"
+    cutoff: CutoffRule = "none"
+    exit: ExitRule = "none"
     stop: StopRule = "ema"
     aggregate: AggregateRule = "majority"
     ramps: dict[str, Ramp] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _normalise(self) -> Genome:
-        """Fill missing ramps, clip to the knob range and order lo/hi by the knob's direction."""
+        """Fill missing ramps, clip to the knob range and order lo/hi by the knob's direction.
+
+        A weighted stop with an unweighted aggregation counts plain votes, i.e. it is ``beta_conf``: it is
+        stored as such, so the two spellings of one controller share a key.
+        """
+        if self.stop == "weighted" and self.aggregate not in WEIGHTED_AGGREGATES:
+            self.stop = "beta_conf"
         fixed: dict[str, Ramp] = {}
         for name, spec in KNOBS.items():
             ramp = self.ramps.get(name) or DEFAULT_RAMPS[name]
@@ -167,20 +207,39 @@ class Genome(BaseModel):
         """Whether any chosen mechanism follows a leader answer (otherwise ``leader`` has no effect)."""
         return self.prune != "none" or self.depth == "consensus" or self.widen == "disagreement"
 
+    def rolling(self) -> bool:
+        """Whether widening keeps a window of live branches (a new one opens as each finishes or drops)."""
+        return self.widen in ROLLING
+
+    def mechanisms(self) -> tuple[str, ...]:
+        """The mechanism per decision, ``-`` for the leader when nothing follows one."""
+        return tuple(getattr(self, d) if d != "leader" or self.uses_leader() else "-" for d in MECHANISMS)
+
+    def knob_set(self) -> dict[str, tuple[float, float, float]]:
+        """(lo, hi, power) of every active ramp: with :meth:`mechanisms`, what makes a controller distinct."""
+        return {k: (self.ramps[k].lo, self.ramps[k].hi, self.ramps[k].power) for k in self.active_knobs()}
+
     def schedule(self, beta: float) -> dict[str, float | int]:
         """The generated controller's ``schedule(beta)``, computed here (used by tests and the critic)."""
         return {k: self.ramps[k].value(beta, KNOBS[k]) for k in self.active_knobs()}
 
     def key(self) -> str:
-        """A short content hash of what the generated controller depends on (active parts only)."""
-        mech = [getattr(self, d) if d != "leader" or self.uses_leader() else "-" for d in MECHANISMS]
-        active = {"mech": mech,
-                  "ramps": {k: self.ramps[k].model_dump() for k in self.active_knobs()}}
-        return hashlib.sha256(json.dumps(active, sort_keys=True).encode()).hexdigest()[:10]
+        """A short content hash of what the generated controller does: its mechanisms (active parts only) and
+        the values of its active knobs over the β grid 0, 0.1, ..., 1.
+
+        Ramps that round to the same schedule on the grid make the same controller there, so they share a key:
+        "never re-propose a mechanism mix and knob set" holds for behaviour, not for spelling.
+        """
+        mech = list(self.mechanisms())
+        # Decisions added after the first grammar are left out at their default.
+        mech = [m for d, m in zip(MECHANISMS, mech, strict=True) if d not in NEWER or m != "none"]
+        table = {k: [self.ramps[k].value(b, KNOBS[k]) for b in BETA_GRID] for k in self.active_knobs()}
+        return hashlib.sha256(json.dumps({"mech": mech, "schedule": table}, sort_keys=True).encode()).hexdigest()[:10]
 
     def describe(self) -> str:
         """One line naming the mechanisms, e.g. ``widen=low_confidence depth=consensus ...``."""
-        return " ".join(f"{d}={getattr(self, d)}" for d in MECHANISMS if d != "leader" or self.uses_leader())
+        return " ".join(f"{d}={getattr(self, d)}" for d in MECHANISMS
+                        if (d != "leader" or self.uses_leader()) and (d not in NEWER or getattr(self, d) != "none"))
 
 
 DEFAULT_RAMPS: dict[str, Ramp] = {
@@ -201,13 +260,39 @@ DEFAULT_RAMPS: dict[str, Ramp] = {
     "slack": Ramp(lo=0.04, hi=0.01),
     "quorum": Ramp(lo=2, hi=8),
     "margin": Ramp(lo=1, hi=4),
+    "width": Ramp(lo=2, hi=6),
+    "widen_gain": Ramp(lo=2, hi=8),
+    "drop": Ramp(lo=1.5, hi=3.0),
+    "exit_run": Ramp(lo=10, hi=24),
+    "length_power": Ramp(lo=2.0, hi=1.0),
+    "stab_power": Ramp(lo=1.0, hi=0.5),
 }
 
 
 def seed_genomes() -> list[Genome]:
-    """The starting population: a CMC-like momentum mix first, then structurally different known-good mixes."""
+    """The starting population: structurally different mixes, not only CMC-like ones.
+
+    In order: a short-biased rolling window (a few branches side by side, a new one as each finishes,
+    over-long branches dropped, a confidence stop, shorter branches weigh more); CMC-like confidence
+    momentum; Bayesian stopping with disagreement-driven widening and stability-weighted votes; per-branch
+    early exit (Dynasor-style) in a rolling window; then the first grammar's other known-good mixes.
+    """
     return [
+        Genome(widen="rolling", depth="uniform", prune="none", cutoff="median_length", stop="beta_conf",
+               aggregate="length_weighted",
+               ramps={"width": Ramp(lo=2, hi=6), "max_branches": Ramp(lo=4, hi=64), "warm_up": Ramp(lo=0, hi=0),
+                      "min_complete": Ramp(lo=2, hi=5), "conf_thresh": Ramp(lo=0.85, hi=0.98),
+                      "drop": Ramp(lo=1.5, hi=3.0), "length_power": Ramp(lo=1.0, hi=1.0)}),
         Genome(),  # confidence momentum with consensus bursts and disagreement pruning
+        Genome(widen="adaptive", depth="uniform", prune="none", stop="bayes", aggregate="stability_weighted",
+               ramps={"width": Ramp(lo=2, hi=5), "widen_gain": Ramp(lo=2, hi=8), "warm_up": Ramp(lo=0, hi=2),
+                      "conf_thresh": Ramp(lo=0.9, hi=0.995), "min_complete": Ramp(lo=2, hi=5)}),
+        Genome(widen="rolling", depth="uniform", prune="none", exit="agree", stop="quorum", aggregate="majority",
+               ramps={"width": Ramp(lo=2, hi=8), "exit_run": Ramp(lo=12, hi=30), "warm_up": Ramp(lo=0, hi=0),
+                      "quorum": Ramp(lo=2, hi=8), "margin": Ramp(lo=1, hi=4)}),
+        Genome(widen="rolling", leader="completed", depth="consensus", prune="disagreement",
+               cutoff="median_length", stop="weighted", aggregate="short_stable",
+               ramps={"width": Ramp(lo=3, hi=8), "conf_thresh": Ramp(lo=0.88, hi=0.98)}),
         Genome(widen="disagreement", leader="latest", depth="deepest", prune="off_track", stop="beta_conf",
                ramps={"conf_thresh": Ramp(lo=0.9, hi=0.99), "min_complete": Ramp(lo=2, hi=6)}),
         Genome(widen="low_confidence", depth="consensus", prune="disagreement", stop="quorum",
@@ -215,6 +300,39 @@ def seed_genomes() -> list[Genome]:
         Genome(widen="steady", leader="latest", depth="bursts", prune="none", stop="stability",
                ramps={"window": Ramp(lo=3, hi=14), "max_branches": Ramp(lo=3, hi=48)}),
     ]
+
+
+STOP_FAMILIES = {"beta_conf": "confidence", "bayes": "confidence", "weighted": "confidence", "ema": "momentum",
+                 "stability": "consensus", "quorum": "consensus"}
+
+
+def family(genome: Genome | dict | None) -> str:
+    """The mechanism family of a genome (the archive's niche axis): how it widens and how it stops.
+
+    ``rolling/confidence``, ``widening/momentum``, ... (six families); ``unknown`` for a candidate without a
+    genome of this grammar (an LLM-written controller).
+    """
+    if genome is None:
+        return "unknown"
+    if isinstance(genome, dict):
+        try:
+            genome = Genome.model_validate(genome)
+        except ValueError:
+            return "unknown"
+    shape = "rolling" if genome.rolling() else "widening"
+    return f"{shape}/{STOP_FAMILIES[genome.stop]}"
+
+
+def novelty_key(genome: Genome | dict | None) -> str | None:
+    """The identity "mechanism mix + knob set" that no proposal may repeat (:meth:`Genome.key`)."""
+    if genome is None:
+        return None
+    if isinstance(genome, dict):
+        try:
+            genome = Genome.model_validate(genome)
+        except ValueError:
+            return None
+    return genome.key()
 
 
 # --------------------------------------------------------------------------- diagnosis-driven edits
@@ -242,7 +360,9 @@ ACTION_EDITS: dict[str, list[list[tuple[str, str, object]]]] = {
         [("window", "shift", 1), ("slack", "shift", -1)],
         [("quorum", "shift", 1), ("margin", "stretch", 1)],
         [("ema_alpha", "shift", -1), ("conf_thresh", "stretch", 1)],
+        [("exit_run", "shift", 1)],
         [("stop", "set", "beta_conf")],
+        [("stop", "set", "bayes")],
     ],
     "looser_stop": [
         [("conf_thresh", "shift", -1)],
@@ -250,18 +370,24 @@ ACTION_EDITS: dict[str, list[list[tuple[str, str, object]]]] = {
         [("window", "shift", -1), ("quorum", "shift", -1)],
         [("ema_alpha", "shift", 1)],
         [("margin", "shift", -1)],
+        [("exit_run", "shift", -1)],
+        [("length_power", "shift", 1)],
     ],
     "more_width": [
         [("n_init", "shift", 1), ("widen_burst", "stretch", 1)],
         [("max_branches", "shift", 1)],
         [("widen_conf", "shift", 1), ("agree_share", "shift", 1)],
+        [("width", "shift", 1), ("widen_gain", "stretch", 1)],
         [("widen", "set", "disagreement")],
+        [("widen", "set", "adaptive")],
     ],
     "less_width": [
         [("n_init", "shift", -1)],
         [("max_branches", "shift", -1)],
         [("widen_burst", "shift", -1), ("widen_conf", "shift", -1)],
         [("agree_share", "shift", -1)],
+        [("width", "shift", -1)],
+        [("widen_gain", "shift", -1)],
     ],
     "deeper_probing": [
         [("burst", "stretch", 1)],
@@ -274,15 +400,19 @@ ACTION_EDITS: dict[str, list[list[tuple[str, str, object]]]] = {
         [("warm_up", "shift", 1)],
         [("prune", "set", "off_track")],
         [("prune", "set", "none")],
+        [("drop", "shift", 1)],
     ],
     "more_pruning": [
         [("patience", "shift", -1)],
         [("min_alive", "shift", -1)],
         [("prune", "set", "disagreement")],
+        [("drop", "shift", -1)],
+        [("cutoff", "set", "median_length")],
     ],
     "speed_up": [
         [("depth", "set", "bursts"), ("burst", "shift", 1)],
         [("max_branches", "shift", -1)],
+        [("cutoff", "set", "median_length")],
     ],
     "fix_crash": [[("leader", "set", "completed")]],
 }
@@ -302,6 +432,11 @@ def _apply_edit(g: dict, target: str, op: str, arg: object, scale: float) -> Non
         _stretch(g, target, int(arg), scale)
 
 
+def _changes(edit: list[tuple[str, str, object]], g: dict, active: set[str]) -> bool:
+    """Whether an edit touches something the genome uses (an active knob, or a mechanism it would change)."""
+    return any((t in MECHANISMS and (op != "set" or g[t] != arg)) or t in active for t, op, arg in edit)
+
+
 def apply_actions(genome: Genome, actions: list[str], rng: random.Random, max_actions: int = 2) -> tuple[
         Genome, list[str]]:
     """Apply up to ``max_actions`` diagnosis actions (one drawn edit each); returns the child and what changed."""
@@ -311,8 +446,8 @@ def apply_actions(genome: Genome, actions: list[str], rng: random.Random, max_ac
     for action in usable[:max_actions]:
         # Prefer edits that touch something the current mechanisms actually use, so the child differs.
         options = ACTION_EDITS[action]
-        active = set(genome.active_knobs()) | set(MECHANISMS)
-        relevant = [e for e in options if any(t in active for t, _, _ in e)] or options
+        active = set(genome.active_knobs())
+        relevant = [e for e in options if _changes(e, g, active)] or options
         edit = relevant[rng.randrange(len(relevant))]
         scale = rng.choice((1.0, 1.5, 2.0))
         for target, op, arg in edit:
@@ -356,3 +491,32 @@ def crossover(a: Genome, b: Genome, rng: random.Random) -> Genome:
             for knob in MECHANISM_KNOBS.get((decision, other[decision]), ()):
                 g["ramps"][knob] = other["ramps"][knob]
     return Genome.model_validate(g)
+
+
+def tune(genome: Genome, rng: random.Random, knobs: int = 2, scale: float = 1.0) -> tuple[Genome, list[str]]:
+    """Continuous tuning: Gaussian moves of ``knobs`` active ramps (either end, or the power)."""
+    g = genome.model_dump()
+    active = genome.active_knobs()
+    notes = []
+    for knob in rng.sample(active, min(knobs, len(active))):
+        spec = KNOBS[knob]
+        r = g["ramps"][knob]
+        what = rng.choice(("lo", "hi", "both", "power"))
+        if what == "power":
+            r["power"] = r["power"] * math.exp(rng.gauss(0.0, 0.35 * scale))
+        else:
+            step = rng.gauss(0.0, spec.step * scale)
+            if what in ("lo", "both"):
+                r["lo"] += step
+            if what in ("hi", "both"):
+                r["hi"] += step if what == "both" else rng.gauss(0.0, spec.step * scale)
+        notes.append(f"tune: {knob}.{what}")
+    return Genome.model_validate(g), notes
+
+
+def mutate(genome: Genome, rng: random.Random, structural_rate: float = 0.35) -> tuple[Genome, list[str]]:
+    """One seeded mutation: a different mechanism for one decision (its knobs at their defaults when the
+    parent did not use them), or continuous tuning of one to three active ramps."""
+    if rng.random() < structural_rate:
+        return explore(genome, rng, structural=True)
+    return tune(genome, rng, knobs=rng.choice((1, 1, 2, 3)))

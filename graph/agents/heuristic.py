@@ -1,10 +1,12 @@
 """Offline implementations of the three roles: no API key, no network, deterministic from a seed.
 
-* :class:`HeuristicProposer` — a program search over the mechanism grammar of :mod:`genome`: it picks a
-  parent from the evaluated history by search fitness (its frontier margin over the baselines), applies the
-  edits its diagnosis asks for (``stricter_stop`` → a higher stopping bar, ``more_width`` → more branches,
-  ...), adds seeded exploration (a perturbed ramp, a different mechanism, a crossover, an untried seed mix),
-  and emits the child's complete controller source (:mod:`codegen`).
+* :class:`HeuristicProposer` — a program search over the mechanism grammar of :mod:`genome`. In a population
+  run the archive hands each slot a parent and inspirations: the child is a crossover with an inspiration,
+  the parent's diagnosis turned into edits (``stricter_stop`` → a higher stopping bar, ``more_width`` → more
+  branches, ...), a structural mutation (another mechanism for one decision), or continuous tuning of its
+  β-ramps. Without a parent (generation 0) the slots start from different seed mixes. No proposal repeats a
+  mechanism mix + knob set (the schedule on the β grid) of the history, the archive, or this proposer's own
+  earlier proposals; mixes found clearly worse are avoided (tabu); the complete source comes from :mod:`codegen`.
 * :class:`RuleCritic` — static rules: contract present, single knob, monotone schedule over the β grid,
   trace surface, no forbidden imports / I/O, no cost read-out in the decision logic, and novelty against the
   history and the baselines by normalised-AST similarity — each rejection with a reason a proposer can act on.
@@ -13,9 +15,7 @@
   branches pruned, never-converged questions, no scaling with β — each with counts, example ids and the
   machine-usable actions the proposer maps to genome edits.
 
-Fitness and non-domination are defined on the mean over the search environments: a baseline configuration
-(one label, e.g. ``ASC(16)``) contributes the mean of its accuracy and cost over the environments it was run
-on, and a β point is compared with those means. Per-environment variants are provided for reports.
+Fitness, frontiers and domination live in :mod:`autotts_graph.graph.scoring` (re-exported here).
 """
 
 from __future__ import annotations
@@ -30,6 +30,14 @@ from typing import Any
 
 from autotts_graph.tools.validate import COST_READOUTS, static_issues
 
+from ..scoring import (  # noqa: F401  (re-exported: the scoring helpers' former home)
+    baseline_means,
+    dominated_by,
+    fitness,
+    frontier_accuracy,
+    mean_curve,
+    non_dominated_points,
+)
 from .codegen import generate_source
 from .genome import (
     MECHANISMS,
@@ -37,13 +45,13 @@ from .genome import (
     apply_actions,
     crossover,
     explore,
+    mutate,
     seed_genomes,
+    tune,
 )
 from .roles import (
-    BaselinePoint,
     CriticInput,
     CriticVerdict,
-    CurvePoint,
     DiagnoseInput,
     Diagnosis,
     FailureMode,
@@ -63,84 +71,6 @@ EXHAUSTED_REASONS = frozenset({"loop_end", "no_branches", "max_steps", "max_samp
                                "all_branches_done"})
 
 
-# --------------------------------------------------------------------------- curves, fitness, domination
-
-def mean_curve(curve: list[CurvePoint]) -> list[tuple[float | None, float, float]]:
-    """(β, mean accuracy, mean cost) over the environments, for the β values present on every environment."""
-    envs = {p.env for p in curve}
-    by_beta: dict[float | None, list[CurvePoint]] = defaultdict(list)
-    for p in curve:
-        by_beta[p.beta].append(p)
-    out = []
-    for beta, pts in by_beta.items():
-        if {p.env for p in pts} == envs:
-            out.append((beta, statistics.fmean(p.accuracy for p in pts), statistics.fmean(p.avg_cost for p in pts)))
-    return sorted(out, key=lambda t: (t[0] is None, t[0] or 0.0))
-
-
-def baseline_means(baselines: list[BaselinePoint], envs: set[str]) -> list[tuple[str, float, float]]:
-    """(label, mean accuracy, mean cost) of every baseline configuration run on all of ``envs``."""
-    by_label: dict[str, dict[str, BaselinePoint]] = defaultdict(dict)
-    for b in baselines:
-        if b.env in envs:
-            by_label[b.label][b.env] = b
-    return [(label, statistics.fmean(b.accuracy for b in pts.values()),
-             statistics.fmean(b.avg_cost for b in pts.values()))
-            for label, pts in sorted(by_label.items()) if set(pts) == envs]
-
-
-def dominated_by(acc: float, cost: float, points: list[tuple[str, float, float]]) -> str | None:
-    """Label of a point with accuracy ≥ acc and cost ≤ cost, one strict (None: nothing dominates)."""
-    for label, a, c in points:
-        if a >= acc and c <= cost and (a > acc or c < cost):
-            return label
-    return None
-
-
-def non_dominated_points(curve: list[CurvePoint], baselines: list[BaselinePoint],
-                         mode: str = "mean") -> list[dict[str, Any]]:
-    """Every curve point with whether a baseline configuration dominates it.
-
-    ``mode="mean"``: on the mean over the environments; ``mode="env"``: per environment.
-    """
-    rows: list[dict[str, Any]] = []
-    if mode == "mean":
-        envs = {p.env for p in curve}
-        base = baseline_means(baselines, envs)
-        for beta, acc, cost in mean_curve(curve):
-            rows.append({"env": "mean", "beta": beta, "accuracy": acc, "avg_cost": cost,
-                         "dominated_by": dominated_by(acc, cost, base)})
-        return rows
-    for p in curve:
-        base = [(b.label, b.accuracy, b.avg_cost) for b in baselines if b.env == p.env]
-        rows.append({"env": p.env, "beta": p.beta, "accuracy": p.accuracy, "avg_cost": p.avg_cost,
-                     "dominated_by": dominated_by(p.accuracy, p.avg_cost, base)})
-    return rows
-
-
-def frontier_accuracy(cost: float, points: list[tuple[str, float, float]]) -> float:
-    """Best baseline accuracy at cost ≤ ``cost``; below every baseline's cost, the cheapest one's accuracy."""
-    affordable = [a for _, a, c in points if c <= cost]
-    if affordable:
-        return max(affordable)
-    return min(points, key=lambda t: t[2])[1]
-
-
-def fitness(curve: list[CurvePoint], baselines: list[BaselinePoint]) -> float:
-    """Search fitness: mean over β of the accuracy margin (points) over the baselines' frontier at equal cost.
-
-    Computed on the mean over environments; positive means the curve lies above every baseline sweep on
-    average. Without baselines: the mean accuracy of the curve.
-    """
-    mc = mean_curve(curve)
-    if not mc:
-        return -math.inf
-    base = baseline_means(baselines, {p.env for p in curve})
-    if not base:
-        return statistics.fmean(a for _, a, _ in mc)
-    return statistics.fmean(a - frontier_accuracy(c, base) for _, a, c in mc)
-
-
 # --------------------------------------------------------------------------- proposer
 
 class HeuristicProposer:
@@ -156,17 +86,18 @@ class HeuristicProposer:
         self.explore_rate = explore_rate
         self.crossover_rate = crossover_rate
         self.fresh_seed_rate = fresh_seed_rate
+        self._proposed: set[str] = set()  # keys proposed by this object: siblings of a generation are in flight
 
     def spend(self) -> Spend:
         """Offline: no LLM usage."""
         return Spend()
 
     def propose(self, inp: ProposerInput) -> Proposal:
-        """The next candidate: a child of a good parent, edited as its diagnosis asks, plus exploration."""
-        rng = random.Random(f"offline-proposer:{self.seed}:{inp.seed}:{inp.round}:{inp.attempt}")
-        seen = {_genome_key(h.genome) for h in inp.history if h.genome} - {None}
-        if inp.last_source:
-            seen.add(_source_genome_key(inp.last_source))
+        """The next candidate: a child of the archive's parent (mutation, crossover with an inspiration,
+        diagnosis-driven edits, continuous tuning), or an untried seed mix when there is no parent yet."""
+        rng = random.Random(f"offline-proposer:{self.seed}:{inp.seed}:{inp.round}:{inp.slot}:{inp.island}:"
+                            f"{inp.attempt}")
+        seen = self._seen(inp)
         scored = self._scored(inp)
         feedback = " ".join(inp.feedback).lower()
         wants_structure = any(w in feedback for w in ("similar", "novel", "duplicate"))
@@ -175,39 +106,94 @@ class HeuristicProposer:
         parent: HistoryEntry | None = None
         seeds = seed_genomes()
         untried = [g for g in seeds if g.key() not in seen]
-        if not scored:
-            child = untried[0] if untried else explore(seeds[0], rng, structural=True)[0]
-            notes.append("seed population: a known-good mechanism mix" if untried else "explore from the seed mix")
-        elif untried and rng.random() < self.fresh_seed_rate:
-            child = untried[0]
-            notes.append("exploration: an untried seed mechanism mix")
+        pinned = _genome_or_none(inp.parent)
+        if pinned is not None:
+            parent = inp.parent
+            child, notes = self._population_child(inp, pinned, rng, wants_structure)
+        elif untried and (not scored or rng.random() < self.fresh_seed_rate or inp.parent is not None):
+            # Start afresh (or from a parent written outside this grammar): the slot's untried seed mix.
+            child = untried[inp.slot % len(untried)] if not scored else untried[0]
+            notes.append("seed population: an untried mechanism mix")
+        elif not scored:
+            child = explore(seeds[inp.slot % len(seeds)], rng, structural=True)[0]
+            notes.append("explore from a seed mix")
         else:
             parent, child, notes = self._child(inp, scored, rng, wants_structure)
-        # Never propose what the history already holds, nor a near-copy the critic would reject as not novel:
-        # explore further (structurally after a few tries).
-        # Also steer away from mechanism mixes the history already found clearly worse than the best (a tabu list
-        # learnt from the evaluations), unless that is where the parent itself lives.
-        title = f"Offline round {inp.round} controller"
+        # Never propose what the history or the archive already holds (mechanism mix + knob set), nor a near-copy
+        # the critic would reject as not novel: explore further (structurally after a few tries). Also steer
+        # away from mechanism mixes the history already found clearly worse than the best (a tabu list learnt
+        # from the evaluations), unless that is where the parent itself lives.
+        title = f"Offline generation {inp.round} controller" + (f" (slot {inp.slot})" if inp.slot else "")
         tabu = self._tabu(scored, parent)
-        for tries in range(40):
-            fresh = child.key() not in seen and self._max_similarity(generate_source(child), inp.history) < \
+        for tries in range(60):
+            fresh = child.key() not in seen and self._max_similarity(generate_source(child), inp.history, child) < \
                 self.novelty_threshold
             if fresh and (tries >= 20 or _mechanisms(child) not in tabu):
                 break
-            if fresh and parent is not None:
-                # A tabu mechanism mix: go back to the parent's mechanisms and explore its ramps instead.
+            if fresh and parent is not None and _genome_or_none(parent) is not None:
+                # A tabu mechanism mix: go back to the parent's mechanisms and tune its ramps instead.
                 child = child.model_copy(update={d: getattr(_genome_of(parent), d) for d in MECHANISMS})
                 child = Genome.model_validate(child.model_dump())
                 if not any(n.startswith("tabu") for n in notes):
                     notes.append("tabu: that mechanism mix scored clearly worse before; kept the parent's")
-                child, more = explore(child, rng, structural=False)
+                child, more = tune(child, rng, knobs=2)
+            elif tries < 8 and not wants_structure:
+                child, more = tune(child, rng, knobs=1 + tries // 3)
             else:
-                child, more = explore(child, rng, structural=tries >= 4 or wants_structure)
+                child, more = explore(child, rng, structural=True)
             notes += more
+        self._proposed.add(child.key())
         rationale = self._rationale(parent, scored, notes)
         source = generate_source(child, title=title, rationale=rationale)
         return Proposal(source=source, rationale=rationale, parent_id=parent.candidate_id if parent else None,
                         genome=child.model_dump())
+
+    def _seen(self, inp: ProposerInput) -> set[str]:
+        """Genome keys that may not be proposed again: the history, the archive (parent and inspirations),
+        the source the feedback refers to, and what this proposer already proposed (siblings in flight)."""
+        seen = {_genome_key(h.genome) for h in inp.history if h.genome}
+        for h in [inp.parent, *inp.inspirations]:
+            if h is not None and h.genome:
+                seen.add(_genome_key(h.genome))
+        if inp.last_source:
+            seen.add(_source_genome_key(inp.last_source))
+        seen |= self._proposed
+        seen.discard(None)
+        return seen  # type: ignore[return-value]
+
+    def _population_child(self, inp: ProposerInput, genome: Genome, rng: random.Random,
+                          wants_structure: bool) -> tuple[Genome, list[str]]:
+        """A child of the archive's parent: crossover with an inspiration, the parent's diagnosis, a structural
+        mutation, or continuous tuning of its ramps (drawn per slot)."""
+        parent = inp.parent
+        fit = parent.fitness if parent.fitness is not None else fitness(parent.curve, inp.baselines) \
+            if parent.curve else None
+        notes = [f"parent {parent.candidate_id} (generation {parent.round}"
+                 + (f", fitness {fit:+.2f})" if fit is not None else ")")]
+        mates = [(h, g) for h in inp.inspirations for g in [_genome_or_none(h)]
+                 if g is not None and h.candidate_id != parent.candidate_id]
+        actions = list(parent.diagnosis.actions) if parent.diagnosis else []
+        draw = rng.random()
+        if wants_structure:
+            genome, edits = explore(genome, rng, structural=True)
+            return genome, notes + edits
+        if mates and draw < self.crossover_rate + 0.15:
+            mate, other = mates[rng.randrange(len(mates))]
+            genome = crossover(genome, other, rng)
+            notes.append(f"crossover with inspiration {mate.candidate_id}")
+            if rng.random() < 0.5:
+                genome, edits = tune(genome, rng, knobs=1)
+                notes += edits
+            return genome, notes
+        if actions and draw < 0.55:
+            chosen = [actions[0]]
+            extra = [a for a in actions[1:] if OPPOSITE.get(a) != actions[0]]
+            if extra and rng.random() < 0.4:
+                chosen.append(rng.choice(extra))
+            genome, edits = apply_actions(genome, chosen, rng, max_actions=2)
+            return genome, notes + [f"diagnosis → {e}" for e in edits]
+        genome, edits = mutate(genome, rng, structural_rate=0.3)
+        return genome, notes + edits
 
     @staticmethod
     def _tabu(scored: list[tuple[float, HistoryEntry, Genome]], parent: HistoryEntry | None) -> set[tuple[str, ...]]:
@@ -222,14 +208,22 @@ class HeuristicProposer:
         own = _mechanisms(_genome_of(parent)) if parent is not None else None
         return {mix for mix, fit in best_by_mix.items() if fit < top - 1.5 and mix != own}
 
-    def _max_similarity(self, source: str, history: list[HistoryEntry]) -> float:
-        """Highest normalised-AST similarity to a history source (the critic's novelty measure)."""
+    def _max_similarity(self, source: str, history: list[HistoryEntry], genome: Genome | None = None) -> float:
+        """Highest normalised-AST similarity to a history source (the critic's novelty measure).
+
+        With the child's genome, only history entries of the same mechanism mix (and code without a genome)
+        are compared: generated sources of different mixes differ in structure, far below any threshold.
+        """
         def profile(src: str) -> Counter:
             if src not in self._profiles:
                 self._profiles[src] = ngram_profile(normalised_tokens(src))
             return self._profiles[src]
+        mix = _mechanisms(genome) if genome is not None else None
+        others = [h for h in history if h.source and (mix is None or _mix_of(h) in (None, mix))]
+        if not others:
+            return 0.0
         mine = ngram_profile(normalised_tokens(source))
-        return max((profile_similarity(mine, profile(h.source)) for h in history if h.source), default=0.0)
+        return max(profile_similarity(mine, profile(h.source)) for h in others)
 
     def _scored(self, inp: ProposerInput) -> list[tuple[float, HistoryEntry, Genome]]:
         out = []
@@ -240,7 +234,7 @@ class HeuristicProposer:
                 g = Genome.model_validate(h.genome)
             except ValueError:
                 continue  # a genome from another proposer's grammar: cannot be mutated here
-            out.append((fitness(h.curve, inp.baselines), h, g))
+            out.append((h.fitness if h.fitness is not None else fitness(h.curve, inp.baselines), h, g))
         # Stable order: fitness, then the earlier round wins ties (deterministic).
         out.sort(key=lambda t: (-t[0], t[1].round, t[1].candidate_id))
         return out
@@ -285,11 +279,26 @@ class HeuristicProposer:
 
 
 def _mechanisms(genome: Genome) -> tuple[str, ...]:
-    return tuple(getattr(genome, d) if d != "leader" or genome.uses_leader() else "-" for d in MECHANISMS)
+    return genome.mechanisms()
 
 
 def _genome_of(entry: HistoryEntry) -> Genome:
     return Genome.model_validate(entry.genome)
+
+
+def _genome_or_none(entry: HistoryEntry | None) -> Genome | None:
+    """The entry's genome in this grammar, or None (no entry, no genome, or another grammar's)."""
+    if entry is None or not entry.genome:
+        return None
+    try:
+        return Genome.model_validate(entry.genome)
+    except ValueError:
+        return None
+
+
+def _mix_of(entry: HistoryEntry) -> tuple[str, ...] | None:
+    g = _genome_or_none(entry)
+    return _mechanisms(g) if g is not None else None
 
 
 def _genome_key(genome: dict[str, Any] | None) -> str | None:

@@ -80,6 +80,9 @@ class HistoryEntry(BaseModel):
     diagnosis: Diagnosis | None = None
     notes: list[str] = Field(default_factory=list)  # check errors / critic reasons
     genome: dict[str, Any] | None = None  # structured description when the proposer has one
+    fitness: float | None = None  # the run's fitness on the search set (stage 2: full grid; stage 1: the screen)
+    niche: str | None = None  # archive niche "c<cost band>|<mechanism family>"; None outside the archive
+    stage: int | None = None  # 1 = screened only (few seeds and betas), 2 = fully evaluated; None = not evaluated
 
 
 class Proposal(BaseModel):
@@ -110,6 +113,11 @@ class ProposerInput(BaseModel):
     feedback: list[str] = Field(default_factory=list)  # check errors or critic reasons for the last attempt
     last_source: str | None = None  # the source that feedback refers to
     seed: int = 0
+    parent: HistoryEntry | None = None  # the parent the archive chose for this proposal (None: start afresh)
+    inspirations: list[HistoryEntry] = Field(default_factory=list)  # best and most different archive members
+    island: int = 0  # the archive island this proposal belongs to
+    generation: int = 0  # the generation (== round)
+    slot: int = 0  # index of this proposal within its generation
 
 
 class CriticInput(BaseModel):

@@ -1,4 +1,4 @@
-"""``check``: record the candidate, then validate it statically and in the sandbox."""
+"""``check`` (lane): record the candidate, then validate it statically and in the sandbox."""
 
 from __future__ import annotations
 
@@ -8,36 +8,48 @@ from autotts_graph.store import history
 from autotts_graph.tools.validate import ValidateInput, validate_controller
 
 from ..deps import Deps
-from ..state import CheckResult, DiscoveryState
+from ..state import CheckResult, LaneState
 from .common import failed_attempt
 
 
-def record_candidate(deps: Deps, state: DiscoveryState, status: str, **extra: Any) -> None:
+def record_candidate(deps: Deps, state: LaneState, status: str, **extra: Any) -> None:
     """Write the candidate in flight to the store (idempotent by id)."""
     c = state.candidate
-    history.record_candidate(deps.store, candidate_id=c.candidate_id, run_id=state.config.run_id, round=c.round,
+    history.record_candidate(deps.store, candidate_id=c.candidate_id, run_id=deps.config.run_id, round=c.round,
                              attempt=c.attempt, source=c.source, parent=c.parent, origin=c.origin, name=c.name,
-                             rationale=c.rationale, status=status, genome=c.genome, **extra)
+                             rationale=c.rationale, status=status, genome=c.genome, slot=state.slot, **extra)
 
 
-def check(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
+def _duplicate(deps: Deps, state: LaneState) -> dict[str, Any] | None:
+    """An evaluated candidate with the same code from an earlier generation or from this slot.
+
+    Other slots of this generation are left out: whether they were evaluated yet depends on timing, and a
+    seeded run must not. (Identical code in one generation costs nothing twice: the evaluation cache.)"""
+    c = state.candidate
+    for x in history.list_candidates(deps.store, deps.config.run_id):
+        mine = x["round"] == state.generation and (x["slot"] or 0) == state.slot
+        if (x["code_hash"] == c.code_hash and x["evaluation_id"] and x["candidate_id"] != c.candidate_id
+                and (x["round"] < state.generation or mine)):
+            return x
+    return None
+
+
+def check(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
     """Syntax, contract, forbidden imports, monotone schedule, smoke solve; duplicates of evaluated code."""
     c = state.candidate
     record_candidate(deps, state, "pending")
-    errors: list[str] = []
-    duplicate = next((x for x in history.list_candidates(deps.store, state.config.run_id)
-                      if x["code_hash"] == c.code_hash and x["evaluation_id"] and x["candidate_id"] != c.candidate_id),
-                     None)
+    duplicate = _duplicate(deps, state)
     if duplicate is not None:
         result = CheckResult(ok=False, errors=[f"identical to candidate {duplicate['candidate_id']}, which was "
                                                "already evaluated: propose something different"])
     else:
-        report = validate_controller(deps.ctx, ValidateInput(source=c.source, env=state.config.search_envs[0]))
+        with deps.sandbox_slots:
+            report = validate_controller(deps.ctx, ValidateInput(source=c.source, env=deps.config.search_envs[0]))
         errors = list(report.errors)
         result = CheckResult(ok=report.ok and not errors, errors=errors, warnings=report.warnings,
                              schedule=report.schedule)
     history.update_candidate(deps.store, c.candidate_id, check_result=result.model_dump(mode="json"),
                              status="checked" if result.ok else "check_failed")
     if result.ok:
-        return {"check": result, "feedback": []}
-    return {"check": result, **failed_attempt(state, [f"check: {e}" for e in result.errors], "check_failed")}
+        return {"check": result, "feedback": [], "goto": "critique"}
+    return {"check": result, **failed_attempt(state, deps, [f"check: {e}" for e in result.errors], "check_failed")}

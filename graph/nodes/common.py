@@ -1,4 +1,4 @@
-"""Helpers shared by the nodes: the spend wrapper, candidate naming, feedback formatting."""
+"""Helpers shared by the nodes: the spend wrappers (run-level and lane nodes), candidate naming, retries."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from autotts_graph.store.db import StoreError
 
 from ..agents.llm import AgentError
 from ..deps import Deps, DepsProvider
-from ..state import DiscoveryState, NodeSpend
+from ..state import DiscoveryState, LaneState, NodeSpend, total_of
 
 NodeFn = Callable[[DiscoveryState, Deps], dict[str, Any]]
+LaneFn = Callable[[LaneState, Deps, dict[str, Any]], dict[str, Any]]
 
 
 def controller_name(source: str) -> str:
@@ -42,44 +43,84 @@ def controller_name(source: str) -> str:
     return cls.name
 
 
-def spend_of(deps: Deps) -> tuple[int, float]:
-    """(tokens, dollars) consumed by the roles so far."""
+def spend_of(roles: dict[str, Any]) -> tuple[int, float]:
+    """(tokens, dollars) consumed by the given role objects so far."""
     tokens, usd = 0, 0.0
-    for role in deps.roles().values():
+    for role in roles.values():
         s = role.spend()
         tokens += s.llm_tokens
         usd += s.usd
     return tokens, usd
 
 
+def _run_node(name: str, state: Any, deps: Deps, roles: dict[str, Any], call: Callable[[], dict[str, Any]],
+              generation: int, slot: int | None = None) -> tuple[dict[str, Any], NodeSpend]:
+    """Run a node body, measure its spend (LLM tokens and $ of ``roles``, wall seconds) and record it.
+
+    An agent or store error is recorded on the run (status ``failed``) and raised: the graph stops with the
+    task unfinished, and a resume runs that node again, with every finished node and lane kept.
+    """
+    started = time.perf_counter()
+    tokens0, usd0 = spend_of(roles)
+
+    def candidate(update: dict[str, Any]) -> str | None:
+        c = update.get("candidate") or getattr(state, "candidate", None)
+        return c.candidate_id if slot is not None and c is not None else None
+
+    try:
+        update = call()
+    except (AgentError, StoreError) as exc:
+        tokens1, usd1 = spend_of(roles)
+        history.record_spend(deps.store, run_id=deps.config.run_id, round=generation, node=name,
+                             llm_tokens=tokens1 - tokens0, usd=usd1 - usd0, seconds=time.perf_counter() - started,
+                             slot=slot, candidate_id=candidate({}))
+        history.update_run(deps.store, deps.config.run_id, status="failed", error=str(exc), finished=True)
+        raise
+    tokens1, usd1 = spend_of(roles)
+    seconds = time.perf_counter() - started
+    history.record_spend(deps.store, run_id=deps.config.run_id, round=generation, node=name,
+                         llm_tokens=tokens1 - tokens0, usd=usd1 - usd0, seconds=seconds, slot=slot,
+                         candidate_id=candidate(update))
+    return update, NodeSpend(llm_tokens=tokens1 - tokens0, usd=usd1 - usd0, seconds=seconds, calls=1)
+
+
 def wrap(name: str, fn: NodeFn, provider: DepsProvider) -> Callable[[DiscoveryState], dict[str, Any]]:
-    """A graph node: builds deps, runs ``fn``, adds the node's spend, and turns agent/store errors into a stop."""
+    """A run-level graph node: builds deps, runs ``fn``, adds the node's spend and wall time."""
 
     def node(state: DiscoveryState) -> dict[str, Any]:
-        started = time.perf_counter()
         deps = provider.get(state.config)
-        tokens0, usd0 = spend_of(deps)
-        try:
-            update = fn(state, deps)
-        except (AgentError, StoreError) as exc:
-            message = str(exc)
-            update = {"status": "failed", "error": message}
-            history.update_run(deps.store, state.config.run_id, status="failed", error=message, finished=True)
-        tokens1, usd1 = spend_of(deps)
-        seconds = time.perf_counter() - started
-        spend = dict(state.spend)
-        prev = spend.get(name, NodeSpend())
-        spend[name] = NodeSpend(llm_tokens=prev.llm_tokens + tokens1 - tokens0, usd=prev.usd + usd1 - usd0,
-                                seconds=prev.seconds + seconds, calls=prev.calls + 1)
-        history.record_spend(deps.store, run_id=state.config.run_id, round=update.get("round", state.round),
-                             node=name, llm_tokens=tokens1 - tokens0, usd=usd1 - usd0, seconds=seconds)
-        return {**update, "spend": spend, "node": name}
+        update, spent = _run_node(name, state, deps, deps.roles(), lambda: fn(state, deps), state.round)
+        wall = update.get("wall_s", state.wall_s) + spent.seconds
+        return {**update, "spend": {name: spent}, "node": name, "wall_s": wall}
 
     node.__name__ = name
     node.__doc__ = fn.__doc__
     return node
 
 
-def failed_attempt(state: DiscoveryState, feedback: list[str], outcome: str) -> dict[str, Any]:
-    """The update for a proposal that goes back to the proposer (counts against the round's retries)."""
-    return {"attempt": state.attempt + 1, "feedback": feedback, "outcome": outcome}
+def wrap_lane(name: str, fn: LaneFn, provider: DepsProvider) -> Callable[[LaneState], dict[str, Any]]:
+    """A lane node: like ``wrap``, with the slot's own role objects (exact spend per candidate)."""
+
+    def node(state: LaneState) -> dict[str, Any]:
+        deps = provider.get(state.config)
+        roles = deps.roles_for(state.slot)
+        update, spent = _run_node(name, state, deps, roles, lambda: fn(state, deps, roles), state.generation,
+                                  state.slot)
+        return {**update, "spend": {name: spent}, "node": name}
+
+    node.__name__ = name
+    node.__doc__ = fn.__doc__
+    return node
+
+
+def lane_spend(state: LaneState) -> NodeSpend:
+    """What the lane has consumed so far (all its nodes)."""
+    return total_of(state.spend)
+
+
+def failed_attempt(state: LaneState, deps: Deps, feedback: list[str], outcome: str) -> dict[str, Any]:
+    """The update for a proposal that goes back to the proposer while the slot's retries last."""
+    attempt = state.attempt + 1
+    retry = attempt < deps.config.max_attempts
+    return {"attempt": attempt, "feedback": feedback, "outcome": outcome, "retry": retry,
+            "goto": "propose" if retry else "__end__"}

@@ -1,4 +1,4 @@
-"""``critique``: the critic approves the candidate or sends it back with reasons."""
+"""``critique`` (lane): the critic approves the candidate or sends it back with reasons."""
 
 from __future__ import annotations
 
@@ -6,23 +6,26 @@ from typing import Any
 
 from autotts_graph.store import history
 
-from .. import evidence
+from .. import archive
 from ..agents.roles import CriticInput
 from ..deps import Deps
-from ..state import DiscoveryState
+from ..state import LaneState
 from .common import failed_attempt
 
 
-def critique(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
-    """Contract, novelty against the history, no oracle use."""
+def critique(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
+    """Contract, novelty against the history (earlier generations and this slot), no oracle use."""
     c, chk = state.candidate, state.check
-    entries = [e for e in evidence.history_entries(deps.store, state.config.run_id) if e.candidate_id != c.candidate_id]
-    verdict = deps.critic.review(CriticInput(source=c.source, check_errors=chk.errors if chk else [],
-                                             check_warnings=chk.warnings if chk else [],
-                                             schedule=chk.schedule if chk else {}, history=entries))
+    entries = [e for e in archive.history_entries(deps.store, deps.config.run_id, before_generation=state.generation,
+                                                  own=(state.generation, state.slot))
+               if e.candidate_id != c.candidate_id]
+    with deps.llm_slots:
+        verdict = roles["critic"].review(CriticInput(source=c.source, check_errors=chk.errors if chk else [],
+                                                     check_warnings=chk.warnings if chk else [],
+                                                     schedule=chk.schedule if chk else {}, history=entries))
     history.update_candidate(deps.store, c.candidate_id, critic=verdict.model_dump(mode="json"),
                              status="approved" if verdict.approve else "rejected")
     if verdict.approve:
-        return {"verdict": verdict}
+        return {"verdict": verdict, "goto": "review" if deps.config.review else "screen"}
     reasons = verdict.reasons or ["the critic asked for a revision without giving a reason"]
-    return {"verdict": verdict, **failed_attempt(state, [f"critic: {r}" for r in reasons], "rejected")}
+    return {"verdict": verdict, **failed_attempt(state, deps, [f"critic: {r}" for r in reasons], "rejected")}

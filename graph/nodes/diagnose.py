@@ -1,4 +1,4 @@
-"""``diagnose``: the diagnostician explains the evaluation (or the crash) as structured failure modes."""
+"""``diagnose`` (lane): the diagnostician explains the evaluation (or the crash) as structured failure modes."""
 
 from __future__ import annotations
 
@@ -9,27 +9,31 @@ from autotts_graph.store import history
 from .. import evidence
 from ..agents.roles import DiagnoseInput
 from ..deps import Deps
-from ..state import DiscoveryState
+from ..state import LaneState
 from .common import failed_attempt
 
 
-def diagnose(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
-    """Curve against baselines plus sampled failed traces; a crash goes back to the proposer in this round."""
-    c, ev = state.candidate, state.evaluation
+def diagnose(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
+    """Curve against baselines plus sampled failed traces (of the full evaluation, else of the screen); a crash
+    goes back to the proposer of this slot while its retries last."""
+    c = state.candidate
+    ev = state.evaluation if state.evaluation is not None else state.screen
+    baselines = deps.baselines()
     if ev.ok:
-        inp = DiagnoseInput(candidate_id=c.candidate_id, source=c.source, curve=ev.curve, baselines=state.baselines,
+        inp = DiagnoseInput(candidate_id=c.candidate_id, source=c.source, curve=ev.curve, baselines=baselines,
                             outcomes=evidence.question_outcomes(deps.ctx, ev.evaluation_id),
                             traces=evidence.trace_samples(deps.ctx, ev.evaluation_id, limit=12))
     else:
         inp = DiagnoseInput(candidate_id=c.candidate_id, source=c.source, error_kind=ev.error_kind, error=ev.error,
-                            baselines=state.baselines)
-    diagnosis = deps.diagnostician.diagnose(inp)
+                            baselines=baselines)
+    with deps.llm_slots:
+        diagnosis = roles["diagnostician"].diagnose(inp)
     if not ev.ok:
         diagnosis.crashed = True
-    history.record_diagnosis(deps.store, run_id=state.config.run_id, candidate_id=c.candidate_id, round=state.round,
-                             diagnosis=diagnosis.model_dump(mode="json"))
+    history.record_diagnosis(deps.store, run_id=deps.config.run_id, candidate_id=c.candidate_id,
+                             round=state.generation, diagnosis=diagnosis.model_dump(mode="json"))
     if ev.ok:
-        return {"diagnosis": diagnosis}
+        return {"diagnosis": diagnosis, "goto": "__end__"}
     feedback = [f"evaluation {ev.error_kind}: {ev.error}"]
     feedback += [f"diagnosis: {m.kind}: {m.suggestion}" for m in diagnosis.failure_modes if m.suggestion]
-    return {"diagnosis": diagnosis, **failed_attempt(state, feedback, "crashed")}
+    return {"diagnosis": diagnosis, **failed_attempt(state, deps, feedback, "crashed")}

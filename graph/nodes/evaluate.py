@@ -1,4 +1,15 @@
-"""``evaluate``: the beta sweep of the candidate on the search environments, in the sandbox."""
+"""``screen`` and ``evaluate`` (lane): the two stages of the evaluation cascade, in the sandbox.
+
+Stage 1 (``screen``) runs few seeds at a few β points on the search environments. Only a screen within
+``screen_margin`` of its niche's best (the best fully evaluated member of the archive in the same cost band
+and mechanism family; the run's best while that niche is empty) goes on to stage 2 (``evaluate``): the full
+β grid x all seeds. A screen identical to an archive member's (same fitness, same cost) does not: it is
+almost surely the same behaviour written differently. Both stages are recorded as evaluations of the
+candidate (labels ``screen …`` and ``candidate …``) and found again by a re-run node, so nothing is
+evaluated twice; points already evaluated for the same code are reused from the cache. A failure at either
+stage (syntax, contract, audit flag, crash, timeout, ...) goes to the diagnostician and back to the
+proposer; it never enters the archive.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +18,12 @@ from typing import Any
 from autotts_graph.store import history
 from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
 
-from .. import evidence
+from .. import archive, evidence
 from ..deps import Deps
-from ..state import DiscoveryState, EvalResult
+from ..state import EvalResult, LaneState
+
+SCREEN_LABEL = "screen "
+FULL_LABEL = "candidate "
 
 
 def evaluation_result(deps: Deps, evaluation_id: str, criterion: str, baselines: list) -> EvalResult:
@@ -27,22 +41,75 @@ def evaluation_result(deps: Deps, evaluation_id: str, criterion: str, baselines:
                       score=evidence.score(curve, criterion, baselines))
 
 
-def evaluate(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
-    """Evaluate once per candidate (a re-run after a crash reuses the recorded evaluation)."""
-    cfg, c = state.config, state.candidate
-    evaluation_id = history.find_evaluation(deps.store, run_id=cfg.run_id, candidate_id=c.candidate_id,
-                                            split="search")
-    if evaluation_id is None:
-        progress = (lambda d, t: deps.progress("evaluate", d, t)) if deps.progress else None
+def _evaluate_once(state: LaneState, deps: Deps, label: str, betas: list[float], seeds: int, what: str) -> str:
+    """The candidate's evaluation with this label: found in the store, else run (in a sandbox slot)."""
+    cfg, c = deps.config, state.candidate
+    found = history.find_evaluation(deps.store, run_id=cfg.run_id, candidate_id=c.candidate_id, split="search",
+                                    label_prefix=label)
+    if found is not None:
+        return found
+    progress = (lambda d, t: deps.progress(f"{what} g{state.generation}s{state.slot}", d, t)) if deps.progress \
+        else None
+    with deps.sandbox_slots:
         summary = evaluate_controller(deps.ctx, EvaluateInput(
-            source=c.source, envs=cfg.search_envs, betas=cfg.betas, seeds=cfg.seeds, trace_seeds=cfg.trace_seeds,
-            label=f"candidate {c.name or c.candidate_id}", split="search", run_id=cfg.run_id,
+            source=c.source, envs=cfg.search_envs, betas=betas, seeds=seeds, trace_seeds=min(cfg.trace_seeds, seeds),
+            label=f"{label}{c.name or c.candidate_id}", split="search", run_id=cfg.run_id,
             candidate_id=c.candidate_id), progress)
-        evaluation_id = summary.evaluation_id
-    result = evaluation_result(deps, evaluation_id, cfg.selection, state.baselines)
-    history.update_candidate(deps.store, c.candidate_id, evaluation_id=evaluation_id,
-                             status="evaluated" if result.ok else "crashed", search_accuracy=result.search_accuracy)
-    update: dict[str, Any] = {"evaluation": result, "outcome": "evaluated" if result.ok else "crashed"}
-    if result.ok and c.candidate_id not in state.evaluated:
-        update["evaluated"] = [*state.evaluated, c.candidate_id]
+    return summary.evaluation_id
+
+
+def screen(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
+    """Stage 1, then the gate: on to the full evaluation, or diagnose the screen and end the slot.
+
+    Without a cascade (``--no-cascade``, or a grid no larger than the screen's) it passes straight on."""
+    cfg, c = deps.config, state.candidate
+    if cfg.screen_is_full():
+        return {"goto": "evaluate", "promote": True, "gate": "no cascade: straight to the full evaluation"}
+    betas, seeds = cfg.screen_protocol()
+    evaluation_id = _evaluate_once(state, deps, SCREEN_LABEL, betas, seeds, "screen")
+    result = evaluation_result(deps, evaluation_id, cfg.selection, deps.baselines())
+    update: dict[str, Any] = {"screen": result, "screens": state.screens + 1, "goto": "diagnose"}
+    if not result.ok:
+        history.update_candidate(deps.store, c.candidate_id, screen_evaluation_id=evaluation_id,
+                                 evaluation_id=evaluation_id, status="crashed")
+        return {**update, "outcome": "crashed"}
+    tokens = archive.mean_tokens(result.curve)
+    niche = archive.niche_of(archive.cost_band(tokens), archive.family(c.genome))
+    arch = archive.Archive.load(deps.store, cfg.run_id)
+    ref, why = arch.gate_reference(niche)
+    twin = arch.same_screen(result.score, tokens)
+    if twin is not None:
+        promote, gate = False, (f"stopped: the screen is identical to {twin.candidate_id}'s (same fitness "
+                                f"{result.score:.2f} and cost): the same behaviour is not evaluated again")
+    elif ref is None:
+        promote, gate = True, f"promoted: {why}"
+    elif result.score is not None and result.score >= ref - cfg.screen_margin:
+        promote, gate = True, f"promoted: screen {result.score:.2f} within {cfg.screen_margin:g} of {ref:.2f} ({why})"
+    else:
+        score = f"{result.score:.2f}" if result.score is not None else "none"
+        promote, gate = False, f"stopped: screen {score} trails {ref:.2f} by more than {cfg.screen_margin:g} ({why})"
+    history.update_candidate(deps.store, c.candidate_id, screen_evaluation_id=evaluation_id,
+                             evaluation_id=evaluation_id, status="screened", stage=1,
+                             search_accuracy=result.search_accuracy)
+    return {**update, "outcome": "screened", "promote": promote, "gate": gate,
+            "goto": "evaluate" if promote else "diagnose"}
+
+
+def evaluate(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
+    """Stage 2: the full β grid x all seeds (a re-run after a crash reuses the recorded evaluation)."""
+    cfg, c = deps.config, state.candidate
+    evaluation_id = _evaluate_once(state, deps, FULL_LABEL, cfg.betas, cfg.seeds, "evaluate")
+    result = evaluation_result(deps, evaluation_id, cfg.selection, deps.baselines())
+    update: dict[str, Any] = {"evaluation": result, "outcome": "evaluated" if result.ok else "crashed",
+                              "goto": "diagnose"}
+    screened = {}
+    if state.screen is None:  # no cascade: this evaluation is also the candidate's screen
+        update.update(screen=result, screens=state.screens + 1)
+        screened = {"screen_evaluation_id": evaluation_id}
+    if result.ok:
+        history.update_candidate(deps.store, c.candidate_id, evaluation_id=evaluation_id, status="evaluated",
+                                 stage=2, search_accuracy=result.search_accuracy, **screened)
+    else:
+        history.update_candidate(deps.store, c.candidate_id, evaluation_id=evaluation_id, status="crashed",
+                                 **screened)
     return update

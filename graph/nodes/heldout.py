@@ -13,32 +13,43 @@ from ..deps import Deps
 from ..state import DiscoveryState, HeldoutResult
 
 
+def evaluate_heldout(deps: Deps, selected: str) -> tuple[HeldoutResult | None, dict[str, str], dict[str, Any]]:
+    """The one held-out evaluation of the selected controller and of every baseline, side by side.
+
+    Returns the controller's result, the baselines' evaluation ids (``method@heldout``) and extra report
+    fields (none here; a comparison such as confidence intervals against CMC can add its own). Called only
+    after selection; nothing it reads or returns reaches an agent."""
+    cfg = deps.config
+    if not cfg.heldout_envs:
+        return None, {}, {}
+    cand = next(c for c in history.list_candidates(deps.store, cfg.run_id) if c["candidate_id"] == selected)
+    evaluation_id = history.find_evaluation(deps.store, run_id=cfg.run_id, candidate_id=selected, split="heldout")
+    if evaluation_id is None:
+        progress = (lambda d, t: deps.progress("heldout", d, t)) if deps.progress else None
+        summary = evaluate_controller(deps.full_ctx, EvaluateInput(
+            source=cand["source"], envs=cfg.heldout_envs, betas=cfg.betas, seeds=cfg.seeds, trace_seeds=0,
+            label=f"heldout {cand['name'] or selected}", split="heldout", run_id=cfg.run_id,
+            candidate_id=selected), progress)
+        evaluation_id = summary.evaluation_id
+    ev = history.get_evaluation(deps.store, evaluation_id)
+    err = ev["error"]
+    result = HeldoutResult(evaluation_id=evaluation_id, ok=ev["status"] == "ok",
+                           error=f"{err.get('kind')}: {err.get('message')}" if err else None,
+                           curve=evidence.curve_from_points(ev["points"]))
+    ids: dict[str, str] = {}
+    for method in cfg.baselines:
+        summary, _ = run_baseline(deps.full_ctx, BaselineInput(method=method, envs=cfg.heldout_envs, seeds=cfg.seeds,
+                                                               split="heldout", fit_envs=cfg.search_envs))
+        ids[f"{method}@heldout"] = summary.evaluation_id
+    return result, ids, {}
+
+
 def heldout(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
     """Runs after selection only; nothing from here ever reaches an agent."""
-    cfg = state.config
-    ids = dict(state.baseline_evaluations)
-    result = None
-    if cfg.heldout_envs:
-        cand = next(c for c in history.list_candidates(deps.store, cfg.run_id) if c["candidate_id"] == state.selected)
-        evaluation_id = history.find_evaluation(deps.store, run_id=cfg.run_id, candidate_id=state.selected,
-                                                split="heldout")
-        if evaluation_id is None:
-            progress = (lambda d, t: deps.progress("heldout", d, t)) if deps.progress else None
-            summary = evaluate_controller(deps.full_ctx, EvaluateInput(
-                source=cand["source"], envs=cfg.heldout_envs, betas=cfg.betas, seeds=cfg.seeds, trace_seeds=0,
-                label=f"heldout {cand['name'] or state.selected}", split="heldout", run_id=cfg.run_id,
-                candidate_id=state.selected), progress)
-            evaluation_id = summary.evaluation_id
-        ev = history.get_evaluation(deps.store, evaluation_id)
-        err = ev["error"]
-        result = HeldoutResult(evaluation_id=evaluation_id, ok=ev["status"] == "ok",
-                               error=f"{err.get('kind')}: {err.get('message')}" if err else None,
-                               curve=evidence.curve_from_points(ev["points"]))
-        for method in cfg.baselines:
-            summary, _ = run_baseline(deps.full_ctx, BaselineInput(method=method, envs=cfg.heldout_envs,
-                                                                   seeds=cfg.seeds, split="heldout",
-                                                                   fit_envs=cfg.search_envs))
-            ids[f"{method}@heldout"] = summary.evaluation_id
-    history.update_run(deps.store, cfg.run_id, status="done", best_candidate=state.selected, finished=True,
-                       report={"baseline_evaluations": ids, "stop_reason": state.stop_reason})
+    with deps.sandbox_slots:
+        result, heldout_ids, extra = evaluate_heldout(deps, state.selected)
+    ids = {**state.baseline_evaluations, **heldout_ids}
+    history.update_run(deps.store, deps.config.run_id, status="done", best_candidate=state.selected, finished=True)
+    history.merge_run_report(deps.store, deps.config.run_id, baseline_evaluations=ids,
+                             stop_reason=state.stop_reason, wall_s=state.wall_s, **extra)
     return {"heldout": result, "baseline_evaluations": ids, "status": "done"}

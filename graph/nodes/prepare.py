@@ -90,11 +90,13 @@ def make_prepare(provider: DepsProvider):
             ids[f"{method}@search"] = summary.evaluation_id
             points += [BaselinePoint(method=r.method, label=r.label, env=r.point.env, accuracy=r.point.accuracy,
                                      avg_cost=r.point.avg_cost) for r in rows]
-        history.update_run(store, cfg.run_id, report={"baseline_evaluations": ids})
+        history.merge_run_report(store, cfg.run_id, baseline_evaluations=ids)
+        deps.set_baselines(points)
         seconds = time.perf_counter() - started
         history.record_spend(store, run_id=cfg.run_id, round=0, node="prepare", llm_tokens=0, usd=0.0,
                              seconds=seconds)
         return {"config": cfg, "status": "running", "baselines": points, "baseline_evaluations": ids,
-                "node": "prepare", "spend": {**state.spend, "prepare": NodeSpend(seconds=seconds, calls=1)}}
+                "node": "prepare", "spend": {"prepare": NodeSpend(seconds=seconds, calls=1)},
+                "wall_s": state.wall_s + seconds}
 
     return prepare

@@ -1,4 +1,5 @@
-"""``propose``: the proposer writes a complete controller source from the history and the latest feedback."""
+"""``propose`` (lane): the proposer writes a complete controller source from the history, the archive's
+parent and inspirations for this slot, and the slot's latest feedback."""
 
 from __future__ import annotations
 
@@ -6,30 +7,44 @@ from typing import Any
 
 from autotts_graph.store import history
 
-from .. import evidence
+from .. import archive
 from ..agents.roles import ProposerInput
 from ..deps import Deps
-from ..state import Candidate, DiscoveryState
+from ..state import Candidate, LaneState, budget_reason, total_of
 from .common import controller_name
 
 
-def propose(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
-    """Ask the proposer for a candidate (or stop for the budget: the graph-level guard lives here)."""
-    reason = state.budget_exhausted()
+def lane_budget(state: LaneState, deps: Deps) -> str | None:
+    """The run's budget as this lane sees it: the spend before the generation plus the lane's own."""
+    spent = total_of({"before": state.spent_before, **state.spend})
+    return budget_reason(deps.config, spent, state.wall_before + total_of(state.spend).seconds)
+
+
+def propose(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
+    """Ask the proposer for a candidate (or stop for the budget: the lane-level guard lives here)."""
+    reason = lane_budget(state, deps)
     if reason:
-        return {"stop_reason": reason}
-    cfg = state.config
-    entries = evidence.history_entries(deps.store, cfg.run_id)
+        return {"stop_reason": reason, "goto": "__end__"}
+    cfg = deps.config
+    entries = archive.history_entries(deps.store, cfg.run_id, before_generation=state.generation,
+                                      own=(state.generation, state.slot))
+    by_id = {e.candidate_id: e for e in entries}
+    parent = by_id.get(state.parent_id) if state.parent_id else None
+    inspirations = [by_id[i] for i in state.inspiration_ids if i in by_id]
+    # The slot's own latest diagnosis after a failed try (a crash), else the parent's.
+    diagnosis = state.diagnosis if state.feedback and state.diagnosis is not None else \
+        (parent.diagnosis if parent is not None else None)
     last = state.candidate.source if state.candidate is not None and state.feedback else None
-    inp = ProposerInput(round=state.round, attempt=state.attempt, search_envs=cfg.search_envs, betas=cfg.betas,
-                        history=entries, baselines=state.baselines, diagnosis=state.diagnosis,
-                        feedback=state.feedback, last_source=last, seed=cfg.seed)
-    proposal = deps.proposer.propose(inp)
-    known = {e.candidate_id for e in entries}
-    parent = proposal.parent_id if proposal.parent_id in known else None
-    candidate = Candidate(candidate_id=history.new_id("cand"), round=state.round, attempt=state.attempt,
+    inp = ProposerInput(round=state.generation, attempt=state.attempt, search_envs=cfg.search_envs, betas=cfg.betas,
+                        history=entries, baselines=deps.baselines(), diagnosis=diagnosis, feedback=state.feedback,
+                        last_source=last, seed=cfg.seed, parent=parent, inspirations=inspirations,
+                        island=state.island, generation=state.generation, slot=state.slot)
+    with deps.llm_slots:
+        proposal = roles["proposer"].propose(inp)
+    parent_id = proposal.parent_id if proposal.parent_id in by_id else (parent.candidate_id if parent else None)
+    candidate = Candidate(candidate_id=history.new_id("cand"), round=state.generation, attempt=state.attempt,
                           source=proposal.source, code_hash=history.code_hash(proposal.source),
-                          name=controller_name(proposal.source), parent=parent, origin=deps.proposer.name,
+                          name=controller_name(proposal.source), parent=parent_id, origin=roles["proposer"].name,
                           rationale=proposal.rationale, genome=proposal.genome)
-    return {"candidate": candidate, "check": None, "verdict": None, "review": None, "evaluation": None,
-            "outcome": "", "stop_reason": None}
+    return {"candidate": candidate, "check": None, "verdict": None, "review": None, "screen": None,
+            "evaluation": None, "promote": False, "gate": "", "outcome": "", "retry": False, "goto": "check"}

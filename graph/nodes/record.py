@@ -1,4 +1,5 @@
-"""``record``: close the round: update the best candidate so far and move to the next round."""
+"""``record`` (the fan-in, once every lane of the generation finished): put the generation's
+screened candidates into the archive, migrate between islands, update the best and the counters."""
 
 from __future__ import annotations
 
@@ -6,19 +7,72 @@ from typing import Any
 
 from autotts_graph.store import history
 
+from .. import archive, evidence
 from ..deps import Deps
-from ..state import Best, DiscoveryState
+from ..state import Best, DiscoveryState, GenerationSummary, LaneResult
+
+
+def generation_results(state: DiscoveryState, generation: int) -> list[LaneResult]:
+    """The lane results of one generation, by slot."""
+    return sorted((r for r in state.lanes.values() if r.generation == generation), key=lambda r: r.slot)
 
 
 def record(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
-    """Everything is already in the store; here the best so far is updated and the round advances."""
-    update: dict[str, Any] = {"round": state.round + 1, "attempt": 0, "feedback": [], "check": None,
-                              "verdict": None, "review": None}
-    ev, c = state.evaluation, state.candidate
-    if state.outcome == "evaluated" and ev is not None and ev.ok and ev.score is not None:
-        if state.best is None or ev.score > state.best.score:
-            best = Best(candidate_id=c.candidate_id, name=c.name, round=c.round, score=ev.score,
-                        search_accuracy=ev.search_accuracy, evaluation_id=ev.evaluation_id)
-            update["best"] = best
-            history.update_run(deps.store, state.config.run_id, best_candidate=best.candidate_id)
+    """Everything per candidate is already in the store; here the generation joins the archive."""
+    cfg, generation = deps.config, state.round
+    results = generation_results(state, generation)
+    arch = archive.Archive.load(deps.store, cfg.run_id)
+    known_hashes, known = arch.code_hashes(), arch.candidates()
+    cands = {c["candidate_id"]: c for c in history.list_candidates(deps.store, cfg.run_id)}
+    screens = history.evaluation_points(deps.store, [r.screen_evaluation_id for r in results
+                                                     if r.stage >= 1 and r.screen_evaluation_id])
+    rows = []
+    for r in results:
+        if r.stage < 1 or r.candidate_id is None or r.candidate_id in known:
+            continue
+        c = cands[r.candidate_id]
+        if c["code_hash"] in known_hashes:  # the same program twice in one generation: the lower slot stays
+            continue
+        known_hashes.add(c["code_hash"])
+        curve = evidence.curve_from_points(screens[r.screen_evaluation_id]["points"])
+        rows.append(archive.member_row(cfg.run_id, candidate_id=r.candidate_id, island=r.island, generation=generation,
+                                       slot=r.slot, genome=c["genome"], screen_curve=curve, stage=r.stage,
+                                       fitness=r.fitness if r.stage >= 2 else None, screen_fitness=r.screen_fitness,
+                                       search_accuracy=r.search_accuracy, code_hash=c["code_hash"],
+                                       evaluation_id=r.evaluation_id, screen_evaluation_id=r.screen_evaluation_id))
+    history.record_archive(deps.store, rows)
+    arch = archive.Archive.load(deps.store, cfg.run_id)
+    moves = arch.migrants(cfg, generation)
+    if moves:
+        history.record_archive(deps.store, [archive.migrant_row(deps.store, cfg.run_id, m, dest, generation)
+                                            for m, dest in moves])
+        arch = archive.Archive.load(deps.store, cfg.run_id)
+
+    update: dict[str, Any] = {"round": generation + 1, "pending": []}
+    full = [r for r in results if r.stage >= 2 and r.fitness is not None]
+    best = state.best
+    for r in full:  # by slot: the lower slot wins a tie
+        if best is None or r.fitness > best.score:
+            best = Best(candidate_id=r.candidate_id, name=r.name, round=generation, score=r.fitness,
+                        search_accuracy=r.search_accuracy, evaluation_id=r.evaluation_id)
+    if best is not None and best != state.best:
+        update["best"] = best
+        history.update_run(deps.store, cfg.run_id, best_candidate=best.candidate_id)
+    evaluated = list(state.evaluated) + [r.candidate_id for r in full if r.candidate_id not in state.evaluated]
+    screened = state.screened + sum(r.screens for r in results)
+    stop = next((r.stop_reason for r in results if r.stop_reason), None)
+    wall = state.wall_s + max((r.seconds for r in results), default=0.0)
+    summary = GenerationSummary(
+        generation=generation, candidates=sum(1 for r in results if r.candidate_id),
+        screened=sum(r.screens for r in results), promoted=len(full),
+        failed=sum(1 for r in results if r.outcome in ("check_failed", "rejected", "crashed")),
+        best_fitness=best.score if best else None,
+        generation_best=max((r.fitness for r in full), default=None),
+        archive_members=len(arch.candidates()), archive_cells=len(arch.cells()), wall_s=wall)
+    generations = [*state.generations, summary]
+    history.merge_run_report(deps.store, cfg.run_id, generations=[g.model_dump(mode="json") for g in generations])
+    update.update({"evaluated": evaluated, "screened": screened, "generations": generations, "wall_s": wall,
+                   "archive_members": summary.archive_members, "archive_cells": summary.archive_cells})
+    if stop and not state.stop_reason:
+        update["stop_reason"] = stop
     return update

@@ -1,4 +1,4 @@
-"""``review`` (with ``--review``): a human approves, edits or rejects the candidate before evaluation."""
+"""``review`` (lane, with ``--review``): a human approves, edits or rejects the candidate before evaluation."""
 
 from __future__ import annotations
 
@@ -8,18 +8,21 @@ from autotts_graph.store import history
 from langgraph.types import interrupt
 
 from ..deps import Deps
-from ..state import Candidate, DiscoveryState, ReviewDecision
+from ..state import Candidate, LaneState, ReviewDecision
 from .common import controller_name, failed_attempt
 
 
-def review(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
-    """Pause with the candidate; resume with {"action": "approve"|"edit"|"reject", "source", "reason"}."""
+def review(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
+    """Pause with the candidate; resume with {"action": "approve"|"edit"|"reject", "source", "reason"}.
+
+    Every lane of a generation pauses on its own; the runner answers each pending review."""
     c = state.candidate
-    answer = interrupt({"candidate_id": c.candidate_id, "name": c.name, "round": c.round, "source": c.source,
-                        "rationale": c.rationale, "critic": state.verdict.model_dump() if state.verdict else None})
+    answer = interrupt({"candidate_id": c.candidate_id, "name": c.name, "round": c.round, "slot": state.slot,
+                        "source": c.source, "rationale": c.rationale,
+                        "critic": state.verdict.model_dump() if state.verdict else None})
     decision = ReviewDecision.model_validate(answer if isinstance(answer, dict) else {"action": str(answer)})
     if decision.action == "approve":
-        return {"review": decision}
+        return {"review": decision, "goto": "screen"}
     if decision.action == "edit":
         if not decision.source or not decision.source.strip():
             decision = ReviewDecision(action="reject", reason="edit without a source")
@@ -30,8 +33,8 @@ def review(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
                                rationale=decision.reason or "edited by a reviewer")
             history.update_candidate(deps.store, c.candidate_id, status="rejected",
                                      critic={"approve": False, "reasons": ["replaced by a reviewer's edit"]})
-            return {"review": decision, "candidate": edited, "check": None, "verdict": None}
+            return {"review": decision, "candidate": edited, "check": None, "verdict": None, "goto": "check"}
     reason = decision.reason or "rejected by the reviewer"
     history.update_candidate(deps.store, c.candidate_id, status="rejected",
                              critic={"approve": False, "reasons": [f"human: {reason}"]})
-    return {"review": decision, **failed_attempt(state, [f"reviewer: {reason}"], "rejected")}
+    return {"review": decision, **failed_attempt(state, deps, [f"reviewer: {reason}"], "rejected")}

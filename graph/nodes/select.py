@@ -12,13 +12,15 @@ from .evaluate import evaluation_result
 
 
 def select(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
-    """Highest search accuracy over the beta grid (or frontier area); ties go to fewer tokens, then earlier."""
-    cfg = state.config
+    """Best fitness on the search set among fully evaluated (stage 2) candidates that passed every check;
+    ties go to fewer tokens, then earlier (generation, slot). Screened-only and flagged candidates never
+    compete, and nothing held out is read."""
+    cfg = deps.config
     ranked = []
     for order, c in enumerate(history.list_candidates(deps.store, cfg.run_id)):
-        if c["candidate_id"] not in state.evaluated or not c["evaluation_id"]:
+        if c["candidate_id"] not in state.evaluated or not c["evaluation_id"] or (c["stage"] or 0) < 2:
             continue
-        res = evaluation_result(deps, c["evaluation_id"], cfg.selection, state.baselines)
+        res = evaluation_result(deps, c["evaluation_id"], cfg.selection, deps.baselines())
         if not res.ok or res.score is None:
             continue
         mean_tokens = sum(p.avg_cost for p in res.curve) / max(len(res.curve), 1)
@@ -26,8 +28,9 @@ def select(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
     if not ranked:
         message = "no candidate passed its checks and evaluation; nothing to select"
         history.update_run(deps.store, cfg.run_id, status="no_candidate", error=state.stop_reason or message,
-                           finished=True, report={"baseline_evaluations": state.baseline_evaluations,
-                                                  "stop_reason": state.stop_reason})
+                           finished=True)
+        history.merge_run_report(deps.store, cfg.run_id, baseline_evaluations=state.baseline_evaluations,
+                                 stop_reason=state.stop_reason, wall_s=state.wall_s)
         return {"status": "no_candidate", "selected": None}
     selected = min(ranked)[3]
     history.update_run(deps.store, cfg.run_id, best_candidate=selected)

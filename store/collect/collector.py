@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -285,10 +285,21 @@ def questions_digest(questions: list[QuestionItem]) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()
 
 
+BatchRunner = Callable[[list[list[tuple[int, int]]]], Iterator[tuple[list[tuple], int]]]
+
+
 def run_collection(store: Store, spec: CollectSpec, questions: list[QuestionItem], options: CollectOptions,
-                   backend: Backend, tokenizer: ChatTokenizer,
-                   progress: Callable[[ProgressEvent], None] | None = None) -> CollectResult:
-    """Collect every missing branch batch by batch, then build and import the environment."""
+                   backend: Backend | None, tokenizer: ChatTokenizer | None,
+                   progress: Callable[[ProgressEvent], None] | None = None,
+                   runner: BatchRunner | None = None) -> CollectResult:
+    """Collect every missing branch batch by batch, then build and import the environment.
+
+    The missing (question, branch) keys are cut into batches of ``options.batch_size``, always the same
+    way whatever runs them. ``runner`` runs those batches elsewhere (``ray_collect.RayCollector``: one
+    engine per GPU of a cluster) and yields each batch's rows with its probe token count, in any order;
+    by default ``backend`` runs them here, in order. Either way only this process writes the store, one
+    transaction per batch, so a killed collection resumes the same way.
+    """
     t0 = time.perf_counter()
     h = spec.spec_hash
     canonicalizer = Canonicalizer(options.canonicalize)  # fails early when math-verify is missing
@@ -297,15 +308,19 @@ def run_collection(store: Store, spec: CollectSpec, questions: list[QuestionItem
     done = stored_branches(store, h, options.dataset)
     wanted = [(qi, bi) for qi in range(len(questions)) for bi in range(options.n_branches)]
     todo = [k for k in wanted if k not in done]
-    protocol = _Protocol(spec, backend, tokenizer, questions)
-    generated_tokens = 0
+    batches = [todo[start:start + options.batch_size] for start in range(0, len(todo), options.batch_size)]
+    if runner is None:
+        if backend is None or tokenizer is None:
+            raise CollectError("a local collection needs a backend and a tokenizer")
+        runner = _local_runner(_Protocol(spec, backend, tokenizer, questions), h, options.dataset)
+    generated_tokens = probe_tokens = 0
     finished_count = len(wanted) - len(todo)
     if progress:
         progress(ProgressEvent(finished_count, len(wanted), 0, 0.0))
-    for start in range(0, len(todo), options.batch_size):
-        rows = protocol.run(h, options.dataset, todo[start:start + options.batch_size])
+    for rows, probes in runner(batches):
         _write(store, rows)
         generated_tokens += sum(r[_BRANCH_COLS.index("branch_tokens")] for r in rows)
+        probe_tokens += probes
         finished_count += len(rows)
         if progress:
             progress(ProgressEvent(finished_count, len(wanted), generated_tokens, time.perf_counter() - t0))
@@ -321,5 +336,15 @@ def run_collection(store: Store, spec: CollectSpec, questions: list[QuestionItem
     return CollectResult(env=name, created=created, spec_hash=h, questions=len(questions),
                          branches=len(wanted), generated_branches=len(todo),
                          reused_branches=len(wanted) - len(todo),
-                         generated_tokens=generated_tokens, probe_tokens=protocol.probe_tokens,
+                         generated_tokens=generated_tokens, probe_tokens=probe_tokens,
                          seconds=time.perf_counter() - t0)
+
+
+def _local_runner(protocol: _Protocol, spec_hash: str, dataset: str) -> BatchRunner:
+    def run(batches: list[list[tuple[int, int]]]) -> Iterator[tuple[list[tuple], int]]:
+        for keys in batches:
+            before = protocol.probe_tokens
+            rows = protocol.run(spec_hash, dataset, keys)
+            yield rows, protocol.probe_tokens - before
+
+    return run

@@ -1,4 +1,5 @@
-"""A real `autotts-graph run` killed with SIGKILL mid-round continues with `--resume` without redoing work."""
+"""A real `autotts-graph run` killed with SIGKILL mid-round (or mid-generation, with parallel lanes) continues
+with `--resume` without losing or redoing work."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def _wait_for(pred, timeout: float, proc: subprocess.Popen) -> None:
 def test_kill_9_mid_round_then_resume(tiny_env_store, subprocess_env, tmp_path):
     store = tiny_env_store
     args = ["run", "--store", str(store.path), "--search", "m1/search", "--search", "m2/search", "--heldout",
-            "m1/heldout", "--betas", "0.2,0.8", "--seeds", "2", "--rounds", "3", "--sandbox", "process",
-            "--baselines", "sc", "--no-live", *SCRIPTED]
+            "m1/heldout", "--betas", "0.2,0.8", "--seeds", "2", "--rounds", "3", "--population", "1", "--sandbox",
+            "process", "--baselines", "sc", "--no-live", *SCRIPTED]
     env = {**subprocess_env, "SCRIPTED_PROPOSER_DELAY": "1.0"}
     proc = subprocess.Popen(_cli(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -80,4 +81,61 @@ def test_kill_9_mid_round_then_resume(tiny_env_store, subprocess_env, tmp_path):
     assert len(after) == 3
     assert history.get_run(store, run_id)["status"] == "done"
     assert history.find_evaluation(store, run_id=run_id, candidate_id=history.get_run(store, run_id)["best_candidate"],
+                                   split="heldout") is not None
+
+
+def test_kill_9_mid_generation_then_resume(tiny_env_store, subprocess_env):
+    """Three lanes per generation; killed when generation 1 has finished lanes and unfinished ones."""
+    store = tiny_env_store
+    args = ["run", "--store", str(store.path), "--search", "m1/search", "--search", "m2/search", "--heldout",
+            "m1/heldout", "--betas", "0.2,0.8", "--seeds", "2", "--rounds", "2", "--population", "3", "--sandbox",
+            "process", "--baselines", "sc", "--no-live", *SCRIPTED]
+    # Slot s proposes after 1 + 3 s seconds: the lanes of a generation finish far apart.
+    env = {**subprocess_env, "SCRIPTED_PROPOSER_DELAY": "1.0", "SCRIPTED_SLOT_DELAY": "3.0"}
+    proc = subprocess.Popen(_cli(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        def mid_generation_1() -> bool:
+            runs = history.list_runs(store)
+            if not runs:
+                return False
+            gen1 = [c for c in history.list_candidates(store, runs[0]["run_id"]) if c["round"] == 1]
+            done = [c for c in gen1 if c["status"] == "evaluated"]
+            return bool(done) and len(done) < 3
+
+        _wait_for(mid_generation_1, 240, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    run_id = history.list_runs(store)[0]["run_id"]
+    before = {c["candidate_id"]: c for c in history.list_candidates(store, run_id)}
+    assert sorted((c["round"], c["slot"]) for c in before.values() if c["round"] == 0) == [(0, 0), (0, 1), (0, 2)]
+    assert history.get_run(store, run_id)["status"] == "running"
+
+    done = subprocess.run(_cli("run", "--resume", run_id, "--store", str(store.path), "--no-live"), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"run {run_id}: done" in done.stdout
+    after = {c["candidate_id"]: c for c in history.list_candidates(store, run_id)}
+    # Nothing recorded before the kill was lost or changed.
+    for cid, c in before.items():
+        assert cid in after and after[cid]["source"] == c["source"] and after[cid]["slot"] == c["slot"]
+    # One candidate per slot and generation, each evaluated exactly once; every node ran once per candidate
+    # (a node killed half-way records no spend: its re-run is its only run).
+    assert sorted((c["round"], c["slot"]) for c in after.values()) == [(g, s) for g in (0, 1) for s in range(3)]
+    assert all(c["status"] == "evaluated" for c in after.values())
+    for cid in after:
+        assert history.count_evaluations(store, run_id=run_id, candidate_id=cid, split="search") == 1
+    spend = history.run_spend(store, run_id)
+    for node in ("propose", "check", "critique", "evaluate", "diagnose"):
+        assert spend[node]["calls"] == 6, (node, spend[node])
+    assert spend["prepare"]["calls"] == 1 and spend["record"]["calls"] == 2
+    # The archive holds all six, once each on its home island.
+    rows = [r for r in history.list_archive(store, run_id) if r["migrated_from"] is None]
+    assert sorted(r["candidate_id"] for r in rows) == sorted(after)
+    run = history.get_run(store, run_id)
+    assert run["status"] == "done" and [g["generation"] for g in run["report"]["generations"]] == [0, 1]
+    assert history.find_evaluation(store, run_id=run_id, candidate_id=run["best_candidate"],
                                    split="heldout") is not None

@@ -55,22 +55,31 @@ def test_studio_interrupt_edit_resume(tiny_env_store, subprocess_env):
             thread = await client.threads.create()
             tid = thread["thread_id"]
             config = {"search_envs": ["m1/search", "m2/search"], "heldout_envs": ["m1/heldout"],
-                      "betas": [0.2, 0.8], "seeds": 2, "rounds": 1, "baselines": [], "sandbox": "process",
-                      "workers": 2, "proposer": {"kind": "scripted_roles:ScriptedProposer"},
+                      "betas": [0.2, 0.8], "seeds": 2, "rounds": 1, "population": 1, "baselines": [],
+                      "sandbox": "process", "workers": 2, "proposer": {"kind": "scripted_roles:ScriptedProposer"},
                       "critic": {"kind": "scripted_roles:ScriptedCritic"},
                       "diagnostician": {"kind": "scripted_roles:ScriptedDiagnostician"}}
-            await client.runs.wait(tid, "discovery", input={"config": config}, interrupt_before=["evaluate"])
+            # Step through: stop before the fan-out's lanes, then inside the lane before its evaluation.
+            stops = {"configurable": {"lane_interrupt_before": ["evaluate"]}}
+            await client.runs.wait(tid, "discovery", input={"config": config}, interrupt_before=["lane"],
+                                   config=stops)
             state = await client.threads.get_state(tid)
-            assert state["next"] == ["evaluate"]
-            cand = state["values"]["candidate"]
+            assert state["next"] == ["lane"] and state["values"]["pending"][0]["slot"] == 0
+            await client.runs.wait(tid, "discovery", input=None, config=stops)
+            state = await client.threads.get_state(tid, subgraphs=True)
+            assert state["next"] == ["lane"]
+            lane = state["tasks"][0]["state"]
+            assert lane["next"] == ["evaluate"]
+            cand = lane["values"]["candidate"]
             assert cand["source"].startswith('"""Scripted test controller')
-            assert state["values"]["verdict"]["approve"] is True
-            # A human edits the state in Studio: rename the candidate before it is evaluated.
-            await client.threads.update_state(tid, {"candidate": {**cand, "name": "edited-in-studio"}})
-            edited = await client.threads.get_state(tid)
-            assert edited["values"]["candidate"]["name"] == "edited-in-studio"
-            assert edited["next"] == ["evaluate"]
-            await client.runs.wait(tid, "discovery", input=None)
+            assert lane["values"]["verdict"]["approve"] is True
+            # A human edits the lane's state in Studio: rename the candidate before it is evaluated.
+            await client.threads.update_state(tid, {"candidate": {**cand, "name": "edited-in-studio"}},
+                                              checkpoint=lane["checkpoint"])
+            edited = await client.threads.get_state(tid, subgraphs=True)
+            assert edited["tasks"][0]["state"]["values"]["candidate"]["name"] == "edited-in-studio"
+            assert edited["next"] == ["lane"]
+            await client.runs.wait(tid, "discovery", input=None, config=stops)
             final = await client.threads.get_state(tid)
             return final
 

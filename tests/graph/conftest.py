@@ -29,7 +29,7 @@ def tiny_config(**over):
     from autotts_graph.graph.state import RunConfig
 
     base = dict(search_envs=["m1/search", "m2/search"], heldout_envs=["m1/heldout"], betas=[0.2, 0.8], seeds=2,
-                trace_seeds=1, rounds=1, max_attempts=3, baselines=[], sandbox="process", workers=2,
+                trace_seeds=1, rounds=1, population=1, max_attempts=3, baselines=[], sandbox="process", workers=2,
                 eval_timeout_s=20)
     base.update(over)
     return RunConfig(**base)
@@ -40,6 +40,7 @@ def run_graph(graph_store):
     """Run the graph to the end with scripted (or given) roles on an in-memory checkpointer."""
     from autotts_graph.graph.builder import build_graph
     from autotts_graph.graph.deps import DepsProvider
+    from autotts_graph.graph.runner import make_serde, run_to_end, thread_config
     from autotts_graph.graph.state import DiscoveryState
     from langgraph.checkpoint.memory import InMemorySaver
 
@@ -55,10 +56,10 @@ def run_graph(graph_store):
         for name in chat_models:
             setattr(cfg, name, cfg.__getattribute__(name).model_copy(update={"kind": "llm"}))
         provider = DepsProvider(store_path=graph_store.path, roles=roles, chat_models=chat_models)
-        graph = build_graph(provider, checkpointer=InMemorySaver())
-        thread = {"configurable": {"thread_id": "t"}}
-        out = graph.invoke(DiscoveryState(config=cfg), thread)
+        graph = build_graph(provider, checkpointer=InMemorySaver(serde=make_serde()))
+        out = run_to_end(graph, DiscoveryState(config=cfg), thread_config("t", cfg.population),
+                         store=graph_store if cfg.run_id else None, run_id=cfg.run_id or None)
         provider.close()
-        return DiscoveryState.model_validate(out), roles, provider
+        return out, roles, provider
 
     return run

@@ -69,32 +69,59 @@ def controller(n: int, extra: str = "", nonmonotone: bool = False) -> str:
     return src
 
 
+WEAK = """\"\"\"Scripted weak controller {n}: one branch, one probe.\"\"\"
+
+from autotts_runtime import Controller, safe_probe_new
+
+
+class Weak{n}(Controller):
+    NAME = "weak{n}"
+
+    def schedule(self, beta):
+        return {{"width": 1, "tag": {n}}}
+
+    def solve(self, question):
+        self.trace.record("start", goal="one probe of one branch")
+        opened = safe_probe_new(question)
+        answer = None if opened is None else opened[0]
+        self.trace.record("finish", output={{"answer": answer}})
+        return answer
+"""
+
+
 class ScriptedProposer:
     """Returns sources from a script; by default a new valid controller per call.
 
     ``script`` items: "ok", "syntax", "nonmonotone", "crash", "hang", "cheat", "import", "repeat" (the first source
-    again). Items are consumed in order;
-    after the script the proposer keeps returning new valid controllers. ``calls`` records every input.
+    again), "weak" (one branch, one probe: far below any majority vote). Items are consumed in order; ``scripts``
+    gives one script per slot instead (lanes of a generation call the proposer concurrently). After the script
+    the proposer keeps returning new valid controllers. ``calls`` records every input.
+    ``SCRIPTED_PROPOSER_DELAY`` (+ ``SCRIPTED_SLOT_DELAY`` x slot) seconds are slept per call.
     """
 
     name = "scripted-proposer"
 
-    def __init__(self, script: list[str] | None = None, seed: int = 0, delay_s: float | None = None) -> None:
+    def __init__(self, script: list[str] | None = None, seed: int = 0, delay_s: float | None = None,
+                 scripts: dict[int, list[str]] | None = None) -> None:
         self.script = list(script or [])
+        self.scripts = {k: list(v) for k, v in (scripts or {}).items()}
         self.base = seed * 100
         self.n = self.base
         self.calls: list[ProposerInput] = []
         self.delay_s = delay_s if delay_s is not None else float(os.environ.get("SCRIPTED_PROPOSER_DELAY", "0"))
+        self.slot_delay_s = float(os.environ.get("SCRIPTED_SLOT_DELAY", "0"))
 
     def propose(self, inp: ProposerInput) -> Proposal:
         import time
 
         self.calls.append(inp)
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        kind = self.script.pop(0) if self.script else "ok"
-        # Derived from the history so that a resumed process proposes new code, not a copy of round 0's.
-        self.n = self.base + len(inp.history) + 1
+        if self.delay_s or self.slot_delay_s:
+            time.sleep(self.delay_s + self.slot_delay_s * inp.slot)
+        script = self.scripts.get(inp.slot, self.script)
+        kind = script.pop(0) if script else "ok"
+        # Derived from the history (and the slot) so that a resumed process proposes new code, not a copy of
+        # round 0's, and the slots of a generation propose different code.
+        self.n = self.base + len(inp.history) + 1 + 50 * inp.slot
         if kind == "syntax":
             src = "class Broken(:\n    pass\n"
         elif kind == "import":
@@ -109,6 +136,8 @@ class ScriptedProposer:
             src = "MEMORY = []\n" + controller(self.n, extra=CHEAT)
         elif kind == "repeat":
             src = controller(self.base + 1)  # the same source as the run's first proposal
+        elif kind == "weak":
+            src = WEAK.format(n=self.n)
         else:
             src = controller(self.n)
         return Proposal(source=src, rationale=f"scripted {kind}")

@@ -61,11 +61,22 @@ def _prying_proposer():
 
 
 def test_no_heldout_data_reaches_any_agent(run_graph, graph_store):
+    _leak_scan(run_graph, graph_store)
+
+
+def test_no_heldout_data_reaches_any_agent_with_populations_and_the_cascade(run_graph, graph_store):
+    """Parallel lanes, parents and inspirations from the archive, screens and full evaluations: still no leak."""
+    state = _leak_scan(run_graph, graph_store, population=2, betas=[0.2, 0.5, 0.8], screen_betas=[0.5],
+                       screen_seeds=1)
+    assert len(state.generations) == 2 and state.screened >= 4 and state.archive_members >= 2
+
+
+def _leak_scan(run_graph, graph_store, **over):
     records = _secret_records()
     import_records(graph_store, *HELD_ENV, records, split="heldout")
     from conftest import tiny_config
 
-    cfg = tiny_config(rounds=2, heldout_envs=[HELD_NAME, "m1/heldout"], baselines=["sc"], trace_seeds=2)
+    cfg = tiny_config(rounds=2, heldout_envs=[HELD_NAME, "m1/heldout"], baselines=["sc"], trace_seeds=2, **over)
     proposer = function_model(_prying_proposer())
     critic = fake([verdict_call(True)] * 4)
     diag = fake([diagnosis_call("a"), diagnosis_call("b")])
@@ -83,9 +94,10 @@ def test_no_heldout_data_reaches_any_agent(run_graph, graph_store):
     given = [m for m in messages if not isinstance(m, AIMessage)]
     text = "\n".join(json.dumps(m.model_dump(), default=str) for m in given)
     pry = [m.content for m in given if getattr(m, "tool_call_id", None) == "pry"]
-    assert pry == ["no traces match"] * 2
+    assert pry and set(pry) == {"no traces match"}
     forbidden = {HELD_NAME, "vaultmodel", "secretset", "m1/heldout", "SECRET HELD-OUT", "HELDGOLD", "HELDWRONG",
                  "HELDPROBE"}
     forbidden |= {r["question"] for r in records}
     leaks = sorted(s for s in forbidden if s in text)
     assert not leaks, f"held-out data reached an agent: {leaks}"
+    return state

@@ -150,8 +150,9 @@ def test_proposer_never_repeats_a_genome_and_always_passes_the_contract(tiny_pac
 
 
 STRICT_KNOBS = {"conf_thresh": 1, "min_complete": 1, "window": 1, "quorum": 1, "margin": 1, "ema_alpha": -1,
-                "slack": -1}
-WIDTH_KNOBS = {"n_init": 1, "max_branches": 1, "widen_burst": 1, "widen_conf": 1, "agree_share": 1}
+                "slack": -1, "exit_run": 1}
+WIDTH_KNOBS = {"n_init": 1, "max_branches": 1, "widen_burst": 1, "widen_conf": 1, "agree_share": 1, "width": 1,
+               "widen_gain": 1}
 
 
 @pytest.mark.parametrize(("action", "knobs", "decision"), [("stricter_stop", STRICT_KNOBS, "stop"),

@@ -102,7 +102,7 @@ def test_cli_bad_inputs_are_one_line_errors(graph_store):
 def test_cli_run_with_config_file_then_report(graph_store, tmp_path):
     toml = tmp_path / "run.toml"
     toml.write_text('search_envs = ["m1/search", "m2/search"]\nheldout_envs = ["m1/heldout"]\nrounds = 5\n'
-                    'seeds = 2\nbetas = [0.2, 0.8]\nsandbox = "process"\nbaselines = ["sc"]\n'
+                    'population = 2\nseeds = 2\nbetas = [0.2, 0.8]\nsandbox = "process"\nbaselines = ["sc"]\n'
                     'proposer = "scripted_roles:ScriptedProposer"\n[critic]\nkind = "scripted_roles:ScriptedCritic"\n'
                     '[diagnostician]\nkind = "scripted_roles:ScriptedDiagnostician"\n')
     # --rounds on the command line overrides the file's 5.

@@ -39,7 +39,7 @@ def test_select_sees_search_data_only(populated, hidden):
     assert runs.columns == ["run_id", "created_at", "status", "search_envs", "best_candidate"]
     assert runs.rows[0][3] == [SEARCH_ENV]
     tables = ("environments", "questions", "evaluations", "evaluation_points", "traces", "runs", "candidates",
-              "diagnoses", "spend", "meta")
+              "diagnoses", "spend", "meta", "archive")
     everything = json.dumps([q(hidden, f"SELECT * FROM {t}", max_rows=1000).rows for t in tables])
     assert "secret" not in everything
     assert populated.heldout_ev not in everything and populated.mixed_ev not in everything
@@ -48,7 +48,7 @@ def test_select_sees_search_data_only(populated, hidden):
 def test_only_allowlisted_tables_exist(hidden):
     tables = {r[0] for r in q(hidden, "SELECT table_name FROM duckdb_tables()").rows}
     assert tables == {"meta", "environments", "questions", "branches", "evaluations", "evaluation_points",
-                      "outcomes", "traces", "runs", "candidates", "diagnoses", "spend"}
+                      "outcomes", "traces", "runs", "candidates", "diagnoses", "spend", "archive"}
 
 
 def test_exposed_sees_everything(populated, exposed):
