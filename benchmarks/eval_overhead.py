@@ -53,7 +53,7 @@ def main() -> int:
     evaluate.judge_point = timed("judge", judge)
     evaluate.history.record_evaluation = timed("record", record)
     source = baseline_source("cmc")
-    for i in range(args.repeats):
+    for _ in range(args.repeats):
         marks.clear()
         path = f"/tmp/eval-overhead-{time.time_ns()}.py"
         with open(path, "w") as fh:

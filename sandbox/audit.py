@@ -89,12 +89,16 @@ def build_plan(pack_path: Path, gold: tuple[str, ...], observed: dict[tuple[int,
     from autotts_graph.store.packs import write_pack
 
     pack = load_pack(str(pack_path))
-    donors = [(p, t, f) for d in pack.questions for p, t, f in zip(d.probes, d.tokens, d.finals, strict=True)]
     altered = {q: (seed, seen) for (_, seed, q), seen in observed.items()}
     records = []
     for qi, data in enumerate(pack.questions):
         probes, tokens, finals = data.probes, data.tokens, data.finals
         if qi in altered:
+            # Donors from the other questions only: the question's own branches would keep its answer
+            # distribution, and with it the decisions of a controller that peeks at them.
+            donors = [(p, t, f) for qj, d in enumerate(pack.questions) if qj != qi
+                      for p, t, f in zip(d.probes, d.tokens, d.finals, strict=True)] or \
+                     list(zip(data.probes, data.tokens, data.finals, strict=True))
             probes, tokens, finals = _counterfactual(data, *altered[qi], rng, donors)
         records.append({"gold_answer": gold[qi], "probe_freq": data.probe_freq,
                         "each_branch": [[list(p), int(t), f] for p, t, f in zip(probes, tokens, finals, strict=True)]})

@@ -21,6 +21,19 @@ def serve_args(store, *extra: str) -> list[str]:
     return [sys.executable, "-m", "autotts_graph.cli.serve_cmd", "--store", str(store.path), *extra]
 
 
+def served_url(proc: subprocess.Popen) -> str:
+    """The /mcp URL an HTTP server prints on stderr once it listens (60 s at most)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line and proc.poll() is not None:
+            break
+        found = re.search(r"(http://\S+/mcp)", line)
+        if found:
+            return found.group(1)
+    raise AssertionError("the server did not print its URL")
+
+
 def test_stdio_with_the_client_sdk(store, sandbox):
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
@@ -57,15 +70,7 @@ def test_http_from_the_command_line_with_token(store, sandbox):
                             env={**ENV, "AUTOTTS_MCP_TOKEN": "tok-123"}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        url = None
-        while url is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line and proc.poll() is not None:
-                break
-            found = re.search(r"(http://\S+/mcp)", line)
-            url = found.group(1) if found else None
-        assert url, "the server did not print its URL"
+        url = served_url(proc)
         assert httpx.post(url, json={}, timeout=10).status_code == 401
 
         async def go():
@@ -130,34 +135,31 @@ def test_one_container_pool_cheater_then_honest_client_then_shutdown(store, sand
     from autotts_graph.sandbox.judge import score_in_process
     from autotts_graph.sandbox.pool import OWNER_LABEL
     from autotts_graph.sandbox.runtime.evaluate import load_controller_class
-    from autotts_graph.store.trajectories import pack_path
+    from autotts_graph.store.trajectories import import_records, pack_path
+
+    from .conftest import make_records
 
     if sandbox != "auto":
         pytest.skip("needs the docker sandbox")
+    # Enough questions for the audit's six solves (one per question) to meet the cheat.
+    import_records(store, "Tiny", "wide", make_records(8, 24, 5))
     proc = subprocess.Popen(serve_args(store, "--transport", "http", "--port", "0", "--sandbox", "docker"),
                             env={**ENV, "AUTOTTS_SANDBOX_POOL": "1"}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     client = docker.from_env()
 
     def ours() -> list:
-        return [c for c in client.containers.list(all=True)
-                if c.labels.get(OWNER_LABEL, "").split(":")[1:2] == [str(proc.pid)]]
+        # The low-level listing: the high-level one inspects each container and races with removals.
+        return [c for c in client.api.containers(all=True, filters={"label": OWNER_LABEL})
+                if (c.get("Labels") or {}).get(OWNER_LABEL, "").split(":")[1:2] == [str(proc.pid)]]
 
     try:
-        url = None
-        deadline = time.monotonic() + 60
-        while url is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line and proc.poll() is not None:
-                break
-            found = re.search(r"(http://\S+/mcp)", line)
-            url = found.group(1) if found else None
-        assert url, "the server did not print its URL"
+        url = served_url(proc)
 
         async def go():
             async with http_session(url) as cheater:
                 flagged = mcp_result(await cheater.call_tool("evaluate_controller", {
-                    "source": ORACLE, "envs": [SEARCH_ENV], "betas": [0.5, 1.0], "seeds": 4}))
+                    "source": ORACLE, "envs": ["Tiny/wide"], "betas": [0.5, 1.0], "seeds": 4}))
             assert not flagged["ok"] and flagged["error"]["kind"] == "audit", flagged
             async with http_session(url) as honest:
                 return mcp_result(await honest.call_tool("run_baseline", {
