@@ -17,7 +17,7 @@ from .common import print_json, print_table, user_errors
 EXECUTORS = ("local", "ray")
 ExecutorOption = Annotated[str, typer.Option(
     "--executor", help="Where sandbox tasks run: local (this machine) or ray (a Ray cluster; pip install "
-                       "-e '.[ray]').")]
+                       "-e '.\\[ray]').")]
 RayAddressOption = Annotated[str | None, typer.Option(
     "--ray-address", envvar="RAY_ADDRESS", show_default=False,
     help="Ray cluster address host:port (env RAY_ADDRESS); none: a new local cluster on loopback.")]

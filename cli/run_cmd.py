@@ -14,13 +14,17 @@ from typing import Annotated, Any
 
 import typer
 
+from .cluster_cmd import ExecutorOption, RayAddressOption, check_executor, cluster_line, describe_executor
 from .common import DEFAULT_STORE, StoreOption, fail, print_table, user_errors
 
 ROLES = ("proposer", "critic", "diagnostician")
 DEFAULT_RUN_POPULATION = 4
-# Settings a --resume may change (the rest define what the run measures).
+# Settings a --resume may change (the rest define what the run measures). The executor is one of them: figures
+# are identical on either, so a run started on a cluster may go on locally or on another cluster.
 RESUMABLE = ("rounds", "population", "max_attempts", "max_evaluations", "max_usd", "max_llm_tokens", "max_wall_s",
-             "review", "workers", "sandbox_slots", "llm_slots")
+             "review", "workers", "sandbox_slots", "llm_slots", "executor", "ray_address")
+# `--executor` as in `eval`, but unset by default: the run file or the resumed run's setting applies then.
+RunExecutorOption = Annotated[str | None, ExecutorOption.__metadata__[0]]
 
 
 def parse_duration(text: str) -> float:
@@ -93,6 +97,7 @@ class LiveView:
         self.state = None
         self.lanes: dict[int, Any] = {}  # slot -> latest LaneState of the generation in flight
         self.progress: dict[str, str] = {}  # "g0s1"-style key -> "screen 3/12"
+        self.cluster = ""  # the Ray executor's tasks (running, done, retried), on --executor ray
         self.started = time.monotonic()
         self._live = None
         self._lock = threading.Lock()
@@ -139,6 +144,8 @@ class LiveView:
         with self._lock:
             lanes = sorted(self.lanes.items())
             progress = dict(self.progress)
+        if self.cluster:
+            t.add_row("cluster", self.cluster, "", "")
         for slot, lane in lanes[:12]:
             cand = lane.candidate.name if lane.candidate else "-"
             what = progress.get(f"g{lane.generation}s{slot}", "")
@@ -204,6 +211,12 @@ class LiveView:
             return
         self.console.print(f"[generation {lane.generation} slot {lane.slot}] {lane.node}: {cand} {detail}",
                            highlight=False, markup=False)
+
+    def on_cluster(self, stats: Any) -> None:
+        """The Ray executor's counters (``ClusterStats``) changed: shown in the live panel only (too chatty for
+        a log; the run's last line sums them up)."""
+        self.cluster = cluster_line(stats)
+        self._refresh()
 
     def on_progress(self, what: str, done: int, total: int) -> None:
         """Sandbox progress of a node in flight (``what`` ends with the lane's ``g<gen>s<slot>`` key)."""
@@ -307,7 +320,10 @@ def run_command(
     betas: Annotated[str | None, typer.Option(help="Comma-separated β grid (default 0,0.1,…,1).")] = None,
     seeds: Annotated[int | None, typer.Option(min=1, max=1000, help="Shuffle seeds per evaluation.")] = None,
     sandbox: Annotated[str | None, typer.Option(help="auto, docker, bwrap or process.")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Parallel sandbox tasks.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Parallel sandbox tasks (on Ray: default the "
+                                                            "cluster's cores).")] = None,
+    executor: RunExecutorOption = None,
+    ray_address: RayAddressOption = None,
     timeout: Annotated[float | None, typer.Option("--timeout", min=0.1, help="Seconds one solve() may run before "
                                                   "it is stopped and reported (default 10).")] = None,
     proposer: Annotated[str | None, typer.Option(help="offline, llm or module:Class (default: llm when the "
@@ -354,6 +370,8 @@ def run_command(
     from autotts_graph.sandbox.select import SandboxUnavailable
     from autotts_graph.store.db import Store
 
+    if executor is not None:
+        check_executor(executor)
     file_data = load_run_file(config) if config else {}
     if "store" in file_data and store == DEFAULT_STORE and "AUTOTTS_STORE" not in os.environ:
         store = Path(file_data["store"])
@@ -378,10 +396,11 @@ def run_command(
              "max_wall_s": wall_s, "baselines": bl, "seed": seed, "population": population,
              "max_evaluations": max_evaluations, "islands": islands, "cascade": cascade,
              "screen_seeds": screen_seeds, "screen_margin": screen_margin, "sandbox_slots": sandbox_slots,
-             "llm_slots": llm_slots}
+             "llm_slots": llm_slots, "executor": executor, "ray_address": ray_address}
     with LiveView(live) as view:
-        provider = DepsProvider(store_path=store, progress=view.on_progress)
+        provider = DepsProvider(store_path=store, progress=view.on_progress, cluster=view.on_cluster)
         reviewer = make_reviewer(view)
+        where = ""
         try:
             if resume:
                 update = {k: v for k, v in flags.items() if v is not None and k in RESUMABLE}
@@ -392,12 +411,18 @@ def run_command(
                                    config_update=update or None)
             else:
                 cfg = prepare_config(build_config(file_data, flags, role_flags), Store(store))
-                provider.get(cfg)  # build the roles now: a missing API key fails before any work
+                # Build the roles (and connect to a Ray cluster) now: a missing API key or an unreachable
+                # cluster fails before any work.
+                provider.get(cfg)
                 state = start_run(cfg, provider, reviewer=reviewer, observer=view.on_state)
-        except (AgentError, SandboxUnavailable) as exc:
+            deps = provider.peek(state.config.run_id)
+            where = describe_executor(deps.ctx) if deps is not None else ""
+        except (AgentError, SandboxUnavailable) as exc:  # RayUnavailable is a SandboxUnavailable
             fail(str(exc))
         finally:
             provider.close()
+    if where:
+        typer.echo(where, err=True)
     _finish(store, state, out)
 
 

@@ -6,6 +6,10 @@ dependencies back. The live configuration is the one stored with the run (``runs
 changes a budget or a role writes it there, and every node reads ``deps.config``, so the change reaches
 lanes that were already in flight when the run stopped.
 
+With ``executor = "ray"`` the run's sandbox tasks (screens, evaluations, audits, baselines, the held-out
+evaluation) go to one ``RayExecutor`` built with the dependencies and shared by ``ctx`` and ``full_ctx``;
+contract checks (``validate``) stay on the driver's own sandbox. Ray is imported only then.
+
 Lanes of a generation run in parallel threads. ``sandbox_slots`` bounds the candidates in the sandbox at
 once (each evaluation itself fans out over ``workers``), ``llm_slots`` the agent calls in flight. Each slot
 gets its own role objects (``roles_for``): a role's spend counter then measures that slot's calls only,
@@ -78,9 +82,10 @@ class Deps:
             self._baselines = list(points)
 
     def close(self) -> None:
-        """Release the sandbox."""
+        """Release the sandbox and the executor (both shared by ``ctx`` and ``full_ctx``)."""
         self.ctx.close()
         self.full_ctx._backend = None
+        self.full_ctx._executor = None
 
 
 @dataclass
@@ -88,7 +93,8 @@ class DepsProvider:
     """Builds and caches Deps per run id.
 
     ``roles`` replaces role objects by name (tests, embedding); ``chat_models`` replaces the ChatOpenAI of
-    LLM roles; ``backend`` replaces the sandbox backend; ``progress`` receives (node, done, total).
+    LLM roles; ``backend`` replaces the sandbox backend; ``progress`` receives (node, done, total);
+    ``cluster`` receives the Ray executor's task counters (``ClusterStats``) as they change.
     """
 
     store_path: str | Path | None = None
@@ -96,6 +102,7 @@ class DepsProvider:
     chat_models: dict[str, Any] = field(default_factory=dict)
     backend: Any = None
     progress: Progress | None = None
+    cluster: Callable[[Any], None] | None = None
     _cache: dict[str, Deps] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -139,16 +146,17 @@ class DepsProvider:
         # Agents see the search environments and nothing else: every other environment of the store is hidden.
         hidden = frozenset(e.name for e in list_environments(store) if e.name not in config.search_envs)
         hidden |= frozenset(config.heldout_envs)
-        workers = config.workers or os.cpu_count() or 1
+        ray = config.executor == "ray"
+        # On Ray, 0 workers means one task per core of the cluster (known once connected).
+        workers = config.workers or (0 if ray else os.cpu_count() or 1)
         backend = self.backend
         if backend is None:
             from autotts_graph.sandbox.select import make_backend
 
             backend = make_backend(config.sandbox, Limits(timeout_s=config.eval_timeout_s))
         ctx = ToolContext(store=store, sandbox=config.sandbox, workers=workers, hidden_envs=hidden,
-                          solve_timeout_s=config.solve_timeout_s, _backend=backend)
-        full_ctx = ToolContext(store=store, sandbox=config.sandbox, workers=workers, expose_heldout=True,
-                               solve_timeout_s=config.solve_timeout_s, _backend=backend)
+                          solve_timeout_s=config.solve_timeout_s, executor_name=config.executor,
+                          ray_address=config.ray_address, _backend=backend)
         toolbox = ProposerToolbox(ctx=ctx, run_id=config.run_id, search_envs=list(config.search_envs),
                                   quick_betas=[0.0, 0.5, 1.0], quick_seeds=min(config.quick_seeds, config.seeds))
 
@@ -157,10 +165,39 @@ class DepsProvider:
                                                             chat_model=self.chat_models.get(role))
                     for role in ("proposer", "critic", "diagnostician")}
 
-        slots = config.sandbox_slots or max(1, (workers + 1) // 2)
+        try:
+            roles = make_roles()  # a role's error (a missing API key) comes before connecting to a cluster
+            executor = self._connect(ctx, config) if ray else None
+        except BaseException:
+            ctx.close()  # nothing keeps the sandbox (or the cluster connection) of a run that cannot start
+            raise
+        full_ctx = ToolContext(store=store, sandbox=config.sandbox, workers=ctx.workers, expose_heldout=True,
+                               solve_timeout_s=config.solve_timeout_s, executor_name=config.executor,
+                               ray_address=config.ray_address, _backend=backend, _executor=executor)
+        slots = config.sandbox_slots or max(1, (ctx.workers + 1) // 2)
         return Deps(store=store, ctx=ctx, full_ctx=full_ctx, progress=self.progress, config=config,
                     sandbox_slots=threading.BoundedSemaphore(slots),
-                    llm_slots=threading.BoundedSemaphore(config.llm_slots), make_roles=make_roles, **make_roles())
+                    llm_slots=threading.BoundedSemaphore(config.llm_slots), make_roles=make_roles, **roles)
+
+    def _connect(self, ctx: ToolContext, config: RunConfig) -> Any:
+        """The run's one Ray executor, created through ``ctx`` (as ``eval --executor ray`` creates it) now,
+        not at the first evaluation: an unreachable cluster fails before any work, and ``ctx.workers``
+        (default: the cluster's cores) is known for the sandbox slots.
+
+        Raises RayUnavailable (one line).
+        """
+        from autotts_graph.sandbox.backends.base import Limits
+
+        executor = ctx.executor
+        # The nodes' sandboxes get the limits the local backend would have had (a fixed eval timeout).
+        executor.limits = Limits(timeout_s=config.eval_timeout_s)
+        executor.on_progress = self.cluster
+        return executor
+
+    def peek(self, run_id: str) -> Deps | None:
+        """The run's dependencies if they were built (nothing is built here)."""
+        with self._lock:
+            return self._cache.get(run_id)
 
     def forget(self, run_id: str) -> None:
         """Drop a run's cached dependencies (its stored configuration changed); they are rebuilt on next use."""

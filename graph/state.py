@@ -67,6 +67,9 @@ class RunConfig(BaseModel):
     baselines: list[str] = Field(default_factory=lambda: list(DEFAULT_BASELINES))
     review: bool = False
     sandbox: str = "auto"
+    # Where sandbox tasks run (tools/executors.py); figures are identical either way, so a resume may change both.
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(None, description="Ray cluster host:port (none: Ray starts a local cluster).")
     workers: int | None = None
     sandbox_slots: int | None = Field(None, ge=1, le=64, description="Candidates in the sandbox at once "
                                                                      "(default: about half the workers).")

@@ -54,6 +54,17 @@ def test_unreachable_cluster_is_one_line(tmp_path: Path, cluster) -> None:
     errors = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "cannot connect to Ray" in errors[0], res.output
     assert "Traceback" not in res.output
+    # A discovery run fails the same way, before it is recorded.
+    from autotts_graph.store import history
+
+    res = runner.invoke(app, ["run", "--search", "Tiny/a", "--heldout", "Tiny/b", "--proposer", "offline", "--critic",
+                              "offline", "--diagnostician", "offline", "--sandbox", "process", "--no-live",
+                              "--executor", "ray", "--ray-address", f"127.0.0.1:{free_port()}",
+                              "--store", str(store.path)])
+    assert res.exit_code == 1
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot connect to Ray" in errors[0], res.output
+    assert "Traceback" not in res.output and history.list_runs(store) == []
 
 
 def test_commands_without_ray_never_import_it(tmp_path: Path) -> None:
@@ -61,8 +72,15 @@ def test_commands_without_ray_never_import_it(tmp_path: Path) -> None:
             "from typer.testing import CliRunner\n"
             "from autotts_graph.cli.main import app\n"
             "import autotts_graph.tools.context, autotts_graph.tools.evaluate, autotts_graph.cli.collect_cmd\n"
-            "for args in (['--help'], ['eval', '--help'], ['cluster', '--help'], ['serve', '--help']):\n"
+            "for args in (['--help'], ['eval', '--help'], ['run', '--help'], ['cluster', '--help'],\n"
+            "             ['serve', '--help']):\n"
             "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+            "from autotts_graph.graph.deps import DepsProvider\n"
+            "from autotts_graph.graph.state import RunConfig\n"
+            f"provider = DepsProvider(store_path={str(tmp_path / 's.duckdb')!r})\n"
+            "deps = provider.get(RunConfig(run_id='r', sandbox='process', executor='local'))\n"
+            "assert deps.ctx.executor.name == deps.full_ctx.executor.name == 'local'\n"
+            "provider.close()\n"
             "print('ray' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
