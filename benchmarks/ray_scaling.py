@@ -98,9 +98,9 @@ def main() -> int:
     args = parser.parse_args()
 
     from autotts_graph.sandbox.judge import judge_point, load_judge_pack
+    from autotts_graph.sandbox.ray_cluster import CONNECTION, start_local_cluster
     from autotts_graph.sandbox.select import choose
     from autotts_graph.tools.executors import LocalExecutor
-    from autotts_graph.tools.ray_cluster import CONNECTION, start_local_cluster
     from autotts_graph.tools.ray_executor import RayExecutor
 
     tmp = Path(tempfile.mkdtemp(prefix="rsb-", dir="/tmp"))

@@ -90,7 +90,7 @@ def doctor(
 ) -> None:
     """List the cluster's nodes and which sandbox each can run (docker, bwrap, PyPy), from a task on each."""
     from autotts_graph.sandbox.backends.base import runtime_hash
-    from autotts_graph.tools.ray_cluster import CONNECTION, RayUnavailable, probe_nodes
+    from autotts_graph.sandbox.ray_cluster import CONNECTION, RayUnavailable, probe_nodes
 
     try:
         ray = CONNECTION.acquire(address)
@@ -140,7 +140,7 @@ def start(
     """
     from pathlib import Path
 
-    from autotts_graph.tools.ray_cluster import CLUSTER_ENV, new_token_file, node_command, token_env
+    from autotts_graph.sandbox.ray_cluster import CLUSTER_ENV, new_token_file, node_command, token_env
 
     if not head and not address:
         raise typer.BadParameter("give --head, or --address of the head", param_hint="--address")

@@ -122,31 +122,43 @@ def question_outcomes(ctx: ToolContext, evaluation_id: str) -> list[QuestionOutc
     return out
 
 
-def trace_samples(ctx: ToolContext, evaluation_id: str, *, limit: int = 12, max_steps: int = 60,
-                  env: str | None = None, beta: float | None = None,
-                  failures_only: bool = True) -> list[TraceSample]:
-    """Sampled traces of an evaluation on visible environments (failed solves first), steps capped."""
-    visible = {e.name for e in ctx.environments()}
-    if env is not None and env not in visible:
-        return []
-    page, _ = history.get_traces(ctx.store, evaluation_id, env=env, beta=beta, failures_only=failures_only,
-                                 limit=limit * 4)
-    if failures_only and len(page) < limit:
-        more, _ = history.get_traces(ctx.store, evaluation_id, env=env, beta=beta, limit=limit * 4)
-        page += [t for t in more if t["is_correct"]]
-    # Spread the sample over environments and betas instead of taking the first rows.
-    buckets: dict[tuple, list[dict]] = {}
-    for t in page:
-        if t["env"] in visible:
-            buckets.setdefault((t["env"], t["beta"]), []).append(t)
-    picked: list[dict] = []
+def trace_samples(ctx: ToolContext, evaluation_id: str, *, limit: int = 12, env: str | None = None,
+                  beta: float | None = None, failures_only: bool = True) -> list[TraceSample]:
+    """Sampled traces of an evaluation (failed solves first, spread over environments and betas), read
+    through the registry's ``get_traces`` tool: the same visibility, paging and shortening every agent gets
+    (whole traces up to the registry's limits, else head and tail with the finish step). Empty when the
+    evaluation or ``env`` is not visible to ``ctx``."""
+    from autotts_graph.store.db import StoreError
+    from autotts_graph.tools.traces import MAX_PAGE, GetTracesInput, TraceRecord, get_traces
+
+    def read(want: int, failures: bool) -> list[TraceRecord]:
+        rows: list[TraceRecord] = []
+        offset: int | None = 0
+        while offset is not None and len(rows) < want:
+            page = get_traces(ctx, GetTracesInput(evaluation_id=evaluation_id, env=env, beta=beta,
+                                                  failures_only=failures, offset=offset,
+                                                  limit=min(MAX_PAGE, want - len(rows))))
+            rows += page.traces
+            offset = page.next_offset
+        return rows
+
+    want = limit * 4  # a wider pool than asked for, so the sample can spread over (env, beta)
+    try:
+        pool = read(want, failures_only)
+        if failures_only and len(pool) < limit:
+            pool += [t for t in read(want, False) if t.is_correct]
+    except StoreError:
+        return []  # hidden or unknown: reported like no traces, so nothing about it leaks
+    buckets: dict[tuple, list[TraceRecord]] = {}
+    for t in pool:
+        buckets.setdefault((t.env, t.beta), []).append(t)
+    picked: list[TraceRecord] = []
     while len(picked) < limit and any(buckets.values()):
         for key in list(buckets):
             if buckets[key] and len(picked) < limit:
                 picked.append(buckets[key].pop(0))
-    return [TraceSample(env=t["env"], beta=t["beta"], seed=t["seed"], question_index=t["question_index"],
-                        is_correct=bool(t["is_correct"]), cost=int(t["cost"]), answer=t["answer"],
-                        steps=t["steps"][:max_steps]) for t in picked]
+    return [TraceSample(env=t.env, beta=t.beta, seed=t.seed, question_index=t.question_index,
+                        is_correct=t.is_correct, cost=t.cost, answer=t.answer, steps=t.steps) for t in picked]
 
 
 def format_curve(curve: list[CurvePoint]) -> str:

@@ -6,12 +6,31 @@ import contextlib
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from autotts_graph.sandbox.backends.base import SandboxBackend
 from autotts_graph.store.db import Store, StoreError
 from autotts_graph.store.trajectories import EnvironmentInfo, list_environments
+from pydantic import BaseModel, ConfigDict, Field
 
 from .executors import TaskExecutor
+
+
+class RunScope(BaseModel):
+    """The defaults of tool calls made inside one discovery run (its agents' calls).
+
+    An evaluation or a baseline an agent asks for without naming betas, seeds or trace seeds gets these
+    (the run's cheap protocol) instead of the tools' stand-alone defaults (100 seeds, the whole beta grid),
+    and is recorded under the run.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str = Field(min_length=1, description="The run the calls belong to.")
+    betas: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(min_length=1,
+                                                                 description="Default betas of an evaluation.")
+    seeds: int = Field(ge=1, le=1000, description="Default shuffle seeds of an evaluation or a baseline.")
+    trace_seeds: int = Field(default=1, ge=0, le=10, description="Default seeds whose traces are kept.")
 
 
 @dataclass
@@ -19,7 +38,8 @@ class ToolContext:
     """Shared by all tools of one caller (a CLI command, a graph run, a tool server).
 
     Held-out environments (store split ``heldout`` or named in ``hidden_envs``) are invisible unless
-    ``expose_heldout``: agents must never see them during discovery.
+    ``expose_heldout``: agents must never see them during discovery. ``run`` scopes tool defaults to a
+    discovery run (see ``RunScope``).
     """
 
     store: Store
@@ -32,6 +52,7 @@ class ToolContext:
     executor_name: str = "local"  # where sandbox tasks run: "local" or "ray" (`--executor`)
     ray_address: str | None = None  # `--ray-address` / RAY_ADDRESS; none: Ray starts a local cluster
     audit_solves: int = 6  # solves replayed on counterfactual data per (controller, environment)
+    run: RunScope | None = None  # inside a discovery run: the defaults of its agents' tool calls
     _backend: SandboxBackend | None = None
     _executor: TaskExecutor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -1,16 +1,24 @@
 """The controller contract and the replay API, written for an agent that has never seen this project.
 
-The same text is served by the MCP tool ``controller_contract`` (and the resource ``autotts://contract``)
-and is used by the graph's proposer prompts, so one description of the rules exists. The lists of allowed
-imports and forbidden calls come from ``tools/validate.py``, which enforces them.
+One text, generated here: the MCP tool ``controller_contract``, the resource ``autotts://contract`` and
+every prompt of the graph's agents (``graph/agents/llm.py``) use ``contract_text()``. Every rule that has a
+constant is filled in from the code that enforces it: the allowed imports, forbidden names, allowed dunders
+and cost read-outs from the static checks (``sandbox/static_checks.py``); the runtime's exports, the branch
+ceiling, the trace keys, the beta grid, the Bayes table's range and the Beta-confidence examples from the
+runtime itself (``sandbox/runtime/``).
 """
 
 from __future__ import annotations
 
-from autotts_graph.sandbox.runtime.contract import MAX_BRANCHES, TRACE_KEYS
-from pydantic import BaseModel, Field
+from functools import cache
 
-from .validate import ALLOWED_IMPORTS, FORBIDDEN_CALLS
+from autotts_graph.sandbox.runtime import __all__ as RUNTIME_EXPORTS
+from autotts_graph.sandbox.runtime.bayes import BAYES_N_MAX
+from autotts_graph.sandbox.runtime.contract import MAX_BRANCHES, TRACE_KEYS
+from autotts_graph.sandbox.runtime.primitives import beta_confidence
+from autotts_graph.sandbox.runtime.validate import BETA_GRID
+from autotts_graph.sandbox.static_checks import ALLOWED_DUNDERS, ALLOWED_IMPORTS, COST_READOUTS, FORBIDDEN_NAMES
+from pydantic import BaseModel, Field
 
 CONTRACT_VERSION = "1"
 
@@ -99,11 +107,10 @@ numbers. Accuracy is the exact string match of your returned answer with the gol
 ## The source file
 * One Python file defining exactly **one** subclass of `autotts_runtime.Controller`.
 * Imports: only {imports}. Everything the runtime offers comes from
-  `from autotts_runtime import Controller, majority, vote_stats, beta_confidence, bayes_posterior,
-  weighted_vote, safe_probe_new, safe_probe_more, safe_full_read, MAX_BRANCHES`.
-* Not allowed: the calls {calls}; attributes starting with `_` on anything but `self`/`cls` (the
-  question object's internals are hidden information); dunder attributes other than `__init__`,
-  `__name__`, `__class__`; file, network or process access. The code runs in a locked-down sandbox
+  `from autotts_runtime import {exports}`.
+* Not allowed: {calls}, as calls or as any other reference (an alias is caught too); attributes starting with `_` on
+  anything but `self`/`cls` (the question object's internals are hidden information); dunder attributes
+  other than {dunders}; file, network or process access. The code runs in a locked-down sandbox
   (no network, read-only file system, CPU/memory/time limits) and violations fail the evaluation.
 * Deterministic: no randomness, no clocks, no state carried from one question to the next.
 
@@ -132,7 +139,7 @@ class MyController(Controller):
 * beta = 0 is the frugal end, beta = 1 the cautious, evidence-hungry end that may use the whole budget
   (up to `MAX_BRANCHES` = {max_branches} branches per question; it is a ceiling to use adaptively).
 * `schedule(beta)` returns a dict of numbers. Each value must be **monotone in beta** (non-decreasing or
-  non-increasing over beta = 0, 0.1, ..., 1), finite and deterministic; larger beta must mean more
+  non-increasing over beta = {grid}), finite and deterministic; larger beta must mean more
   spending: more widening, deeper reading of uncertain branches, later stopping, more patient pruning.
   Prefer few parameters and smooth forms (linear, power, clipped ramp, sigmoid); no hand-placed
   breakpoints, no per-question token targets. Non-numeric entries must not change with beta.
@@ -151,7 +158,7 @@ branches.
 * `question.get_new_branch_final_answer()` -> the final answer of the next branch (a "full read").
   Cost: the branch's whole length in tokens.
 * `question.get_seq_and_total_tokens()` -> `(0, tokens spent so far)`. Free; **diagnostics only**,
-  never a stopping rule.
+  never a stopping rule (the cost read-outs {readouts} draw a warning wherever they are used).
 
 Details that matter:
 * `answer` is a string; `'ERR'` means "no answer could be extracted" and counts as an ordinary string in
@@ -174,11 +181,10 @@ Details that matter:
   the best count among the other answers (equal to `top1` on a tie, 0 with one distinct answer),
   `total` the list length. Order matters for tie-breaking.
 * `beta_confidence(t1, t2)`: posterior probability that the leader with `t1` votes beats the runner-up
-  with `t2` votes (uniform prior), e.g. (4, 0) -> 0.96875, (3, 0) -> 0.9375, (t, t) -> 0.5; 0.0 when
-  `t1 <= 0`.
+  with `t2` votes (uniform prior), e.g. {conf_examples}, (t, t) -> {conf_tie}; 0.0 when `t1 <= 0`.
 * `bayes_posterior(a, b, n)`: posterior probability that the leader of a vote (top count `a`, runner-up
   `b`, `n` answers in all) is the mode of the question's answer distribution, under a parameter-free
-  prior of geometric answer distributions (optimal Bayesian stopping); 0.0 beyond n = 64.
+  prior of geometric answer distributions (optimal Bayesian stopping); 0.0 beyond n = {bayes_n_max}.
 * `weighted_vote([(answer, weight), ...])`: answer with the largest summed weight; ties go to the
   lexicographically greatest answer.
 
@@ -226,12 +232,31 @@ class ContractDoc(BaseModel):
     max_branches: int = Field(description="The per-question ceiling on opened branches.")
 
 
+def _code_list(names: object) -> str:
+    return ", ".join(f"`{n}`" for n in sorted(names))  # type: ignore[call-overload]
+
+
+def allowed_imports() -> list[str]:
+    """The top-level modules a controller may import (the static checks' list, ``__future__`` aside)."""
+    return sorted(ALLOWED_IMPORTS - {"__future__"})
+
+
+@cache
 def contract_text() -> str:
-    """The contract and the replay API as markdown, with a complete example controller."""
+    """The contract and the replay API as markdown, with a complete example controller (generated once per
+    process from the constants of the static checks and the runtime)."""
+    examples = ((4, 0), (3, 0))
     return _CONTRACT.format(
-        imports=", ".join(f"`{m}`" for m in sorted(ALLOWED_IMPORTS - {"__future__"})),
-        calls=", ".join(f"`{c}()`" for c in sorted(FORBIDDEN_CALLS)),
+        imports=_code_list(allowed_imports()),
+        exports=", ".join(["Controller", *sorted(n for n in RUNTIME_EXPORTS if n != "Controller")]),
+        calls=", ".join(f"`{n}()`" for n in sorted(FORBIDDEN_NAMES)),
+        dunders=_code_list(ALLOWED_DUNDERS),
+        readouts=", ".join(f"`{n}()`" for n in sorted(COST_READOUTS)),
+        grid=", ".join(f"{b:g}" for b in BETA_GRID),
         max_branches=MAX_BRANCHES,
+        bayes_n_max=BAYES_N_MAX,
+        conf_examples=", ".join(f"({a}, {b}) -> {beta_confidence(a, b):g}" for a, b in examples),
+        conf_tie=f"{beta_confidence(5, 5):g}",
         trace_keys=", ".join(f"`{k}`" for k in TRACE_KEYS),
         example=EXAMPLE_CONTROLLER,
     )
@@ -240,4 +265,4 @@ def contract_text() -> str:
 def controller_contract() -> ContractDoc:
     """The contract as a structured tool answer."""
     return ContractDoc(version=CONTRACT_VERSION, text=contract_text(), example_source=EXAMPLE_CONTROLLER,
-                       allowed_imports=sorted(ALLOWED_IMPORTS - {"__future__"}), max_branches=MAX_BRANCHES)
+                       allowed_imports=allowed_imports(), max_branches=MAX_BRANCHES)

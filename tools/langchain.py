@@ -1,6 +1,6 @@
 """The tools as LangChain ``StructuredTool``s bound to a ToolContext, for the graph's own agents.
 
-Same registry, descriptions, input models and functions as the MCP server (``tools/server.py``): the
+Same registry (``tools/registry.py``), descriptions, input models and functions as the MCP server: the
 model sees the tool's JSON arguments, the tool returns the result as JSON text (the content) and the
 pydantic model (the artifact). Errors the model can act on (unknown environment, bad argument, failed
 query) come back as the tool's text instead of raising, so an agent can correct itself.
@@ -13,13 +13,14 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from autotts_graph.store.db import StoreError
 from pydantic import BaseModel, ValidationError
 
 from .context import ToolContext
-from .server import TOOL_SPECS, TOOLS_BY_NAME, ToolSpec, thread_safe
+from .registry import USER_ERRORS, ToolSpec, one_line_error, select, thread_safe
+from .traces import MAX_PAGE_CHARS
 
-MAX_CONTENT_CHARS = 60_000
+# What a model reads of one answer: a whole page of traces (the registry's page cap) plus its envelope.
+MAX_CONTENT_CHARS = MAX_PAGE_CHARS + 4_000
 
 
 def _content(result: BaseModel) -> str:
@@ -34,23 +35,19 @@ def _content(result: BaseModel) -> str:
 
 def _validation_message(exc: Exception) -> str:
     """One line naming the bad argument, for the model to correct its call."""
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        return f"invalid argument {'.'.join(str(x) for x in first['loc']) or 'input'}: {first['msg']}"
-    return f"invalid arguments: {exc}"
+    return one_line_error(exc) if isinstance(exc, ValidationError) else f"invalid arguments: {exc}"
 
 
-def _make_tool(spec: ToolSpec, ctx: ToolContext) -> Any:
+def langchain_tool(spec: ToolSpec, ctx: ToolContext) -> Any:
+    """One registry (or run-scoped) tool as a LangChain StructuredTool bound to ``ctx``: JSON text content,
+    the pydantic result as artifact, caller errors as the tool's one-line answer."""
     from langchain_core.tools import StructuredTool, ToolException
 
     def run(**kwargs: Any) -> tuple[str, BaseModel]:
         try:
-            inp = spec.input_model(**kwargs)
-            result = spec.fn(ctx, inp)
-        except ValidationError as exc:
-            raise ToolException(_validation_message(exc)) from None
-        except (StoreError, ValueError, FileNotFoundError) as exc:
-            raise ToolException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+            result = spec.call(ctx, kwargs)  # only the arguments the model gave: run-scoped defaults apply
+        except USER_ERRORS as exc:
+            raise ToolException(one_line_error(exc)) from None
         return _content(result), result
 
     async def arun(**kwargs: Any) -> tuple[str, BaseModel]:
@@ -67,9 +64,6 @@ def make_langchain_tools(ctx: ToolContext, names: Iterable[str] | None = None) -
 
     Held-out visibility follows ``ctx.expose_heldout`` exactly as on the MCP server.
     """
-    wanted = list(names) if names is not None else [t.name for t in TOOL_SPECS]
-    unknown = [n for n in wanted if n not in TOOLS_BY_NAME]
-    if unknown:
-        raise ValueError(f"unknown tool(s) {', '.join(unknown)}; choose from {', '.join(TOOLS_BY_NAME)}")
+    specs = select(names)
     thread_safe(ctx)
-    return [_make_tool(TOOLS_BY_NAME[n], ctx) for n in wanted]
+    return [langchain_tool(spec, ctx) for spec in specs]

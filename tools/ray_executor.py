@@ -50,8 +50,7 @@ from autotts_graph.sandbox.backends.base import (
     run_with_fallback,
     runtime_hash,
 )
-
-from .ray_cluster import CONNECTION, RayUnavailable, probe_nodes, reset_child_signals
+from autotts_graph.sandbox.ray_cluster import CONNECTION, RayUnavailable, probe_nodes, reset_child_signals
 
 log = logging.getLogger("autotts_graph.ray")
 
@@ -154,7 +153,7 @@ def _evict(directory: Path, keep: Path) -> None:
 
 def _kill_children() -> None:
     """SIGKILL every process this worker started (a cancelled task's sandbox), by pid."""
-    from .ray_cluster import descendants
+    from autotts_graph.sandbox.ray_cluster import descendants
 
     for pid in descendants(os.getpid()):
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -16,10 +16,16 @@ from pydantic import BaseModel, Field
 
 from .context import ToolContext
 
+# The one set of trace limits, for every reader: the MCP tool, the graph's agents and the diagnose node.
 MAX_PAGE = 50
-MAX_STEPS_PER_TRACE = 200
+# Whole traces up to here: CMC and Parallel-Probe run 20-403 steps (at most 44k characters) on the shipped
+# replay data, and the diagnostician's statistics read the whole decision sequence.
+MAX_STEPS_PER_TRACE = 500
+MAX_TRACE_CHARS = 50_000  # a longer trace (JSON) keeps fewer steps, still head and tail
 MAX_STEP_CHARS = 2_000
-MAX_PAGE_CHARS = 200_000
+# A page fits what an agent may read in one tool answer (tools/langchain.py); follow next_offset for more.
+MAX_PAGE_CHARS = 56_000
+OMITTED_EVENT = "omitted"
 
 
 class GetEvaluationInput(BaseModel):
@@ -89,7 +95,9 @@ class TraceRecord(BaseModel):
     is_correct: bool
     cost: int = Field(description="Tokens spent on the question.")
     answer: str | None
-    steps: list[dict[str, Any]] = Field(description="Steps: event, goal, input, output, state, decision.")
+    steps: list[dict[str, Any]] = Field(description="Steps: event, goal, input, output, state, decision. A very "
+                                        "long trace has one 'omitted' step in place of its middle (output: how "
+                                        "many steps of which events); the finish step is always kept.")
     steps_total: int = Field(description="Steps recorded (long traces are shortened: see steps_omitted).")
     steps_omitted: int = Field(default=0, description="Steps left out of the middle of a very long trace.")
 
@@ -168,18 +176,70 @@ def _cap_step(step: Any) -> dict[str, Any]:
     return capped
 
 
-def cap_steps(steps: list[Any],
-              max_steps: int = MAX_STEPS_PER_TRACE) -> tuple[list[dict[str, Any]], int, bool]:
-    """(steps, omitted, shortened): very long traces keep their head and their tail (where the finish
-    step is); oversized steps are shortened."""
-    omitted = 0
-    if len(steps) > max_steps:
-        tail = max_steps // 4
-        omitted = len(steps) - max_steps
-        marker = {"event": "omitted", "output": {"steps": omitted}}
-        steps = steps[: max_steps - tail] + [marker] + steps[-tail:]
+def _step_size(step: dict[str, Any]) -> int:
+    return len(json.dumps(step, default=str, separators=(",", ":")))
+
+
+def _omitted_marker(dropped: list[dict[str, Any]]) -> dict[str, Any]:
+    """One step standing for a run of left-out steps: how many, and of which events (markers of an earlier
+    shortening count with their own totals, so shortening twice reports the original numbers)."""
+    count = 0
+    events: dict[str, int] = {}
+    for s in dropped:
+        if s.get("event") == OMITTED_EVENT and isinstance(s.get("output"), dict):
+            count += int(s["output"].get("steps", 0))
+            for event, n in (s["output"].get("events") or {}).items():
+                events[event] = events.get(event, 0) + int(n)
+        else:
+            count += 1
+            event = str(s.get("event", "?"))
+            events[event] = events.get(event, 0) + 1
+    return {"event": OMITTED_EVENT, "goal": "", "input": None, "output": {"steps": count, "events": events},
+            "state": None, "decision": None}
+
+
+def _keep(steps: list[dict[str, Any]], n: int) -> list[int]:
+    """Indices kept when ``n`` steps fit: the first three quarters from the head, the rest from the tail
+    (the tail holds the finish step), plus the last ``finish`` step wherever it is."""
+    tail = max(1, n // 4)
+    kept = set(range(min(len(steps), n - tail))) | set(range(max(0, len(steps) - tail), len(steps)))
+    finishes = [i for i, s in enumerate(steps) if s.get("event") == "finish"]
+    if finishes:
+        kept.add(finishes[-1])
+    return sorted(kept)
+
+
+def cap_steps(steps: list[Any], max_steps: int = MAX_STEPS_PER_TRACE,
+              max_chars: int = MAX_TRACE_CHARS) -> tuple[list[dict[str, Any]], int, bool]:
+    """Shorten a trace the one way every reader uses: (steps, omitted, shortened).
+
+    Oversized steps are cut to MAX_STEP_CHARS; a trace of more than ``max_steps`` steps, or longer than
+    ``max_chars`` characters of JSON, keeps its head and its tail (where the ``finish`` step is, which is
+    kept in any case) and one ``omitted`` step in place of the middle, counting the steps and events left
+    out. ``omitted`` is the number of the given steps left out.
+    """
+    if max_steps < 2:
+        raise ValueError(f"max_steps must be at least 2 (a start and a finish step), got {max_steps}")
     capped = [_cap_step(s) for s in steps]
-    return capped, omitted, omitted > 0 or any(c is not s for c, s in zip(capped, steps, strict=True))
+    changed = any(c is not s for c, s in zip(capped, steps, strict=True))
+    sizes = [_step_size(s) for s in capped]
+    n = min(max_steps, len(capped))
+    if n == len(capped) and sum(sizes) + len(sizes) <= max_chars:
+        return capped, 0, changed
+    while True:
+        kept = _keep(capped, n)
+        if n <= 2 or sum(sizes[i] + 1 for i in kept) + 200 <= max_chars:
+            break
+        n = max(2, int(n * 0.8))
+    out: list[dict[str, Any]] = []
+    prev = -1
+    for i in [*kept, len(capped)]:
+        if i - prev > 1:
+            out.append(_omitted_marker(capped[prev + 1:i]))
+        if i < len(capped):
+            out.append(capped[i])
+        prev = i
+    return out, len(capped) - len(kept), True
 
 
 def get_traces(ctx: ToolContext, inp: GetTracesInput) -> TracePage:

@@ -2,11 +2,11 @@
 
 * ``LLMCritic`` and ``LLMDiagnostician`` answer with structured output (pydantic ``CriticVerdict`` and
   ``Diagnosis``), retried a bounded number of times when the model returns something malformed.
-* ``LLMProposer`` works like a coding agent: a tool-calling loop over ``ProposerToolbox`` (read the run's
-  history, get traces, validate, quick evaluation) that ends with ``submit_controller``. Its prompt carries
-  the archive's parent and inspirations (their curves, fitness, diagnoses and code); a proposal is either a
-  complete rewrite or SEARCH/REPLACE blocks against the parent, applied here and re-checked (a block that does
-  not apply, or a result that breaks the static rules, goes back to the model).
+* ``LLMProposer`` works like a coding agent: a tool-calling loop over ``ProposerToolbox`` (the registry's
+  tools, the same the MCP server serves, plus the run's history) that ends with ``submit_controller``. Its
+  prompt carries the archive's parent and inspirations (their curves, fitness, diagnoses and code); a
+  proposal is either a complete rewrite or SEARCH/REPLACE blocks against the parent, applied here and
+  re-checked (a block that does not apply, or a result that breaks the static rules, goes back to the model).
 * ``EnsembleProposer`` plays the proposer with several models: a UCB bandit picks the model of each proposal
   by the fitness gains (child over parent) that each model's earlier candidates produced.
 
@@ -23,9 +23,10 @@ import re
 from importlib import resources
 from typing import Any, TypeVar
 
+from autotts_graph.tools.registry import ToolSpec
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from .. import evidence
 from ..state import RoleSettings
@@ -39,7 +40,7 @@ from .roles import (
     ProposerInput,
     Spend,
 )
-from .tools import SUBMIT_TOOL, ProposerToolbox
+from .tools import SUBMIT_TOOL, ProposerToolbox, SubmitInput
 
 T = TypeVar("T", bound=BaseModel)
 STRUCTURED_TRIES = 3
@@ -52,11 +53,30 @@ class AgentError(Exception):
     """An agent cannot continue (endpoint unreachable, key rejected, unusable output after retries)."""
 
 
-def load_prompt(name: str) -> str:
-    """A prompt from ``graph/prompts/NAME.md`` with the shared contract filled in."""
-    pkg = resources.files("autotts_graph.graph.prompts")
-    contract = (pkg / "contract.md").read_text(encoding="utf-8")
-    return (pkg / f"{name}.md").read_text(encoding="utf-8").replace("{contract}", contract)
+PROMPT_TRACES = 8  # sampled traces shown to the LLM diagnostician
+PROMPT_TRACE_CHARS = 3_000  # each shortened the one way (tools/traces.py), so its finish step stays in
+
+
+def load_prompt(name: str, tools: list[ToolSpec] | None = None) -> str:
+    """A prompt from ``graph/prompts/NAME.md`` with the controller contract (the text the MCP server serves,
+    ``tools/contract.py``) and, for an agent with tools, the list of its tools filled in."""
+    from autotts_graph.tools.contract import contract_text
+    from autotts_graph.tools.registry import tool_list_markdown
+
+    text = resources.files("autotts_graph.graph.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8")
+    if "{tools}" in text:
+        if not tools:
+            raise ValueError(f"the {name} prompt lists tools: give them")
+        text = text.replace("{tools}", tool_list_markdown(tools))
+    return text.replace("{contract}", contract_text())
+
+
+def _trace_text(trace: Any) -> str:
+    """One sampled trace as compact JSON for a prompt: head and tail within PROMPT_TRACE_CHARS."""
+    from autotts_graph.tools.traces import cap_steps
+
+    steps, _, _ = cap_steps(trace.steps, max_chars=PROMPT_TRACE_CHARS)
+    return json.dumps({**trace.model_dump(mode="json"), "steps": steps}, separators=(",", ":"), default=str)
 
 
 def make_chat_model(settings: RoleSettings, role: str) -> BaseChatModel:
@@ -179,8 +199,7 @@ class LLMDiagnostician(_LLMRole):
             parts.append("## Weakest questions (accuracy over seeds)\n" + "\n".join(
                 f"  {o.env} q{o.question_index} β={o.beta}: {o.accuracy:.2f}, {o.mean_tokens:,.0f} tokens, "
                 f"modal answer {o.modal_answer!r}, gold {o.gold!r}" for o in weak))
-            parts.append("## Sampled traces\n" + "\n".join(json.dumps(t.model_dump(mode="json"))[:3000]
-                                                            for t in inp.traces[:8]))
+            parts.append("## Sampled traces\n" + "\n".join(_trace_text(t) for t in inp.traces[:PROMPT_TRACES]))
         diag = self._structured(Diagnosis, [SystemMessage(load_prompt("diagnostician")),
                                             HumanMessage("\n\n".join(parts))])
         if inp.error_kind and not diag.crashed:
@@ -360,13 +379,13 @@ class LLMProposer(_LLMRole):
         return "\n\n".join(lines)
 
     def propose(self, inp: ProposerInput) -> Proposal:
+        specs = self.toolbox.specs()
         tools = {t.name: t for t in self.toolbox.tools()}
-        self.toolbox.submitted = None
         try:
             bound = self.model.bind_tools(list(tools.values()))
         except NotImplementedError:
             bound = self.model
-        messages: list[BaseMessage] = [SystemMessage(load_prompt("proposer")), HumanMessage(self._task(inp))]
+        messages: list[BaseMessage] = [SystemMessage(load_prompt("proposer", specs)), HumanMessage(self._task(inp))]
         nudges = 0
         steps = 0
         bad_diffs = 0
@@ -392,16 +411,18 @@ class LLMProposer(_LLMRole):
                             result = f"tool error: {type(exc).__name__}: {str(exc)[:500]}"
                     self.toolbox.calls.append(call["name"])
                     messages.append(ToolMessage(result, tool_call_id=call.get("id") or call["name"]))
-                    if call["name"] == SUBMIT_TOOL and self.toolbox.submitted is not None:
-                        sub = self.toolbox.submitted
-                        self.toolbox.submitted = None
-                        if sub.source.strip():
-                            try:
-                                source, how = resolve_source(sub.source, inp.parent)
-                            except DiffError as exc:
-                                bad_diffs = self._diff_failed(messages, exc, bad_diffs)
-                                continue
-                            return self._proposal(source, how, sub.rationale, sub.parent_id, inp)
+                    if call["name"] == SUBMIT_TOOL:
+                        # The submission is read from this call's own arguments (lanes share the toolbox).
+                        try:
+                            sub = SubmitInput.model_validate(call["args"])
+                        except ValidationError:
+                            continue  # the tool already answered with the invalid argument
+                        try:
+                            source, how = resolve_source(sub.source, inp.parent)
+                        except DiffError as exc:
+                            bad_diffs = self._diff_failed(messages, exc, bad_diffs)
+                            continue
+                        return self._proposal(source, how, sub.rationale, sub.parent_id, inp)
                 if steps >= self.settings.max_tool_steps:
                     messages.append(HumanMessage("Your tool budget is used up. Reply now with the complete "
                                                  "controller source in one ```python block."))

@@ -1,126 +1,148 @@
-"""LangChain tools the LLM proposer calls, bound to one run's ToolContext (held-out environments hidden).
+"""The tools of the graph's LLM proposer: the registry's tools (``tools/registry.py``, the very ones the MCP
+server serves) plus two run-scoped tools next to them, ``read_history`` and ``submit_controller``.
 
-They wrap ``tools/`` (validate, evaluate) and the run's history in the store; every answer is plain text
-built from search environments only.
+Everything is bound to the run's ToolContext, which hides every environment but the run's search ones and
+carries the run's defaults (``RunScope``): an ``evaluate_controller`` call without seeds or betas gets the
+run's quick protocol and is recorded under the run, never the stand-alone 100 seeds.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+from typing import Any
 
-from autotts_graph.tools.context import ToolContext
-from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
-from autotts_graph.tools.validate import ValidateInput, validate_controller
-from langchain_core.tools import BaseTool, StructuredTool
+from autotts_graph.store import history
+from autotts_graph.tools.context import RunScope, ToolContext
+from autotts_graph.tools.langchain import langchain_tool
+from autotts_graph.tools.registry import TOOL_SPECS, ToolSpec, thread_safe
 from pydantic import BaseModel, Field
 
 from .. import evidence
+from .roles import HistoryEntry
 
 SUBMIT_TOOL = "submit_controller"
+HISTORY_TOOL = "read_history"
 
 
-class ReadHistoryArgs(BaseModel):
-    candidate_id: str | None = Field(None, description="Show this candidate in full (source, curve, diagnosis);"
-                                                       " omit for a summary of all candidates.")
+class ReadHistoryInput(BaseModel):
+    """Which part of the run's history to show."""
+
+    candidate_id: str | None = Field(
+        default=None, description="Show this candidate in full (source, curve, diagnosis, notes); omit for a "
+                                  "one-line summary of every candidate of this run.")
 
 
-class GetTracesArgs(BaseModel):
-    candidate_id: str = Field(description="An evaluated candidate.")
-    env: str | None = Field(None, description="Only this search environment.")
-    beta: float | None = Field(None, description="Only this beta.")
-    failures_only: bool = Field(True, description="Only solves that ended on a wrong answer.")
-    limit: int = Field(4, ge=1, le=10)
+class CandidateBrief(BaseModel):
+    """One candidate of the run in a line: what it is, how it ended, where its evaluation is."""
+
+    candidate_id: str
+    round: int
+    name: str
+    origin: str
+    parent: str | None
+    status: str = Field(description="evaluated, check_failed, rejected or crashed.")
+    evaluation_id: str | None = Field(description="The full evaluation, for get_evaluation and get_traces (None: "
+                                                  "not fully evaluated).")
+    screen_evaluation_id: str | None = Field(description="The cheap screening evaluation, when it had one.")
+    search_accuracy: float | None = Field(description="Best mean accuracy over the beta grid, percent.")
+    diagnosis: str | None = Field(description="The diagnostician's summary, when there is one.")
+    notes: list[str] = Field(description="Check errors and critic reasons.")
 
 
-class SourceArgs(BaseModel):
-    source: str = Field(description="The complete controller source.")
+class RunHistory(BaseModel):
+    """The run's candidates so far, and one of them in full when asked for."""
+
+    run_id: str
+    candidates: list[CandidateBrief]
+    detail: HistoryEntry | None = Field(default=None, description="The candidate asked for, in full.")
 
 
-class SubmitArgs(BaseModel):
-    source: str = Field(description="The complete controller source file.")
-    rationale: str = Field("", description="Why this design should do better, in a few sentences.")
-    parent_id: str | None = Field(None, description="The candidate this builds on, if any.")
+class SubmitInput(BaseModel):
+    """The proposal that ends the turn."""
+
+    source: str = Field(min_length=1, description="The complete controller source file, or SEARCH/REPLACE "
+                                                  "blocks against the parent.")
+    rationale: str = Field(default="", description="Why this design should do better, in a few sentences.")
+    parent_id: str | None = Field(default=None, description="The candidate this builds on, if any.")
+
+
+class SubmitReceipt(BaseModel):
+    """What happens to a submission next."""
+
+    received: bool
+    message: str
+
+
+def read_history(ctx: ToolContext, inp: ReadHistoryInput) -> RunHistory:
+    """The run's candidates (search environments only), one in full when ``candidate_id`` is given."""
+    if ctx.run is None:
+        raise ValueError(f"{HISTORY_TOOL} works inside a discovery run only")
+    run_id = ctx.run.run_id
+    entries = evidence.history_entries(ctx.store, run_id)
+    rows = {c["candidate_id"]: c for c in history.list_candidates(ctx.store, run_id)}
+    briefs = [CandidateBrief(candidate_id=e.candidate_id, round=e.round, name=e.name, origin=e.origin,
+                             parent=e.parent, status=e.status, evaluation_id=rows[e.candidate_id]["evaluation_id"],
+                             screen_evaluation_id=rows[e.candidate_id]["screen_evaluation_id"],
+                             search_accuracy=e.search_accuracy,
+                             diagnosis=e.diagnosis.summary if e.diagnosis else None, notes=e.notes)
+              for e in entries]
+    detail = None
+    if inp.candidate_id is not None:
+        detail = next((e for e in entries if e.candidate_id == inp.candidate_id), None)
+        if detail is None:
+            known = ", ".join(b.candidate_id for b in briefs) or "none yet"
+            raise ValueError(f"unknown candidate {inp.candidate_id!r} in this run (known: {known})")
+    return RunHistory(run_id=run_id, candidates=briefs, detail=detail)
+
+
+def submit_controller(ctx: ToolContext, inp: SubmitInput) -> SubmitReceipt:
+    """Accept a proposal; the proposer loop takes it from the call's arguments and checks it next."""
+    return SubmitReceipt(received=True, message="submitted: the source is checked, reviewed and evaluated next")
+
+
+RUN_TOOL_SPECS: list[ToolSpec] = [
+    ToolSpec(
+        HISTORY_TOOL,
+        "Earlier candidates of this discovery run: one line each (status, best search accuracy, diagnosis, "
+        "evaluation_id for get_evaluation and get_traces), or one candidate in full (source, curve, diagnosis) "
+        "with candidate_id.",
+        ReadHistoryInput, RunHistory, read_history),
+    ToolSpec(
+        SUBMIT_TOOL,
+        "Submit your controller: the complete source, or SEARCH/REPLACE blocks against the parent; ends your "
+        "turn.",
+        SubmitInput, SubmitReceipt, submit_controller),
+]
+RUN_TOOL_NAMES: tuple[str, ...] = tuple(t.name for t in RUN_TOOL_SPECS)
 
 
 @dataclass
 class ProposerToolbox:
-    """The proposer's tools for one run; ``submitted`` holds the last submit_controller arguments."""
+    """The proposer's tools for one run: every registry tool plus the run-scoped ones, bound to ``ctx``.
 
-    ctx: ToolContext
+    ``quick_betas`` and ``quick_seeds`` become the run's tool defaults (``ctx.run``) unless the context
+    already carries a run scope. ``calls`` records the names of the tools called.
+    """
+
+    ctx: ToolContext | None
     run_id: str
     search_envs: list[str]
     quick_betas: list[float]
     quick_seeds: int
-    submitted: SubmitArgs | None = None
+    trace_seeds: int = 1
     calls: list[str] = field(default_factory=list)
 
-    def read_history(self, candidate_id: str | None = None) -> str:
-        """Earlier candidates of this run: summary, or one candidate in full."""
-        entries = evidence.history_entries(self.ctx.store, self.run_id)
-        if candidate_id is None:
-            if not entries:
-                return "No candidates yet in this run."
-            lines = []
-            for e in entries:
-                acc = f"{e.search_accuracy:.2f}%" if e.search_accuracy is not None else "-"
-                diag = f" | diagnosis: {e.diagnosis.summary[:200]}" if e.diagnosis else ""
-                notes = f" | {'; '.join(e.notes)[:300]}" if e.notes else ""
-                lines.append(f"{e.candidate_id} round {e.round} {e.name or '?'} ({e.origin}, parent {e.parent}):"
-                             f" {e.status}, best search accuracy {acc}{diag}{notes}")
-            return "\n".join(lines)
-        for e in entries:
-            if e.candidate_id == candidate_id:
-                return json.dumps(e.model_dump(mode="json"), indent=1)
-        return f"unknown candidate {candidate_id!r}"
+    def __post_init__(self) -> None:
+        if self.ctx is not None and self.ctx.run is None:
+            self.ctx.run = RunScope(run_id=self.run_id, betas=self.quick_betas, seeds=self.quick_seeds,
+                                    trace_seeds=self.trace_seeds)
 
-    def get_traces(self, candidate_id: str, env: str | None = None, beta: float | None = None,
-                   failures_only: bool = True, limit: int = 4) -> str:
-        """Sampled execution traces of an evaluated candidate on the search environments."""
-        entries = {e.candidate_id: e for e in evidence.history_entries(self.ctx.store, self.run_id)}
-        from autotts_graph.store import history
+    def specs(self) -> list[ToolSpec]:
+        """The registry's tools, then the run-scoped ones."""
+        return [*TOOL_SPECS, *RUN_TOOL_SPECS]
 
-        cands = {c["candidate_id"]: c for c in history.list_candidates(self.ctx.store, self.run_id)}
-        if candidate_id not in entries or not cands[candidate_id]["evaluation_id"]:
-            return f"candidate {candidate_id!r} has no evaluation in this run"
-        samples = evidence.trace_samples(self.ctx, cands[candidate_id]["evaluation_id"], limit=limit, env=env,
-                                         beta=beta, failures_only=failures_only)
-        if not samples:
-            return "no traces match"
-        return "\n".join(json.dumps(s.model_dump(mode="json")) for s in samples)
-
-    def validate(self, source: str) -> str:
-        """Static checks, schedule monotonicity and a smoke solve in the sandbox."""
-        report = validate_controller(self.ctx, ValidateInput(source=source, env=self.search_envs[0]))
-        return json.dumps(report.model_dump(mode="json", exclude={"sandbox_error"}), indent=1)
-
-    def quick_evaluate(self, source: str) -> str:
-        """A cheap low-seed beta sweep on the search environments."""
-        summary = evaluate_controller(self.ctx, EvaluateInput(
-            source=source, envs=self.search_envs, betas=self.quick_betas, seeds=self.quick_seeds, trace_seeds=0,
-            label="quick", split="search", run_id=self.run_id))
-        if not summary.ok:
-            err = summary.error
-            return f"evaluation failed: {err.kind.value}: {err.message}\n" + "\n".join(err.details[-8:])
-        return (f"quick evaluation ({self.quick_seeds} seeds):\n"
-                + evidence.format_curve(evidence.curve_from_points(summary.points)))
-
-    def submit(self, source: str, rationale: str = "", parent_id: str | None = None) -> str:
-        """Submit the final controller source (ends the turn)."""
-        self.submitted = SubmitArgs(source=source, rationale=rationale, parent_id=parent_id)
-        return "submitted"
-
-    def tools(self) -> list[BaseTool]:
-        """The tools as LangChain StructuredTools."""
-        return [
-            StructuredTool.from_function(self.read_history, name="read_history", args_schema=ReadHistoryArgs,
-                                         description="Earlier candidates of this run (summary, or one in full)."),
-            StructuredTool.from_function(self.get_traces, name="get_traces", args_schema=GetTracesArgs,
-                                         description="Sampled execution traces of an evaluated candidate."),
-            StructuredTool.from_function(self.validate, name="validate_controller", args_schema=SourceArgs,
-                                         description="Check a source: contract, monotone schedule, smoke solve."),
-            StructuredTool.from_function(self.quick_evaluate, name="quick_evaluate", args_schema=SourceArgs,
-                                         description="Cheap low-seed beta sweep on the search environments."),
-            StructuredTool.from_function(self.submit, name=SUBMIT_TOOL, args_schema=SubmitArgs,
-                                         description="Submit the complete controller source; ends your turn."),
-        ]
+    def tools(self) -> list[Any]:
+        """The tools as LangChain StructuredTools bound to the run's context."""
+        if self.ctx is not None:
+            thread_safe(self.ctx)
+        return [langchain_tool(spec, self.ctx) for spec in self.specs()]  # type: ignore[arg-type]

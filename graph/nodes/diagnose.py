@@ -15,7 +15,10 @@ from .common import failed_attempt
 
 def diagnose(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
     """Curve against baselines plus sampled failed traces (of the full evaluation, else of the screen); a crash
-    goes back to the proposer of this slot while its retries last."""
+    goes back to the proposer of this slot while its retries last.
+
+    The traces come through the registry's ``get_traces`` (``evidence.trace_samples``), as every agent reads
+    them: whole up to the registry's limits, else head and tail, so the finish step is always there."""
     c = state.candidate
     ev = state.evaluation if state.evaluation is not None else state.screen
     baselines = deps.baselines()

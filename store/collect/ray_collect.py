@@ -92,7 +92,7 @@ class RayCollector:
     def __init__(self, engine: EngineSpec, spec: CollectSpec, questions: list[QuestionItem], dataset: str, *,
                  address: str | None = None, workers: int = 0) -> None:
         """Connect and start the engines: one per GPU (or ``workers`` CPU engines on a cluster without GPUs)."""
-        from autotts_graph.tools.ray_cluster import CONNECTION, RayUnavailable
+        from autotts_graph.sandbox.ray_cluster import CONNECTION, RayUnavailable
 
         self.engine, self.spec, self.dataset = engine, spec, dataset
         self.questions = [q.model_dump() for q in questions]
@@ -169,7 +169,7 @@ class RayCollector:
 
     def close(self) -> None:
         """Close the engines and disconnect (stopping the cluster if this process started it)."""
-        from autotts_graph.tools.ray_cluster import CONNECTION
+        from autotts_graph.sandbox.ray_cluster import CONNECTION
 
         for actor in self.actors:
             with contextlib.suppress(Exception):

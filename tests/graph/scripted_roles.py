@@ -242,30 +242,38 @@ def function_model(fn) -> FunctionChatModel:
     return model
 
 
-def tool_using_proposer_fn(counter: list[int]):
-    """A proposer conversation: read_history, get_traces (when a candidate exists), validate, quick_evaluate, submit."""
+def search_envs_of(messages: list[BaseMessage]) -> list[str]:
+    """The search environments named in the proposer's task message."""
     import re
 
+    for m in messages:
+        found = re.search(r"Search environments: ([^\n]+?)\. ", str(m.content))
+        if found:
+            return found.group(1).split(", ")
+    raise AssertionError("no search environments in the task")
+
+
+def tool_using_proposer_fn(counter: list[int]):
+    """A proposer conversation through the registry's tools: read_history, get_traces of an evaluated candidate
+    (when there is one), validate_controller, evaluate_controller (run defaults), submit_controller."""
     from langchain_core.messages import ToolMessage
 
     def fn(messages: list[BaseMessage]) -> AIMessage:
         tool_msgs = [m for m in messages if isinstance(m, ToolMessage)]
         n = len(tool_msgs)
-        counter[0] += 0
         if n == 0:
             return tool_call("read_history", {}, "h1")
-        last = tool_msgs[-1].content
         src = controller(40 + counter[0] + len([m for m in messages if isinstance(m, AIMessage)]))
         if n == 1:
-            ids = [re.match(r"(cand-[0-9a-f]{10})", line).group(1) for line in last.splitlines()
-                   if ": evaluated" in line and line.startswith("cand-")]
+            history = json.loads(tool_msgs[-1].content)
+            ids = [c["evaluation_id"] for c in history["candidates"] if c["status"] == "evaluated"]
             if ids:
-                return tool_call("get_traces", {"candidate_id": ids[0], "limit": 2}, "t1")
+                return tool_call("get_traces", {"evaluation_id": ids[0], "limit": 2}, "t1")
             return tool_call("validate_controller", {"source": src}, "v1")
-        if n == 2 and "get_traces" in str(messages[-2].tool_calls if hasattr(messages[-2], "tool_calls") else ""):
+        if n == 2 and tool_msgs[-1].tool_call_id == "t1":
             return tool_call("validate_controller", {"source": src}, "v1")
-        if "quick evaluation" not in " ".join(str(m.content) for m in tool_msgs):
-            return tool_call("quick_evaluate", {"source": src}, "q1")
+        if not any(m.tool_call_id == "q1" for m in tool_msgs):
+            return tool_call("evaluate_controller", {"source": src, "envs": search_envs_of(messages)}, "q1")
         counter[0] += 1
         return tool_call("submit_controller", {"source": controller(60 + counter[0]), "rationale": "fake"}, "s1")
 

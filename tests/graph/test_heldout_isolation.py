@@ -13,7 +13,15 @@ import re
 
 from autotts_graph.store.trajectories import import_records
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-from scripted_roles import controller, diagnosis_call, fake, function_model, tool_call, verdict_call
+from scripted_roles import (
+    controller,
+    diagnosis_call,
+    fake,
+    function_model,
+    search_envs_of,
+    tool_call,
+    verdict_call,
+)
 
 HELD_ENV = ("vaultmodel", "secretset")
 HELD_NAME = "vaultmodel/secretset"
@@ -37,23 +45,29 @@ def _secret_records(n_questions: int = 6, n_branches: int = 16) -> list[dict]:
     return records
 
 
+NOWHERE = "nosuch/env"
+
+
 def _prying_proposer():
+    """Asks the registry's tools for the held-out environment's traces (and, to compare, a made-up one's)."""
     state = {"n": 0}
 
     def fn(messages: list[BaseMessage]) -> AIMessage:
         tools = [m for m in messages if isinstance(m, ToolMessage)]
         if not tools:
             return tool_call("read_history", {}, "h")
+        ids = re.findall(r"(ev-[0-9a-f]{10})", json.dumps([m.content for m in tools]))
         if len(tools) == 1:
-            ids = re.findall(r"^(cand-[0-9a-f]{10})", tools[0].content, re.M)
             if ids:
-                return tool_call("get_traces", {"candidate_id": ids[0], "env": HELD_NAME}, "pry")
+                return AIMessage(content="", tool_calls=[
+                    {"name": "get_traces", "args": {"evaluation_id": ids[0], "env": env}, "id": call_id,
+                     "type": "tool_call"} for env, call_id in ((HELD_NAME, "pry"), (NOWHERE, "nowhere"))])
             return tool_call("validate_controller", {"source": controller(90)}, "v")
-        if len(tools) == 2:
-            ids = re.findall(r"(cand-[0-9a-f]{10})", json.dumps([m.content for m in tools]))
-            if ids:
-                return tool_call("get_traces", {"candidate_id": ids[0], "failures_only": False}, "t")
-            return tool_call("quick_evaluate", {"source": controller(91)}, "q")
+        if not any(m.tool_call_id == "t" for m in tools) and ids:
+            return tool_call("get_traces", {"evaluation_id": ids[0], "failures_only": False}, "t")
+        if not any(m.tool_call_id == "q" for m in tools):
+            return tool_call("evaluate_controller", {"source": controller(91), "envs": search_envs_of(messages)},
+                             "q")
         state["n"] += 1
         return tool_call("submit_controller", {"source": controller(70 + state["n"]), "rationale": "r"}, "s")
 
@@ -92,9 +106,17 @@ def _leak_scan(run_graph, graph_store, **over):
     # Prompts and tool answers (the models' own replies are excluded: the prying proposer names the
     # held-out environment itself when it asks for its traces).
     given = [m for m in messages if not isinstance(m, AIMessage)]
-    text = "\n".join(json.dumps(m.model_dump(), default=str) for m in given)
     pry = [m.content for m in given if getattr(m, "tool_call_id", None) == "pry"]
-    assert pry and set(pry) == {"no traces match"}
+    nowhere = [m.content for m in given if getattr(m, "tool_call_id", None) == "nowhere"]
+    # The held-out environment is answered exactly like one that does not exist (the caller's own argument
+    # echoed back), and its name is all the answer holds of it.
+    assert pry and len(pry) == len(nowhere)
+    for held, made_up in zip(pry, nowhere, strict=True):
+        assert "unknown environment" in held
+        assert held.replace(HELD_NAME, "X") == made_up.replace(NOWHERE, "X")
+    echo = {id(m) for m in given if getattr(m, "tool_call_id", None) == "pry"}
+    text = "\n".join(json.dumps(m.model_dump(), default=str).replace(HELD_NAME, "X") if id(m) in echo
+                     else json.dumps(m.model_dump(), default=str) for m in given)
     forbidden = {HELD_NAME, "vaultmodel", "secretset", "m1/heldout", "SECRET HELD-OUT", "HELDGOLD", "HELDWRONG",
                  "HELDPROBE"}
     forbidden |= {r["question"] for r in records}

@@ -4,6 +4,7 @@ unreachable endpoints and rejected keys."""
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 
 import pytest
@@ -37,9 +38,15 @@ def test_llm_roles_full_run(run_graph, graph_store):
     # The proposer used its tools, saw the critic's reasons, and (round 2) the first candidate's traces.
     text = all_text(proposer)
     assert "the stop threshold falls with beta" in text
-    assert "quick evaluation (2 seeds)" in text
+    # Its evaluate_controller calls named no seeds or betas: they got the run's quick protocol, under the run.
+    quick = [json.loads(m.content) for msgs in proposer.seen for m in msgs if getattr(m, "tool_call_id", None) == "q1"]
+    assert quick and all(q["ok"] for q in quick)
+    for q in quick:
+        ev = history.get_evaluation(graph_store, q["evaluation_id"])
+        assert ev["protocol"]["seeds"] == 2 and ev["run_id"] == state.config.run_id
+        assert sorted({p["beta"] for p in ev["points"]}) == [0.0, 0.5, 1.0]
     traces = [m.content for msgs in proposer.seen for m in msgs if getattr(m, "tool_call_id", None) == "t1"]
-    assert traces and '"steps"' in traces[-1] and '"event": "start"' in traces[-1]
+    assert traces and '"steps"' in traces[-1] and '"event":"start"' in traces[-1]
     # Diagnoses are stored as structured objects; spend counts the fake usage.
     diags = history.get_diagnoses(graph_store, state.config.run_id)
     assert {d["summary"] for d in diags.values()} == {"first", "second"}

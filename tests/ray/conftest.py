@@ -1,7 +1,7 @@
 """A real Ray cluster on loopback for the ray tests: a head plus a second node (`ray start --address`).
 
 Both nodes are `ray start --block` processes (Ray's own command, through ``python -m
-autotts_graph.tools.ray_cluster start`` so that 127.0.0.1 stays 127.0.0.1), with usage stats off, token
+autotts_graph.sandbox.ray_cluster start`` so that 127.0.0.1 stays 127.0.0.1), with usage stats off, token
 authentication on and 1 CPU each. Each is stopped by its own pid; the finalizer then checks that no
 process either of them started (GCS, raylets, workers, sandboxes) is left.
 
@@ -64,7 +64,7 @@ def cluster():
     stopped after the last one (``pytest_runtest_teardown``), not at the end of the whole session."""
     require_ray()
     if "cluster" not in _RUNNING:
-        from autotts_graph.tools.ray_cluster import start_local_cluster
+        from autotts_graph.sandbox.ray_cluster import start_local_cluster
 
         root = Path(tempfile.mkdtemp(prefix="atr-", dir="/tmp"))  # short: Ray's socket paths live below it
         _RUNNING["saved"] = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
@@ -88,7 +88,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
 def stop_cluster() -> None:
     """Disconnect, stop each node by its pid, and check that nothing either node started is left."""
-    from autotts_graph.tools.ray_cluster import CONNECTION
+    from autotts_graph.sandbox.ray_cluster import CONNECTION
 
     cl = _RUNNING.pop("cluster")
     saved = _RUNNING.pop("saved", {})
@@ -137,7 +137,7 @@ def _state(pid: int) -> str:
 @pytest.fixture
 def two_nodes(cluster):
     """The cluster with two alive nodes (a new second node after the node-death test killed one)."""
-    from autotts_graph.tools.ray_cluster import stop_node
+    from autotts_graph.sandbox.ray_cluster import stop_node
 
     if cluster.nodes[-1].raylet_pid() is None:
         stop_node(cluster.nodes.pop())

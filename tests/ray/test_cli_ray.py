@@ -44,7 +44,7 @@ def test_eval_on_the_cluster_and_doctor(two_nodes, tmp_path: Path, sandbox: str)
 
 @pytest.mark.ray
 def test_unreachable_cluster_is_one_line(tmp_path: Path, cluster) -> None:
-    from autotts_graph.tools.ray_cluster import free_port
+    from autotts_graph.sandbox.ray_cluster import free_port
 
     store = build_store(tmp_path / "s.duckdb")
     res = runner.invoke(app, ["eval", "baseline:asc", "--env", "Tiny/a", "--betas", "0", "--seeds", "2",

@@ -7,7 +7,7 @@ import time
 
 from autotts_graph.store.trajectories import import_records, list_environments
 from autotts_graph.tools.context import ToolContext
-from autotts_graph.tools.server import ServingContext, thread_safe
+from autotts_graph.tools.registry import ServingContext, thread_safe
 
 from .conftest import SEARCH_ENV, make_records
 

@@ -198,7 +198,7 @@ def test_fit_uses_the_search_split_only(store_4b):
 
 def test_cli_table_eval_and_mcp_method_list(tiny_store):
     from autotts_graph.cli.main import app
-    from autotts_graph.tools import server
+    from autotts_graph.tools import registry
     from typer.testing import CliRunner
 
     runner = CliRunner()
@@ -216,9 +216,9 @@ def test_cli_table_eval_and_mcp_method_list(tiny_store):
     assert r.exit_code == 0, r.output
     points = json.loads(r.stdout)["points"]
     assert [p["config"] for p in points] == [{"m": 1, "beta": 0.0}, {"m": 1, "beta": 1.0}]
-    assert set(server.ServeBaselineInput.model_fields["method"].annotation.__args__) == set(SWEEPS)
-    assert server.BASELINE_KEYS["short3"] == ("beta",)
-    assert "es_cot" in next(t.description for t in server.TOOL_SPECS if t.name == "run_baseline")
+    assert set(registry.BaselineToolInput.model_fields["method"].annotation.__args__) == set(SWEEPS)
+    assert registry.BASELINE_KEYS["short3"] == ("beta",)
+    assert "es_cot" in next(t.description for t in registry.TOOL_SPECS if t.name == "run_baseline")
 
 
 def test_run_report_counts_the_new_methods_as_hand_crafted():

@@ -41,7 +41,9 @@ def test_tool_surface(make_ctx):
             ev = next(t for t in tools if t.name == "evaluate_controller")
             props = ev.inputSchema["properties"]
             assert set(ev.inputSchema["required"]) == {"source", "envs"}
-            assert props["betas"]["items"]["maximum"] == 1.0 and props["seeds"]["maximum"] == 1000
+            betas = next(t for t in props["betas"]["anyOf"] if t["type"] == "array")
+            seeds = next(t for t in props["seeds"]["anyOf"] if t["type"] == "integer")
+            assert betas["items"]["maximum"] == 1.0 and seeds["maximum"] == 1000
             assert all(p.get("description") for p in props.values())
             assert ev.annotations.readOnlyHint is False
             resources = {str(r.uri) for r in (await s.list_resources()).resources}

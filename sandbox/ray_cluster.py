@@ -15,7 +15,7 @@ Settings every cluster we start (and every driver we connect) gets, measured wit
   0600 file named by ``RAY_AUTH_TOKEN_PATH``, for every process of the cluster and its drivers; without it
   a connection is refused.
 - **Each process stopped by its own pid.** Nodes run ``ray start --block`` (through ``python -m
-  autotts_graph.tools.ray_cluster start``, which is Ray's own ``ray start`` with ``keep_loopback``):
+  autotts_graph.sandbox.ray_cluster start``, which is Ray's own ``ray start`` with ``keep_loopback``):
   SIGTERM to that pid drains the node and stops the processes it started; ``stop_node`` then kills, by
   pid, any descendant still alive. Never a broad ``ray stop``.
 - Worker processes' children die with them (``RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper``):
@@ -117,7 +117,7 @@ def node_command(*, head: bool, address: str | None = None, port: int | None = N
                  num_gpus: int | None = None, temp_dir: str | None = None, object_store_mb: int | None = None,
                  log_monitor: bool = True, extra: list[str] | None = None) -> list[str]:
     """The command line of one loopback node: ``ray start --block`` with our settings."""
-    cmd = [sys.executable, "-m", "autotts_graph.tools.ray_cluster", "start", "--block",
+    cmd = [sys.executable, "-m", "autotts_graph.sandbox.ray_cluster", "start", "--block",
            "--node-ip-address", LOOPBACK, "--disable-usage-stats"]
     if head:
         cmd += ["--head", "--port", str(port or free_port()), "--include-dashboard=false"]
@@ -476,10 +476,10 @@ def probe_nodes(ray: Any, sandbox: str = "auto", timeout_s: float = 120.0) -> li
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m autotts_graph.tools.ray_cluster start ARGS``: Ray's ``ray start ARGS`` with loopback kept."""
+    """``python -m autotts_graph.sandbox.ray_cluster start ARGS``: Ray's ``ray start ARGS`` with loopback kept."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] != "start":
-        sys.exit("usage: python -m autotts_graph.tools.ray_cluster start [ray start options]")
+        sys.exit("usage: python -m autotts_graph.sandbox.ray_cluster start [ray start options]")
     for key, value in CLUSTER_ENV.items():
         os.environ.setdefault(key, value)
     import_ray()

@@ -1,0 +1,99 @@
+"""The package's layering, read from every module's imports with ``ast`` (function-level imports included):
+
+* the replay runtime (``sandbox/runtime/``, copied into the sandbox as ``autotts_runtime``) imports only the
+  standard library, numpy and itself;
+* sandbox <- store <- tools <- graph <- cli: a module imports from its own layer and the layers to its left,
+  never from one to its right.
+
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+PACKAGE = "autotts_graph"
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = ("sandbox", "store", "tools", "graph", "cli")
+RUNTIME = ROOT / "sandbox" / "runtime"
+RUNTIME_THIRD_PARTY = frozenset({"numpy"})
+
+
+
+def _modules() -> list[Path]:
+    return sorted(p for layer in LAYERS for p in (ROOT / layer).rglob("*.py"))
+
+
+def _package_of(path: Path) -> list[str]:
+    """The dotted package a module lives in, e.g. ['autotts_graph', 'graph', 'agents']."""
+    return [PACKAGE, *path.relative_to(ROOT).parent.parts]
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in a module; relative imports are resolved."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = _package_of(path)[: len(_package_of(path)) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+                # ``from . import x`` may import a submodule x: record it, not just the package.
+                found += [(node.lineno, f"{module}.{a.name}") for a in node.names] if not node.module else \
+                    [(node.lineno, module)]
+            else:
+                found.append((node.lineno, node.module or ""))
+    return found
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    if len(parts) >= 2 and parts[0] == PACKAGE and parts[1] in LAYERS:
+        return LAYERS.index(parts[1])
+    return None
+
+
+def upward_imports() -> set[tuple[str, str]]:
+    """(module file, imported module) for every import from a layer to the right of the module's own."""
+    found = set()
+    for path in _modules():
+        own = LAYERS.index(path.relative_to(ROOT).parts[0])
+        for _, module in imports(path):
+            layer = _layer(module)
+            if layer is not None and layer > own:
+                found.add((path.relative_to(ROOT).as_posix(), module))
+    return found
+
+
+def test_the_runtime_imports_only_the_standard_library_and_numpy():
+    runtime_pkg = f"{PACKAGE}.sandbox.runtime"
+    bad = []
+    for path in sorted(RUNTIME.rglob("*.py")):
+        for line, module in imports(path):
+            top = module.split(".")[0]
+            if module == runtime_pkg or module.startswith(runtime_pkg + "."):
+                continue  # itself
+            if top in sys.stdlib_module_names or top in RUNTIME_THIRD_PARTY:
+                continue
+            bad.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert len(list(RUNTIME.rglob("*.py"))) >= 5
+    assert not bad, "the runtime must run on the standard library and numpy alone:\n" + "\n".join(bad)
+
+
+def test_no_layer_imports_from_a_layer_above_it():
+    found = sorted(upward_imports())
+    assert not found, ("upward imports (sandbox <- store <- tools <- graph <- cli):\n"
+                       + "\n".join(f"{path} imports {module}" for path, module in found))
+
+
+def test_the_import_reader_sees_what_the_rules_need(tmp_path):
+    """The reader resolves relative imports and finds imports inside functions (so the checks can fail)."""
+    module = ROOT / "tools" / "registry.py"
+    found = {m for _, m in imports(module)}
+    assert "autotts_graph.tools.context" in found and "autotts_graph.store.db" in found
+    nested = ROOT / "graph" / "agents" / "llm.py"
+    assert "autotts_graph.tools.contract" in {m for _, m in imports(nested)}  # imported inside load_prompt
+    assert _layer("autotts_graph.cli.main") == 4 and _layer("numpy") is None
