@@ -167,17 +167,30 @@ class Archive:
         full = self.elites()
         return full[0] if full else None
 
-    def gate_reference(self, niche: str) -> tuple[float | None, str]:
-        """The screen fitness a new screen in ``niche`` is compared with: that of the niche's best fully
-        evaluated member, else of the run's best one; None (no gate) while nothing was fully evaluated."""
-        in_niche = [m for m in self.members if m.niche == niche and m.stage >= 2 and m.fitness is not None]
-        if in_niche:
-            ref = min(in_niche, key=_by_fitness)
-            return ref.screen_fitness, f"niche {niche} best {ref.candidate_id}"
+    def before(self, generation: int) -> Archive:
+        """The archive as it stood when ``generation`` began: what its lanes may compare with. Siblings of
+        the same generation are left out, since whether they are in yet depends on the lanes' timing."""
+        view = Archive([])
+        view.members = [m for m in self.members if m.generation < generation]
+        return view
+
+    def gate_reference(self, niche: str, margin: float) -> tuple[float | None, str]:
+        """The lowest screen fitness a new screen in ``niche`` may have and still go on to stage 2, with why.
+
+        A screen must come within ``margin`` of the niche's best fully evaluated member (of the run's best
+        while the niche has none) and within ``3 * margin`` of the run's best: a new niche is explored while
+        it is close to the best, a hopeless one is not. Screens are compared with screens (same seeds and
+        β points). None (no gate) while nothing was fully evaluated.
+        """
         best = self.best()
-        if best is not None:
-            return best.screen_fitness, f"global best {best.candidate_id} (niche {niche} is empty)"
-        return None, "nothing fully evaluated yet"
+        if best is None or best.screen_fitness is None:
+            return None, "nothing fully evaluated yet"
+        in_niche = [m for m in self.members if m.niche == niche and m.stage >= 2 and m.screen_fitness is not None]
+        ref = min(in_niche, key=_by_fitness) if in_niche else best
+        where = f"niche {niche} best {ref.candidate_id}" if in_niche else \
+            f"run best {best.candidate_id} (niche {niche} is empty)"
+        floor = max(ref.screen_fitness - margin, best.screen_fitness - 3 * margin)
+        return floor, f"{where}: screen {ref.screen_fitness:.2f}; run best screen {best.screen_fitness:.2f}"
 
     def same_screen(self, screen_fitness: float | None, tokens: float | None) -> Member | None:
         """A member whose screen had the same fitness and the same cost: most likely the same behaviour."""

@@ -88,8 +88,9 @@ class RunConfig(BaseModel):
     cascade: bool = True
     screen_seeds: int = Field(10, ge=1, le=1000)
     screen_betas: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0])
-    screen_margin: float = Field(1.0, ge=0, description="Fitness points a screen may trail its niche's best by "
-                                                        "and still be fully evaluated.")
+    screen_margin: float = Field(0.5, ge=0, description="Fitness points a screen may trail its niche's best by "
+                                                        "(and three times that the run's best) and still be "
+                                                        "fully evaluated.")
     proposer: RoleSettings = Field(default_factory=RoleSettings)
     critic: RoleSettings = Field(default_factory=RoleSettings)
     diagnostician: RoleSettings = Field(default_factory=RoleSettings)

@@ -235,8 +235,9 @@ class HeuristicProposer:
             except ValueError:
                 continue  # a genome from another proposer's grammar: cannot be mutated here
             out.append((h.fitness if h.fitness is not None else fitness(h.curve, inp.baselines), h, g))
-        # Stable order: fitness, then the earlier round wins ties (deterministic).
-        out.sort(key=lambda t: (-t[0], t[1].round, t[1].candidate_id))
+        # Stable order: fitness, then the earlier round, then the genome's content key (candidate ids are
+        # random, and the history's order follows the lanes' timing).
+        out.sort(key=lambda t: (-t[0], t[1].round, t[2].key()))
         return out
 
     def _child(self, inp: ProposerInput, scored: list[tuple[float, HistoryEntry, Genome]], rng: random.Random,

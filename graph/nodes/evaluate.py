@@ -2,9 +2,11 @@
 
 Stage 1 (``screen``) runs few seeds at a few β points on the search environments. Only a screen within
 ``screen_margin`` of its niche's best (the best fully evaluated member of the archive in the same cost band
-and mechanism family; the run's best while that niche is empty) goes on to stage 2 (``evaluate``): the full
-β grid x all seeds. A screen identical to an archive member's (same fitness, same cost) does not: it is
-almost surely the same behaviour written differently. Both stages are recorded as evaluations of the
+and mechanism family; the run's best while that niche is empty), and within three margins of the run's
+best, goes on to stage 2 (``evaluate``): the full β grid x all seeds. The gate compares with earlier
+generations only, so a seeded run gates the same way whatever the lanes' timing. A screen identical to an
+archive member's (same fitness, same cost) does not go on: it is almost surely the same behaviour written
+differently. Both stages are recorded as evaluations of the
 candidate (labels ``screen …`` and ``candidate …``) and found again by a re-run node, so nothing is
 evaluated twice; points already evaluated for the same code are reused from the cache. A failure at either
 stage (syntax, contract, audit flag, crash, timeout, ...) goes to the diagnostician and back to the
@@ -75,19 +77,19 @@ def screen(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any
         return {**update, "outcome": "crashed"}
     tokens = archive.mean_tokens(result.curve)
     niche = archive.niche_of(archive.cost_band(tokens), archive.family(c.genome))
-    arch = archive.Archive.load(deps.store, cfg.run_id)
-    ref, why = arch.gate_reference(niche)
+    arch = archive.Archive.load(deps.store, cfg.run_id).before(state.generation)
+    floor, why = arch.gate_reference(niche, cfg.screen_margin)
     twin = arch.same_screen(result.score, tokens)
     if twin is not None:
         promote, gate = False, (f"stopped: the screen is identical to {twin.candidate_id}'s (same fitness "
                                 f"{result.score:.2f} and cost): the same behaviour is not evaluated again")
-    elif ref is None:
+    elif floor is None:
         promote, gate = True, f"promoted: {why}"
-    elif result.score is not None and result.score >= ref - cfg.screen_margin:
-        promote, gate = True, f"promoted: screen {result.score:.2f} within {cfg.screen_margin:g} of {ref:.2f} ({why})"
+    elif result.score is not None and result.score >= floor:
+        promote, gate = True, f"promoted: screen {result.score:.2f} reaches the gate {floor:.2f} ({why})"
     else:
         score = f"{result.score:.2f}" if result.score is not None else "none"
-        promote, gate = False, f"stopped: screen {score} trails {ref:.2f} by more than {cfg.screen_margin:g} ({why})"
+        promote, gate = False, f"stopped: screen {score} is below the gate {floor:.2f} ({why})"
     history.update_candidate(deps.store, c.candidate_id, screen_evaluation_id=evaluation_id,
                              evaluation_id=evaluation_id, status="screened", stage=1,
                              search_accuracy=result.search_accuracy)

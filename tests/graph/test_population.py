@@ -153,10 +153,17 @@ def test_archive_insert_niches_and_elites(graph_store):
     assert [m.candidate_id for m in arch.elites()] == ["b", "c", "d"]  # one per cell, stage 2 only, best first
     assert [m.candidate_id for m in arch.elites(island=1)] == ["d"]
     assert len(arch.cells()) == 3 and arch.best().candidate_id == "b"
-    # The gate compares with the niche's best screen, else with the run's best.
-    assert arch.gate_reference(archive.niche_of(14, "a"))[0] == 70
-    assert arch.gate_reference(archive.niche_of(20, "z"))[0] == 70
-    assert archive.Archive([_row("e", stage=1)]).gate_reference("c14|a")[0] is None
+    # The gate: within the margin of the niche's best screen (the run's best for an empty niche), and
+    # within three margins of the run's best.
+    assert arch.gate_reference(archive.niche_of(14, "a"), 1.0)[0] == 69
+    assert arch.gate_reference(archive.niche_of(20, "z"), 1.0)[0] == 69
+    assert arch.gate_reference(archive.niche_of(15, "a"), 1.0)[0] == 67  # its best (55) trails the run's by 15
+    assert arch.gate_reference(archive.niche_of(15, "a"), 10.0)[0] == 45
+    assert archive.Archive([_row("e", stage=1)]).gate_reference("c14|a", 1.0)[0] is None
+    # Lanes compare with earlier generations only: a sibling's result never changes the gate.
+    later = archive.Archive([_row("a", fit=60), _row("late", gen=3, fit=95)])
+    assert later.before(3).gate_reference(archive.niche_of(14, "a"), 1.0)[0] == 59
+    assert later.gate_reference(archive.niche_of(14, "a"), 1.0)[0] == 94
 
 
 def test_parent_choice_is_by_rank_reproducible_and_explores():
