@@ -19,7 +19,9 @@ Prints:
    whole baseline frontier at equal cost, CMC at every β included);
 3. for the selected controller on held-out AIME25, per model and on the 4-model mean, per β: accuracy and
    tokens against CMC at the same β, the difference with its 95 % bootstrap interval over questions, and
-   whether it dominates CMC, CMC dominates it, or neither (``graph/scoring.py``); then the issue's targets.
+   whether it dominates CMC, CMC dominates it, or neither (``graph/scoring.py``);
+4. on the mean over environments, search and held-out, the β points of the selected controller that no
+   configuration of any baseline dominates (the run report's table); then the issue's targets.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from pathlib import Path
 from autotts_graph.cli.report import cost_k
 from autotts_graph.graph import evidence, scoring
 from autotts_graph.graph.deps import DepsProvider
-from autotts_graph.graph.runner import prepare_config, resume_run, start_run
+from autotts_graph.graph.nodes.prepare import resolve_config
+from autotts_graph.graph.runner import resume_run, start_run
 from autotts_graph.graph.state import RoleSettings, RunConfig
 from autotts_graph.store import history
 from autotts_graph.store.db import Store
@@ -128,6 +131,18 @@ def versus_cmc(verdicts: list[scoring.Verdict], envs: list[str], title: str) -> 
     return lines, summary
 
 
+def versus_baselines(store: Store, run_id: str) -> list[str]:
+    """Per β on the mean over environments, search and held-out: the baseline configurations (every one the run
+    evaluated, CMC included) that dominate the selected controller, as the run report shows them."""
+    from autotts_graph.cli.run_report import collect, domination_lines
+
+    data = collect(store, run_id)
+    return [*domination_lines(data["search"], data["baselines"].get("search", {}),
+                              "Search set (AIME24): the selected controller vs every baseline configuration"),
+            *domination_lines(data["heldout"], data["baselines"].get("heldout", {}),
+                              "Held-out (AIME25): the selected controller vs every baseline configuration")]
+
+
 def targets(rate: float, held: dict) -> list[str]:
     mean = held.get("mean", {"dominates": [], "dominated": []})
     per_model = [len(held.get(e, {}).get("dominated", [])) for e in HELD]
@@ -173,7 +188,7 @@ def main() -> None:
                         max_evaluations=args.max_evaluations, selection="frontier", workers=args.workers,
                         sandbox=args.sandbox, seed=args.seed, trace_seeds=1,
                         proposer=offline, critic=offline, diagnostician=offline)
-        cfg = prepare_config(cfg, store)
+        cfg = resolve_config(cfg, store)
         print(f"run {cfg.run_id}: store {store.path}", file=sys.stderr, flush=True)
         state = start_run(cfg, provider, observer=observer(started))
     run_id = state.config.run_id
@@ -202,6 +217,7 @@ def main() -> None:
     held_rows = evidence.cmc_verdicts(store, held_ev, ids.get("cmc@heldout"))
     lines, held = versus_cmc(held_rows, HELD, "Held-out (AIME25): the selected controller vs CMC")
     out += lines
+    out += versus_baselines(store, run_id)
     wall = state.wall_s - sum(history.run_spend(store, run_id).get(n, {}).get("seconds", 0.0)
                               for n in ("prepare", "heldout"))
     screened = state.screened or len({m["candidate_id"] for m in history.list_archive(store, run_id)})

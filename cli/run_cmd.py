@@ -283,7 +283,7 @@ def _finish(store_path: Path, state: Any, out: Path | None) -> None:
     typer.echo(f"generations: {gens}, candidates screened {state.screened}, fully evaluated {len(state.evaluated)}; "
                f"archive {state.archive_members} programs in {state.archive_cells} cells; wall time "
                f"{state.wall_s / 60:.1f} min")
-    typer.echo(f"spend: {spend_line(history.run_spend(store, state.config.run_id))}")
+    typer.echo(f"spend: {spend_line(history.run_spend(store, state.config.run_id), state.wall_s)}")
     typer.echo(f"report: {md}" + (f"\nplot: {png}" if png else ""))
     if state.status == "failed":
         typer.echo(f"resume with: autotts-graph run --resume {state.config.run_id}", err=True)
@@ -348,7 +348,8 @@ def run_command(
         = None,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue the run RUN_ID from its checkpoint.")]
         = None,
-    selection: Annotated[str | None, typer.Option(help="best_accuracy or frontier.")] = None,
+    selection: Annotated[str | None, typer.Option(help="frontier (default: the accuracy margin over every baseline "
+                                                       "at equal cost) or best_accuracy.")] = None,
     max_attempts: Annotated[int | None, typer.Option(min=1, help="Proposals per candidate slot (with retries).")]
         = None,
     max_usd: Annotated[float | None, typer.Option(min=0, help="LLM spend limit in $.")] = None,
@@ -366,7 +367,8 @@ def run_command(
     environments."""
     from autotts_graph.graph.agents.llm import AgentError
     from autotts_graph.graph.deps import DepsProvider
-    from autotts_graph.graph.runner import prepare_config, resume_run, start_run
+    from autotts_graph.graph.nodes.prepare import resolve_config
+    from autotts_graph.graph.runner import resume_run, start_run
     from autotts_graph.sandbox.select import SandboxUnavailable
     from autotts_graph.store.db import Store
 
@@ -410,7 +412,7 @@ def run_command(
                 state = resume_run(resume, provider, reviewer=reviewer, observer=view.on_state,
                                    config_update=update or None)
             else:
-                cfg = prepare_config(build_config(file_data, flags, role_flags), Store(store))
+                cfg = resolve_config(build_config(file_data, flags, role_flags), Store(store))
                 # Build the roles (and connect to a Ray cluster) now: a missing API key or an unreachable
                 # cluster fails before any work.
                 provider.get(cfg)

@@ -14,6 +14,7 @@ from autotts_graph.store import history
 from autotts_graph.store.db import Store
 
 from .report import cost_k
+from .report_archive import archive_lines
 
 
 def baseline_title(method: str) -> str:
@@ -53,6 +54,7 @@ def collect(store: Store, run_id: str) -> dict[str, Any]:
                 for split, ev_id in (("search", search_eval), ("heldout", heldout_eval))
                 if ev_id and baseline_ids.get(f"cmc@{split}")}
     return {"run": run, "candidates": cands, "diagnoses": diagnoses, "spend": spend, "best": best,
+            "archive": history.list_archive(store, run_id),
             "search": _points(store, search_eval), "heldout": _points(store, heldout_eval), "baselines": baselines,
             "versus_cmc": verdicts}
 
@@ -77,28 +79,20 @@ HAND_CRAFTED = ("sc", "asc", "esc", "parallel_probe", "bayes", "bayes_fit", "dyn
 FRONTIER = (*HAND_CRAFTED, "cmc")
 
 
-def _mean_over_envs(points: list[dict], key: str) -> dict[Any, tuple[float, float]]:
-    """(mean accuracy, mean cost) per ``key`` value, over points present on every environment."""
-    envs = {p["env"] for p in points}
-    groups: dict[Any, list[dict]] = {}
-    for p in points:
-        groups.setdefault(p[key], []).append(p)
-    return {k: (sum(p["accuracy"] for p in g) / len(g), sum(p["avg_cost"] for p in g) / len(g))
-            for k, g in groups.items() if {p["env"] for p in g} == envs}
-
-
-def _domination_lines(points: list[dict], methods: dict[str, list[dict]], title: str) -> list[str]:
+def domination_lines(points: list[dict], methods: dict[str, list[dict]], title: str) -> list[str]:
     """Which β points of the controller no baseline configuration dominates (mean over envs), CMC included."""
-    from autotts_graph.graph.scoring import dominated_by_all
+    from autotts_graph.graph.scoring import baseline_means, dominated_by_all, mean_curve
     from autotts_graph.tools.baselines import point_label
 
     base_points = [{**p, "label": point_label(m, p["config"])} for m in FRONTIER for p in methods.get(m, [])]
     if not points or not base_points:
         return []
-    base = _mean_over_envs(base_points, "label")
+    base = baseline_means(base_points, {p["env"] for p in points})
     rows = []
-    for beta, (acc, cost) in sorted(_mean_over_envs(points, "beta").items()):
-        by = dominated_by_all(acc, cost, [(label, a, c) for label, (a, c) in base.items()])
+    for beta, acc, cost in mean_curve(points):
+        if beta is None:
+            continue
+        by = dominated_by_all(acc, cost, base)
         rows.append(f"| {beta:g} | {acc:.2f} / {cost_k(cost)} | {', '.join(by[:4]) or '**none**'} |")
     free = sum("**none**" in r for r in rows)
     names = [baseline_title(m) for m in FRONTIER if methods.get(m)]
@@ -157,10 +151,19 @@ def _baseline_table(methods: dict[str, list[dict]], title: str) -> list[str]:
     return [*lines, ""]
 
 
-def spend_line(spend: dict[str, dict[str, float]]) -> str:
-    """'$X and Y minutes' (LLM dollars, summed node wall time), plus tokens."""
+def run_wall_s(run: dict[str, Any], spend: dict[str, dict[str, float]]) -> float:
+    """The run's wall time: as the graph counted it (each generation's slowest lane, not the sum of its
+    lanes), else the report's, else (a run recorded before either existed) the sum of its node seconds."""
+    for wall in (run.get("wall_s"), (run.get("report") or {}).get("wall_s")):
+        if wall is not None:
+            return float(wall)
+    return sum(s["seconds"] for s in spend.values())
+
+
+def spend_line(spend: dict[str, dict[str, float]], wall_s: float) -> str:
+    """'$X and Y minutes' (LLM dollars, the run's wall time), plus tokens."""
     usd = sum(s["usd"] for s in spend.values())
-    minutes = sum(s["seconds"] for s in spend.values()) / 60
+    minutes = wall_s / 60
     tokens = sum(s["llm_tokens"] for s in spend.values())
     return f"${usd:.2f} and {minutes:.1f} minutes ({tokens:,} LLM tokens)"
 
@@ -180,7 +183,7 @@ def render_markdown(data: dict[str, Any], plot_name: str | None) -> str:
              "- roles: " + ", ".join(f"{r} {cfg.get(r, {}).get('kind', '?')}"
                                      + (f" ({cfg[r]['model']})" if cfg.get(r, {}).get("kind") == "llm" else "")
                                      for r in ("proposer", "critic", "diagnostician")),
-             f"- spend: **{spend_line(data['spend'])}**", ""]
+             f"- spend: **{spend_line(data['spend'], run_wall_s(run, data['spend']))}**", ""]
     if best is not None:
         lines += [f"## Discovered controller: {best['name'] or best['candidate_id']} ({best['candidate_id']})", "",
                   f"Round {best['round']}, by {best['origin']}; best search accuracy "
@@ -192,13 +195,14 @@ def render_markdown(data: dict[str, Any], plot_name: str | None) -> str:
         vs = data.get("versus_cmc", {})
         lines += versus_cmc_lines(vs.get("search", []), "Against CMC, search")
         lines += versus_cmc_lines(vs.get("heldout", []), "Against CMC, held-out")
-        lines += _domination_lines(data["search"], data["baselines"].get("search", {}), "Against the baselines, search")
-        lines += _domination_lines(data["heldout"], data["baselines"].get("heldout", {}),
+        lines += domination_lines(data["search"], data["baselines"].get("search", {}), "Against the baselines, search")
+        lines += domination_lines(data["heldout"], data["baselines"].get("heldout", {}),
                                    "Against the baselines, held-out")
         lines += _baseline_table(data["baselines"].get("search", {}), "Baselines, search environments")
         lines += _baseline_table(data["baselines"].get("heldout", {}), "Baselines, held-out environments")
     else:
         lines += ["## No controller was selected", ""]
+    lines += archive_lines(data.get("archive", []))
     lines += ["## Candidate lineage", "", "Progress by round: *best so far* is the best search accuracy of any "
               "candidate up to that row.", "",
               "| round | candidate | name | parent | origin | status | search acc % | best so far % |",
@@ -227,7 +231,9 @@ def render_markdown(data: dict[str, Any], plot_name: str | None) -> str:
             notes.append(f"- **{c['candidate_id']}**: " + "; ".join(w.replace("\n", " ")[:300] for w in why))
     if notes:
         lines += ["## Notes per candidate", "", *notes, ""]
-    lines += ["## Spend per node", "", "| node | runs | LLM tokens | $ | seconds |", "|---|---|---|---|---|"]
+    lines += ["## Spend per node", "", "Seconds add up every execution of a node; the lanes of a generation run "
+              "side by side, so their sum exceeds the run's wall time (above).", "",
+              "| node | runs | LLM tokens | $ | seconds |", "|---|---|---|---|---|"]
     for node, s in data["spend"].items():
         lines.append(f"| {node} | {s['calls']} | {s['llm_tokens']:,} | {s['usd']:.4f} | {s['seconds']:.1f} |")
     return "\n".join(lines) + "\n"

@@ -27,6 +27,9 @@ the node it was in, and a finished lane's result is kept. An agent or store erro
 (the runner records the run as failed); a resume runs that node again. ``prepare`` stops cleanly on a bad
 configuration (status ``failed``).
 
+Every node, run-level and lane, is built by ``nodes.common.wrap``: one code path measures and records its
+spend in the run ledger. The run-level ``lane`` node only runs a lane's subgraph; its nodes are wrapped.
+
 ``make_graph`` is the checkpointer-less factory named in ``langgraph.json`` (LangGraph Studio /
 ``langgraph dev``); ``build_graph`` takes a checkpointer and a ``DepsProvider`` (the CLI, tests). Studio can
 interrupt before any run-level node, and before lane nodes with ``configurable.lane_interrupt_before``.
@@ -42,13 +45,13 @@ from langgraph.types import Send
 
 from .deps import DepsProvider
 from .nodes.check import check
-from .nodes.common import wrap, wrap_lane
+from .nodes.common import wrap
 from .nodes.critique import critique
 from .nodes.diagnose import diagnose
 from .nodes.evaluate import evaluate, screen
 from .nodes.heldout import heldout
 from .nodes.plan import plan
-from .nodes.prepare import make_prepare
+from .nodes.prepare import open_run, prepare
 from .nodes.propose import propose
 from .nodes.record import record
 from .nodes.review import review
@@ -114,7 +117,7 @@ def build_lane_graph(provider: DepsProvider, interrupt_before: list[str] | None 
     g = StateGraph(LaneState)
     for name, fn in (("propose", propose), ("check", check), ("critique", critique), ("review", review),
                      ("screen", screen), ("evaluate", evaluate), ("diagnose", diagnose)):
-        g.add_node(name, wrap_lane(name, fn, provider))
+        g.add_node(name, wrap(name, fn, provider))
     g.add_edge(START, "propose")
     for name, route in (("propose", after_propose), ("check", after_check), ("critique", after_critique),
                         ("review", after_review), ("screen", after_screen), ("evaluate", after_evaluate),
@@ -160,7 +163,7 @@ def build_graph(provider: DepsProvider | None = None, checkpointer: Any = None,
     """The compiled discovery graph; nodes get their dependencies from ``provider``."""
     provider = provider or DepsProvider()
     g = StateGraph(DiscoveryState)
-    g.add_node("prepare", make_prepare(provider))
+    g.add_node("prepare", wrap("prepare", prepare, provider, opener=open_run))
     g.add_node("plan", wrap("plan", plan, provider))
     g.add_node("lane", make_lane_node(provider))
     g.add_node("record", wrap("record", record, provider))

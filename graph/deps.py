@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from autotts_graph.store.db import Store
+from autotts_graph.store.ledger import RunLedger
 from autotts_graph.store.trajectories import list_environments
 from autotts_graph.tools.context import ToolContext
 
@@ -53,6 +54,11 @@ class Deps:
     _slot_roles: dict[int, dict[str, Any]] = field(default_factory=dict)
     _baselines: list | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def ledger(self) -> RunLedger:
+        """The writer of this run's state in the store (run, candidates, diagnoses, spend)."""
+        return RunLedger(self.store, self.config.run_id)
 
     def roles(self) -> dict[str, Any]:
         """The run-level roles by name."""

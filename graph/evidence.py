@@ -1,7 +1,9 @@
-"""What agents get to see, built from the store: history entries, curves, outcomes and trace samples.
+"""What agents get to see, built from the store: curves, per-question outcomes and trace samples, and the
+evaluation points the report compares with CMC.
 
-Everything here reads search-split evaluations of one run through ``store/history.py`` and the caller's
-``ToolContext`` (which hides held-out environments), and computes the selection scores.
+Everything here reads evaluations through ``store/history.py`` and the caller's ``ToolContext`` (which hides
+held-out environments). Scores (fitness, frontiers, dominance) are computed by ``scoring.py``; a run's
+history as agents see it is ``archive.history_entries``.
 """
 
 from __future__ import annotations
@@ -13,10 +15,7 @@ from autotts_graph.store import history
 from autotts_graph.tools.context import ToolContext
 
 from . import scoring
-from .agents.roles import BaselinePoint, CurvePoint, Diagnosis, HistoryEntry, QuestionOutcome, TraceSample
-
-STATUS_FOR_AGENTS = {"evaluated": "evaluated", "check_failed": "check_failed", "rejected": "rejected",
-                     "crashed": "crashed"}
+from .agents.roles import BaselinePoint, CurvePoint, QuestionOutcome, TraceSample
 
 
 def curve_from_points(points: list[Any]) -> list[CurvePoint]:
@@ -30,70 +29,9 @@ def curve_from_points(points: list[Any]) -> list[CurvePoint]:
 
 
 def mean_curve(curve: list[CurvePoint]) -> list[tuple[float, float, float]]:
-    """(beta, mean accuracy over envs, mean tokens over envs) per beta, for betas measured on every env."""
+    """``scoring.mean_curve`` without the β-less rows: (β, mean accuracy, mean tokens) per β measured on every
+    environment (the archive's cost bands are computed from it)."""
     return [r for r in scoring.mean_curve(curve) if r[0] is not None]
-
-
-def search_accuracy(curve: list[CurvePoint]) -> float | None:
-    """The best mean-over-environments accuracy over the beta grid."""
-    return scoring.search_accuracy(curve)
-
-
-def frontier_score(curve: list[CurvePoint], baselines: list[BaselinePoint]) -> float | None:
-    """Area under the accuracy-vs-log-tokens frontier, averaged over environments (``scoring.frontier_area``)."""
-    return scoring.frontier_area(curve, baselines)
-
-
-def fitness(curve: list[CurvePoint], baselines: list[BaselinePoint]) -> float:
-    """The search fitness: mean over β and environments of the accuracy margin over the whole baseline
-    frontier (CMC at every β included) at equal cost (``scoring.fitness``)."""
-    return scoring.fitness(curve, baselines)
-
-
-CRITERIA = ("fitness", "frontier", "frontier_area", "best_accuracy")
-
-
-def score(curve: list[CurvePoint], criterion: str, baselines: list[BaselinePoint]) -> float | None:
-    """The selection score of a curve (higher is better; ties go to fewer tokens, see ``scoring.rank_key``).
-
-    ``fitness`` or ``frontier``: the margin over the whole baseline frontier at equal cost (the archive's and
-    the search's fitness); ``frontier_area``: the area under the curve's own accuracy-vs-log-tokens frontier;
-    ``best_accuracy``: the best mean accuracy over β.
-    """
-    if not curve:
-        return None
-    if criterion in ("fitness", "frontier"):
-        return fitness(curve, baselines)
-    if criterion == "frontier_area":
-        return frontier_score(curve, baselines)
-    return search_accuracy(curve)
-
-
-def history_entries(store: Any, run_id: str, *, with_source: bool = True) -> list[HistoryEntry]:
-    """Every candidate of a run as agents see it: code, search curve, status, diagnosis, notes."""
-    diagnoses = history.get_diagnoses(store, run_id)
-    entries = []
-    for c in history.list_candidates(store, run_id):
-        status = STATUS_FOR_AGENTS.get(c["status"] or "")
-        if status is None:
-            continue  # still in flight
-        curve: list[CurvePoint] = []
-        if c["evaluation_id"]:
-            ev = history.get_evaluation(store, c["evaluation_id"])
-            if ev["split"] == "search":
-                curve = curve_from_points(ev["points"])
-        notes: list[str] = []
-        if c["check_result"] and not c["check_result"].get("ok", True):
-            notes += [f"check: {e}" for e in c["check_result"].get("errors", [])]
-        if c["critic"] and not c["critic"].get("approve", True):
-            notes += [f"critic: {r}" for r in c["critic"].get("reasons", [])]
-        diag = diagnoses.get(c["candidate_id"])
-        entries.append(HistoryEntry(
-            candidate_id=c["candidate_id"], round=c["round"], name=c["name"] or "", origin=c["origin"] or "",
-            parent=c["parent"], code_hash=c["code_hash"] or "", source=c["source"] if with_source else "",
-            status=status, curve=curve, search_accuracy=c["search_accuracy"], genome=c["genome"],
-            diagnosis=Diagnosis.model_validate(diag) if diag else None, notes=notes))
-    return entries
 
 
 def question_outcomes(ctx: ToolContext, evaluation_id: str) -> list[QuestionOutcome]:

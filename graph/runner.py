@@ -20,11 +20,11 @@ from typing import Any
 
 from autotts_graph.store import history
 from autotts_graph.store.db import Store, StoreError
+from autotts_graph.store.ledger import RunLedger, RunStatus
 from langgraph.types import Command
 
 from .builder import build_graph
 from .deps import DepsProvider
-from .nodes.prepare import resolve_config
 from .state import DiscoveryState, RunConfig
 
 Reviewer = Callable[[dict[str, Any]], dict[str, Any]]
@@ -73,11 +73,6 @@ def thread_config(run_id: str, population: int = 1) -> dict[str, Any]:
             "max_concurrency": max(4, population + 2), "recursion_limit": 100_000}
 
 
-def prepare_config(config: RunConfig, store: Store) -> RunConfig:
-    """Check the configuration before anything runs (StoreError with a clear message), assign a run id."""
-    return resolve_config(config, store)
-
-
 def pending_interrupts(snapshot: Any) -> list[Any]:
     """The review requests waiting in a snapshot (one per paused lane)."""
     return [i for task in snapshot.tasks for i in task.interrupts]
@@ -118,8 +113,8 @@ def run_to_end(graph: Any, first_input: Any, thread: dict, *, reviewer: Reviewer
             snapshot = graph.get_state(thread)
             state = DiscoveryState.model_validate(snapshot.values or {})
             if store is not None and run_id is not None:
-                history.update_run(store, run_id, status="failed", error=str(exc), finished=True)
-            return state.model_copy(update={"status": "failed", "error": str(exc)})
+                RunLedger(store, run_id).fail(str(exc))
+            return state.model_copy(update={"status": RunStatus.FAILED.value, "error": str(exc)})
         snapshot = graph.get_state(thread)
         interrupts = pending_interrupts(snapshot)
         if not interrupts:
@@ -131,10 +126,13 @@ def run_to_end(graph: Any, first_input: Any, thread: dict, *, reviewer: Reviewer
 
 def start_run(config: RunConfig, provider: DepsProvider, *, reviewer: Reviewer | None = None,
               observer: Observer | None = None) -> DiscoveryState:
-    """Run a new discovery run to its end (config must have passed ``prepare_config``)."""
+    """Run a new discovery run to its end; ``config`` comes from ``resolve_config`` (``nodes/prepare.py``), and
+    the run is recorded here, once (the prepare node finds it recorded and resolves nothing again)."""
+    if not config.run_id:
+        raise StoreError("the run configuration is not resolved yet: pass it through resolve_config first")
     store = provider.store()
-    history.record_run(store, config.run_id, config=config.model_dump(mode="json"), search_envs=config.search_envs,
-                       heldout_envs=config.heldout_envs, status="running")
+    RunLedger(store, config.run_id).open(config=config.model_dump(mode="json"), search_envs=config.search_envs,
+                                         heldout_envs=config.heldout_envs)
     with _saver(checkpoint_path(store, config.run_id)) as saver:
         graph = build_graph(provider, checkpointer=saver)
         return run_to_end(graph, DiscoveryState(config=config), thread_config(config.run_id, config.population),
@@ -163,15 +161,15 @@ def resume_run(run_id: str, provider: DepsProvider, *, reviewer: Reviewer | None
         live = RunConfig.model_validate(run["config"]) if run["config"] else state.config
         if config_update:
             live = live.model_copy(update=config_update)
-            history.record_run(store, run_id, config=live.model_dump(mode="json"), search_envs=live.search_envs,
-                               heldout_envs=live.heldout_envs, status=run["status"])
+            RunLedger(store, run_id).reconfigure(config=live.model_dump(mode="json"), search_envs=live.search_envs,
+                                                 heldout_envs=live.heldout_envs)
             provider.forget(run_id)
         thread = thread_config(run_id, live.population)
         if not snapshot.next:
-            if state.status != "failed":
+            if state.status != RunStatus.FAILED:
                 return state
             raise StoreError(f"run {run_id} stopped in {state.node!r} ({state.error}); start a new run")
-        history.update_run(store, run_id, status="running")
+        RunLedger(store, run_id).resume()
         interrupts = pending_interrupts(snapshot)
         first: Any = None
         if interrupts:

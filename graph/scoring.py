@@ -151,6 +151,28 @@ def fitness(curve: Iterable[Any], baselines: Iterable[Any]) -> float:
     return statistics.fmean(statistics.fmean(v) for v in per_env.values())
 
 
+CRITERIA = ("fitness", "frontier", "frontier_area", "best_accuracy")
+
+
+def score(curve: Sequence[Any], criterion: str, baselines: Iterable[Any]) -> float | None:
+    """The selection score of a curve (higher is better; ties go to fewer tokens, see ``rank_key``); None for an
+    empty curve.
+
+    ``fitness`` or ``frontier``: the margin over the whole baseline frontier at equal cost (the archive's and
+    the search's fitness); ``frontier_area``: the area under the curve's own accuracy-vs-log-tokens frontier;
+    ``best_accuracy``: the best mean accuracy over β.
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown selection criterion {criterion!r}; choose from {', '.join(CRITERIA)}")
+    if not curve:
+        return None
+    if criterion in ("fitness", "frontier"):
+        return fitness(curve, baselines)
+    if criterion == "frontier_area":
+        return frontier_area(curve, baselines)
+    return search_accuracy(curve)
+
+
 def rank_key(curve: Iterable[Any], baselines: Iterable[Any]) -> tuple[float, float]:
     """Sort key, best first: higher fitness, then fewer tokens."""
     pts = list(curve)

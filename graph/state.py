@@ -63,7 +63,9 @@ class RunConfig(BaseModel):
     max_llm_tokens: int | None = Field(None, ge=0)
     max_wall_s: float | None = Field(None, gt=0, description="Wall-clock budget of the run, seconds (the "
                                                              "baselines plus every generation).")
-    selection: Literal["best_accuracy", "frontier"] = "best_accuracy"
+    # frontier: the fitness (mean accuracy margin over every baseline configuration at equal cost, CMC at
+    # every β included); best_accuracy: the best mean accuracy over β, whatever it costs.
+    selection: Literal["frontier", "best_accuracy"] = "frontier"
     baselines: list[str] = Field(default_factory=lambda: list(DEFAULT_BASELINES))
     review: bool = False
     sandbox: str = "auto"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 4  # bump with every statement added to _SCHEMA: read-only openers then migrate first
+SCHEMA_VERSION = 5  # bump with every statement added to _SCHEMA: read-only openers then migrate first
 DEFAULT_STORE = "autotts.duckdb"
 LOCK_WAIT_S = 30.0
 
@@ -82,6 +82,8 @@ _SCHEMA = [
     # Schema 4: the spend of a lane node names its slot and candidate (the per-candidate ledger).
     "ALTER TABLE spend ADD COLUMN IF NOT EXISTS slot INTEGER",
     "ALTER TABLE spend ADD COLUMN IF NOT EXISTS candidate_id VARCHAR",
+    # Schema 5: the run's wall time (store/ledger.py), kept apart from node seconds, which add up parallel lanes.
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS wall_s DOUBLE",
 ]
 
 

@@ -1,5 +1,8 @@
 """The history half of the store: runs, candidates, evaluations (points, per-seed outcomes, traces),
-diagnoses and spend. Everything a discovery run did is kept here."""
+diagnoses and spend. Everything a discovery run did is kept here.
+
+Evaluations and the program archive are written here; a run's own state (the run, its candidates, their
+diagnoses and the spend per node) is written by the run ledger (``store/ledger.py``) and read back here."""
 
 from __future__ import annotations
 
@@ -173,54 +176,14 @@ def get_traces(store: Store, evaluation_id: str, *, env: str | None = None, beta
     return page, total
 
 
-# ---- discovery runs (graph/): runs, candidates, diagnoses, spend ----------------------------------------
+# ---- discovery runs (graph/): runs, candidates, diagnoses, spend, read back ------------------------------
+# Written by store/ledger.py only (the run ledger, with its status enums and row models).
 
 _RUN_COLS = ("run_id", "created_at", "status", "config", "search_envs", "heldout_envs", "best_candidate", "report",
-             "finished_at", "error")
-_CAND_COLS = ("candidate_id", "run_id", "round", "attempt", "code_hash", "source", "parent", "origin", "name",
+             "finished_at", "error", "wall_s")
+CANDIDATE_COLS = ("candidate_id", "run_id", "round", "attempt", "code_hash", "source", "parent", "origin", "name",
               "rationale", "status", "check_result", "critic", "evaluation_id", "search_accuracy", "genome",
               "slot", "stage", "screen_evaluation_id", "created_at")
-
-
-def record_run(store: Store, run_id: str, *, config: dict, search_envs: list[str], heldout_envs: list[str],
-               status: str = "running") -> None:
-    """Create a run, or update its configuration when it already exists (a resumed or re-prepared run)."""
-    with store.connect() as con:
-        exists = con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
-        if exists:
-            con.execute("UPDATE runs SET config = ?, search_envs = ?, heldout_envs = ?, status = ? WHERE run_id = ?",
-                        [json.dumps(config), search_envs, heldout_envs, status, run_id])
-        else:
-            con.execute("INSERT INTO runs (run_id, status, config, search_envs, heldout_envs) VALUES (?, ?, ?, ?, ?)",
-                        [run_id, status, json.dumps(config), search_envs, heldout_envs])
-
-
-def update_run(store: Store, run_id: str, *, status: str | None = None, best_candidate: str | None = None,
-               report: dict | None = None, error: str | None = None, finished: bool = False) -> None:
-    """Set the given fields of a run (None leaves a field unchanged)."""
-    sets, args = [], []
-    for col, val in (("status", status), ("best_candidate", best_candidate), ("error", error)):
-        if val is not None:
-            sets.append(f"{col} = ?")
-            args.append(val)
-    if report is not None:
-        sets.append("report = ?")
-        args.append(json.dumps(report))
-    if finished:
-        sets.append("finished_at = current_timestamp")
-    if not sets:
-        return
-    with store.connect() as con:
-        con.execute(f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ?", [*args, run_id])
-
-
-def merge_run_report(store: Store, run_id: str, **fields: Any) -> None:
-    """Set some keys of a run's report, keeping the others."""
-    with store.connect() as con:
-        row = con.execute("SELECT report FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        report = json.loads(row[0]) if row and row[0] else {}
-        report.update(fields)
-        con.execute("UPDATE runs SET report = ? WHERE run_id = ?", [json.dumps(report), run_id])
 
 
 def get_run(store: Store, run_id: str) -> dict[str, Any]:
@@ -246,67 +209,17 @@ def list_runs(store: Store) -> list[dict[str, Any]]:
              "heldout_envs": r[5]} for r in rows]
 
 
-def record_candidate(store: Store, *, candidate_id: str, run_id: str, round: int, attempt: int, source: str,
-                     parent: str | None, origin: str, name: str, rationale: str = "", status: str = "pending",
-                     check_result: dict | None = None, critic: dict | None = None, evaluation_id: str | None = None,
-                     search_accuracy: float | None = None, genome: dict | None = None, slot: int = 0,
-                     stage: int | None = None, screen_evaluation_id: str | None = None) -> None:
-    """Insert or replace a candidate by id (idempotent: a node re-run after a crash writes the same row).
-
-    ``genome`` is the proposer's structured description of the code, when it has one (the offline proposer
-    searches over genomes and needs them back from the history). ``slot`` is the candidate's index in its
-    generation (``round``); ``stage`` is how far the evaluation cascade took it (1 screened, 2 full)."""
-    with store.connect() as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            created = con.execute("SELECT created_at FROM candidates WHERE candidate_id = ?",
-                                  [candidate_id]).fetchone()
-            con.execute("DELETE FROM candidates WHERE candidate_id = ?", [candidate_id])
-            marks = ", ".join(["?"] * len(_CAND_COLS))
-            con.execute(f"INSERT INTO candidates ({', '.join(_CAND_COLS)}) VALUES ({marks})",
-                        [candidate_id, run_id, round, attempt, code_hash(source), source, parent, origin, name,
-                         rationale, status, json.dumps(check_result) if check_result is not None else None,
-                         json.dumps(critic) if critic is not None else None, evaluation_id, search_accuracy,
-                         json.dumps(genome) if genome is not None else None, slot, stage, screen_evaluation_id,
-                         created[0] if created else None])
-            if not created:
-                con.execute("UPDATE candidates SET created_at = current_timestamp WHERE candidate_id = ?",
-                            [candidate_id])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-
-
-def update_candidate(store: Store, candidate_id: str, **fields: Any) -> None:
-    """Set some columns of a candidate (status, check_result, critic, evaluation_id, search_accuracy, stage,
-    screen_evaluation_id)."""
-    allowed = {"status", "check_result", "critic", "evaluation_id", "search_accuracy", "stage",
-               "screen_evaluation_id"}
-    unknown = set(fields) - allowed
-    if unknown:
-        raise ValueError(f"cannot update candidate columns {sorted(unknown)}")
-    if not fields:
-        return
-    cols = list(fields)
-    vals = [json.dumps(fields[c]) if c in ("check_result", "critic") and fields[c] is not None else fields[c]
-            for c in cols]
-    with store.connect() as con:
-        con.execute(f"UPDATE candidates SET {', '.join(c + ' = ?' for c in cols)} WHERE candidate_id = ?",
-                    [*vals, candidate_id])
-
-
 def list_candidates(store: Store, run_id: str) -> list[dict[str, Any]]:
     """A run's candidates in a reproducible order (generation, slot, attempt, then creation), with parsed check
     and critic results. Candidates of one generation are created concurrently: their creation times are not
     an order a seeded run may depend on."""
     with store.connect(read_only=True) as con:
-        rows = con.execute(f"SELECT {', '.join(_CAND_COLS)} FROM candidates WHERE run_id = ?"
+        rows = con.execute(f"SELECT {', '.join(CANDIDATE_COLS)} FROM candidates WHERE run_id = ?"
                            " ORDER BY round, coalesce(slot, 0), coalesce(attempt, 0), created_at, candidate_id",
                            [run_id]).fetchall()
     out = []
     for r in rows:
-        d = dict(zip(_CAND_COLS, r, strict=True))
+        d = dict(zip(CANDIDATE_COLS, r, strict=True))
         d["check_result"] = json.loads(d["check_result"]) if d["check_result"] else None
         d["critic"] = json.loads(d["critic"]) if d["critic"] else None
         d["genome"] = json.loads(d["genome"]) if d["genome"] else None
@@ -341,30 +254,12 @@ def count_evaluations(store: Store, *, run_id: str, candidate_id: str | None = N
         return int(con.execute(sql, args).fetchone()[0])
 
 
-def record_diagnosis(store: Store, *, run_id: str, candidate_id: str, round: int, diagnosis: dict) -> None:
-    """Store a candidate's diagnosis (replacing an earlier one of the same candidate)."""
-    with store.connect() as con:
-        con.execute("DELETE FROM diagnoses WHERE run_id = ? AND candidate_id = ?", [run_id, candidate_id])
-        con.execute("INSERT INTO diagnoses (run_id, candidate_id, round, diagnosis) VALUES (?, ?, ?, ?)",
-                    [run_id, candidate_id, round, json.dumps(diagnosis)])
-
-
 def get_diagnoses(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
     """Diagnoses of a run by candidate id."""
     with store.connect(read_only=True) as con:
         rows = con.execute("SELECT candidate_id, diagnosis FROM diagnoses WHERE run_id = ? ORDER BY created_at",
                            [run_id]).fetchall()
     return {r[0]: json.loads(r[1]) for r in rows}
-
-
-def record_spend(store: Store, *, run_id: str, round: int, node: str, llm_tokens: int, usd: float,
-                 seconds: float, slot: int | None = None, candidate_id: str | None = None) -> None:
-    """Append one node execution's spend (LLM tokens, dollars, wall seconds); a lane node names its slot and
-    the candidate it worked on."""
-    with store.connect() as con:
-        con.execute("INSERT INTO spend (run_id, round, node, llm_tokens, usd, seconds, slot, candidate_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [run_id, round, node, int(llm_tokens), float(usd), float(seconds), slot, candidate_id])
 
 
 def candidate_spend(store: Store, run_id: str) -> dict[str, dict[str, float]]:

@@ -28,13 +28,17 @@ def _import_class(spec: str, role: str) -> Any:
 
 
 def _offline(role: str, seed: int) -> Any:
-    from . import heuristic
-
     if role == "proposer":
-        return heuristic.HeuristicProposer(seed)
+        from .offline_proposer import HeuristicProposer
+
+        return HeuristicProposer(seed)
     if role == "critic":
-        return heuristic.RuleCritic()
-    return heuristic.StatsDiagnostician()
+        from .offline_critic import RuleCritic
+
+        return RuleCritic()
+    from .offline_diagnostician import StatsDiagnostician
+
+    return StatsDiagnostician()
 
 
 def make_role(role: str, config: RunConfig, *, toolbox: Any = None, chat_model: Any = None) -> Any:

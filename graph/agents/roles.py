@@ -1,6 +1,7 @@
 """The three agent roles and the typed messages between them and the graph.
 
-Every role has an LLM implementation (``llm.py``) and an offline one (``heuristic.py``); the graph only
+Every role has an LLM implementation (``llm.py``) and an offline one (``offline_proposer.py``,
+``offline_critic.py``, ``offline_diagnostician.py``); the graph only
 knows these protocols, so roles are interchangeable one by one (``--proposer offline --critic llm``).
 Nothing here may carry held-out data: the graph builds these inputs from search environments only.
 """

@@ -17,7 +17,7 @@ from autotts_graph.tools.langchain import langchain_tool
 from autotts_graph.tools.registry import TOOL_SPECS, ToolSpec, thread_safe
 from pydantic import BaseModel, Field
 
-from .. import evidence
+from .. import archive
 from .roles import HistoryEntry
 
 SUBMIT_TOOL = "submit_controller"
@@ -78,7 +78,7 @@ def read_history(ctx: ToolContext, inp: ReadHistoryInput) -> RunHistory:
     if ctx.run is None:
         raise ValueError(f"{HISTORY_TOOL} works inside a discovery run only")
     run_id = ctx.run.run_id
-    entries = evidence.history_entries(ctx.store, run_id)
+    entries = archive.history_entries(ctx.store, run_id)
     rows = {c["candidate_id"]: c for c in history.list_candidates(ctx.store, run_id)}
     briefs = [CandidateBrief(candidate_id=e.candidate_id, round=e.round, name=e.name, origin=e.origin,
                              parent=e.parent, status=e.status, evaluation_id=rows[e.candidate_id]["evaluation_id"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from autotts_graph.store import history
+from autotts_graph.store.ledger import CandidateRow, CandidateStatus
 from autotts_graph.tools.validate import ValidateInput, validate_controller
 
 from ..deps import Deps
@@ -12,12 +13,12 @@ from ..state import CheckResult, LaneState
 from .common import failed_attempt
 
 
-def record_candidate(deps: Deps, state: LaneState, status: str, **extra: Any) -> None:
-    """Write the candidate in flight to the store (idempotent by id)."""
+def record_candidate(deps: Deps, state: LaneState) -> None:
+    """Write the candidate in flight to the ledger, pending (idempotent by id)."""
     c = state.candidate
-    history.record_candidate(deps.store, candidate_id=c.candidate_id, run_id=deps.config.run_id, round=c.round,
-                             attempt=c.attempt, source=c.source, parent=c.parent, origin=c.origin, name=c.name,
-                             rationale=c.rationale, status=status, genome=c.genome, slot=state.slot, **extra)
+    deps.ledger.add_candidate(CandidateRow(candidate_id=c.candidate_id, run_id=deps.config.run_id, round=c.round,
+                                           attempt=c.attempt, source=c.source, parent=c.parent, origin=c.origin,
+                                           name=c.name, rationale=c.rationale, genome=c.genome, slot=state.slot))
 
 
 def _duplicate(deps: Deps, state: LaneState) -> dict[str, Any] | None:
@@ -37,7 +38,7 @@ def _duplicate(deps: Deps, state: LaneState) -> dict[str, Any] | None:
 def check(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
     """Syntax, contract, forbidden imports, monotone schedule, smoke solve; duplicates of evaluated code."""
     c = state.candidate
-    record_candidate(deps, state, "pending")
+    record_candidate(deps, state)
     duplicate = _duplicate(deps, state)
     if duplicate is not None:
         result = CheckResult(ok=False, errors=[f"identical to candidate {duplicate['candidate_id']}, which was "
@@ -48,8 +49,8 @@ def check(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]
         errors = list(report.errors)
         result = CheckResult(ok=report.ok and not errors, errors=errors, warnings=report.warnings,
                              schedule=report.schedule)
-    history.update_candidate(deps.store, c.candidate_id, check_result=result.model_dump(mode="json"),
-                             status="checked" if result.ok else "check_failed")
+    status = CandidateStatus.CHECKED if result.ok else CandidateStatus.CHECK_FAILED
+    deps.ledger.update_candidate(c.candidate_id, status, check_result=result.model_dump(mode="json"))
     if result.ok:
         return {"check": result, "feedback": [], "goto": "critique"}
-    return {"check": result, **failed_attempt(state, deps, [f"check: {e}" for e in result.errors], "check_failed")}
+    return {"check": result, **failed_attempt(state, deps, [f"check: {e}" for e in result.errors], status)}

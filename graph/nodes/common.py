@@ -1,4 +1,4 @@
-"""Helpers shared by the nodes: the spend wrappers (run-level and lane nodes), candidate naming, retries."""
+"""Helpers shared by the nodes: the one node wrapper (dependencies, spend, failures), candidate naming, retries."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from autotts_graph.store import history
 from autotts_graph.store.db import StoreError
+from autotts_graph.store.ledger import CandidateStatus, SpendRow
 
 from ..agents.llm import AgentError
 from ..deps import Deps, DepsProvider
 from ..state import DiscoveryState, LaneState, NodeSpend, total_of
 
-NodeFn = Callable[[DiscoveryState, Deps], dict[str, Any]]
-LaneFn = Callable[[LaneState, Deps, dict[str, Any]], dict[str, Any]]
+# A node's body: (its state, the run's dependencies, the roles it may call) -> the state update.
+NodeFn = Callable[[Any, Deps, dict[str, Any]], dict[str, Any]]
+# Dependencies for the node that opens a run, or the update that stops it before any work.
+Opener = Callable[[DiscoveryState, DepsProvider], Deps | dict[str, Any]]
 
 
 def controller_name(source: str) -> str:
@@ -53,60 +55,53 @@ def spend_of(roles: dict[str, Any]) -> tuple[int, float]:
     return tokens, usd
 
 
-def _run_node(name: str, state: Any, deps: Deps, roles: dict[str, Any], call: Callable[[], dict[str, Any]],
-              generation: int, slot: int | None = None) -> tuple[dict[str, Any], NodeSpend]:
-    """Run a node body, measure its spend (LLM tokens and $ of ``roles``, wall seconds) and record it.
+def wrap(name: str, fn: NodeFn, provider: DepsProvider, *, opener: Opener | None = None) -> Callable[[Any], dict]:
+    """A graph node, run-level or lane: every node of the graph goes through here, so its spend is measured
+    and recorded one way.
+
+    The node gets its dependencies (``opener`` gets them for the node that opens the run, and may stop it
+    instead: then its update is returned as it is), runs ``fn(state, deps, roles)`` with the run's roles (a
+    lane: its slot's own role objects, so a role's spend counter measures that lane only) and records the
+    LLM tokens, dollars and wall seconds of the execution in the run ledger (a lane node: with its slot and
+    candidate). A run-level node also advances the run's wall time; a lane's time enters it at the fan-in, as
+    the generation's slowest lane (lanes run side by side, so their seconds do not add up).
 
     An agent or store error is recorded on the run (status ``failed``) and raised: the graph stops with the
     task unfinished, and a resume runs that node again, with every finished node and lane kept.
     """
-    started = time.perf_counter()
-    tokens0, usd0 = spend_of(roles)
 
-    def candidate(update: dict[str, Any]) -> str | None:
-        c = update.get("candidate") or getattr(state, "candidate", None)
-        return c.candidate_id if slot is not None and c is not None else None
+    def node(state: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        deps = provider.get(state.config) if opener is None else opener(state, provider)
+        if isinstance(deps, dict):
+            return {**deps, "node": name}
+        lane = isinstance(state, LaneState)
+        slot, generation = (state.slot, state.generation) if lane else (None, state.round)
+        roles = deps.roles_for(slot)
+        tokens0, usd0 = spend_of(roles)
+        update: dict[str, Any] = {}
 
-    try:
-        update = call()
-    except (AgentError, StoreError) as exc:
-        tokens1, usd1 = spend_of(roles)
-        history.record_spend(deps.store, run_id=deps.config.run_id, round=generation, node=name,
-                             llm_tokens=tokens1 - tokens0, usd=usd1 - usd0, seconds=time.perf_counter() - started,
-                             slot=slot, candidate_id=candidate({}))
-        history.update_run(deps.store, deps.config.run_id, status="failed", error=str(exc), finished=True)
-        raise
-    tokens1, usd1 = spend_of(roles)
-    seconds = time.perf_counter() - started
-    history.record_spend(deps.store, run_id=deps.config.run_id, round=generation, node=name,
-                         llm_tokens=tokens1 - tokens0, usd=usd1 - usd0, seconds=seconds, slot=slot,
-                         candidate_id=candidate(update))
-    return update, NodeSpend(llm_tokens=tokens1 - tokens0, usd=usd1 - usd0, seconds=seconds, calls=1)
+        def spent() -> NodeSpend:
+            tokens1, usd1 = spend_of(roles)
+            seconds = time.perf_counter() - started
+            c = update.get("candidate") or getattr(state, "candidate", None)
+            deps.ledger.record_spend(SpendRow(round=generation, node=name, llm_tokens=tokens1 - tokens0,
+                                              usd=usd1 - usd0, seconds=seconds, slot=slot,
+                                              candidate_id=c.candidate_id if lane and c is not None else None))
+            return NodeSpend(llm_tokens=tokens1 - tokens0, usd=usd1 - usd0, seconds=seconds, calls=1)
 
-
-def wrap(name: str, fn: NodeFn, provider: DepsProvider) -> Callable[[DiscoveryState], dict[str, Any]]:
-    """A run-level graph node: builds deps, runs ``fn``, adds the node's spend and wall time."""
-
-    def node(state: DiscoveryState) -> dict[str, Any]:
-        deps = provider.get(state.config)
-        update, spent = _run_node(name, state, deps, deps.roles(), lambda: fn(state, deps), state.round)
-        wall = update.get("wall_s", state.wall_s) + spent.seconds
-        return {**update, "spend": {name: spent}, "node": name, "wall_s": wall}
-
-    node.__name__ = name
-    node.__doc__ = fn.__doc__
-    return node
-
-
-def wrap_lane(name: str, fn: LaneFn, provider: DepsProvider) -> Callable[[LaneState], dict[str, Any]]:
-    """A lane node: like ``wrap``, with the slot's own role objects (exact spend per candidate)."""
-
-    def node(state: LaneState) -> dict[str, Any]:
-        deps = provider.get(state.config)
-        roles = deps.roles_for(state.slot)
-        update, spent = _run_node(name, state, deps, roles, lambda: fn(state, deps, roles), state.generation,
-                                  state.slot)
-        return {**update, "spend": {name: spent}, "node": name}
+        try:
+            update = fn(state, deps, roles)
+        except (AgentError, StoreError) as exc:
+            spent()
+            deps.ledger.fail(str(exc))
+            raise
+        spend = spent()
+        out = {**update, "spend": {name: spend}, "node": name}
+        if not lane:
+            out["wall_s"] = update.get("wall_s", state.wall_s) + spend.seconds
+            deps.ledger.set_wall(out["wall_s"])
+        return out
 
     node.__name__ = name
     node.__doc__ = fn.__doc__
@@ -118,9 +113,10 @@ def lane_spend(state: LaneState) -> NodeSpend:
     return total_of(state.spend)
 
 
-def failed_attempt(state: LaneState, deps: Deps, feedback: list[str], outcome: str) -> dict[str, Any]:
-    """The update for a proposal that goes back to the proposer while the slot's retries last."""
+def failed_attempt(state: LaneState, deps: Deps, feedback: list[str], outcome: CandidateStatus) -> dict[str, Any]:
+    """The update for a proposal that goes back to the proposer while the slot's retries last (``outcome``: what
+    became of the candidate, as the ledger recorded it)."""
     attempt = state.attempt + 1
     retry = attempt < deps.config.max_attempts
-    return {"attempt": attempt, "feedback": feedback, "outcome": outcome, "retry": retry,
+    return {"attempt": attempt, "feedback": feedback, "outcome": CandidateStatus(outcome).value, "retry": retry,
             "goto": "propose" if retry else "__end__"}

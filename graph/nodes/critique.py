@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotts_graph.store import history
+from autotts_graph.store.ledger import CandidateStatus
 
 from .. import archive
 from ..agents.roles import CriticInput
@@ -23,9 +23,9 @@ def critique(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, A
         verdict = roles["critic"].review(CriticInput(source=c.source, check_errors=chk.errors if chk else [],
                                                      check_warnings=chk.warnings if chk else [],
                                                      schedule=chk.schedule if chk else {}, history=entries))
-    history.update_candidate(deps.store, c.candidate_id, critic=verdict.model_dump(mode="json"),
-                             status="approved" if verdict.approve else "rejected")
+    status = CandidateStatus.APPROVED if verdict.approve else CandidateStatus.REJECTED
+    deps.ledger.update_candidate(c.candidate_id, status, critic=verdict.model_dump(mode="json"))
     if verdict.approve:
         return {"verdict": verdict, "goto": "review" if deps.config.review else "screen"}
     reasons = verdict.reasons or ["the critic asked for a revision without giving a reason"]
-    return {"verdict": verdict, **failed_attempt(state, deps, [f"critic: {r}" for r in reasons], "rejected")}
+    return {"verdict": verdict, **failed_attempt(state, deps, [f"critic: {r}" for r in reasons], status)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotts_graph.store import history
+from autotts_graph.store.ledger import CandidateStatus
 
 from .. import evidence
 from ..agents.roles import DiagnoseInput
@@ -33,10 +33,9 @@ def diagnose(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, A
         diagnosis = roles["diagnostician"].diagnose(inp)
     if not ev.ok:
         diagnosis.crashed = True
-    history.record_diagnosis(deps.store, run_id=deps.config.run_id, candidate_id=c.candidate_id,
-                             round=state.generation, diagnosis=diagnosis.model_dump(mode="json"))
+    deps.ledger.record_diagnosis(c.candidate_id, state.generation, diagnosis.model_dump(mode="json"))
     if ev.ok:
         return {"diagnosis": diagnosis, "goto": "__end__"}
     feedback = [f"evaluation {ev.error_kind}: {ev.error}"]
     feedback += [f"diagnosis: {m.kind}: {m.suggestion}" for m in diagnosis.failure_modes if m.suggestion]
-    return {"diagnosis": diagnosis, **failed_attempt(state, deps, feedback, "crashed")}
+    return {"diagnosis": diagnosis, **failed_attempt(state, deps, feedback, CandidateStatus.CRASHED)}

@@ -18,9 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 from autotts_graph.store import history
+from autotts_graph.store.ledger import CandidateStatus
 from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
 
-from .. import archive, evidence
+from .. import archive, evidence, scoring
 from ..deps import Deps
 from ..state import EvalResult, LaneState
 
@@ -39,8 +40,8 @@ def evaluation_result(deps: Deps, evaluation_id: str, criterion: str, baselines:
         return EvalResult(evaluation_id=evaluation_id, ok=False, error_kind=err.get("kind", "runtime"), error=text)
     curve = evidence.curve_from_points(ev["points"])
     return EvalResult(evaluation_id=evaluation_id, ok=True, curve=curve,
-                      search_accuracy=evidence.search_accuracy(curve),
-                      score=evidence.score(curve, criterion, baselines))
+                      search_accuracy=scoring.search_accuracy(curve),
+                      score=scoring.score(curve, criterion, baselines))
 
 
 def _evaluate_once(state: LaneState, deps: Deps, label: str, betas: list[float], seeds: int, what: str) -> str:
@@ -72,9 +73,9 @@ def screen(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any
     result = evaluation_result(deps, evaluation_id, cfg.selection, deps.baselines())
     update: dict[str, Any] = {"screen": result, "screens": state.screens + 1, "goto": "diagnose"}
     if not result.ok:
-        history.update_candidate(deps.store, c.candidate_id, screen_evaluation_id=evaluation_id,
-                                 evaluation_id=evaluation_id, status="crashed")
-        return {**update, "outcome": "crashed"}
+        deps.ledger.update_candidate(c.candidate_id, CandidateStatus.CRASHED, screen_evaluation_id=evaluation_id,
+                                     evaluation_id=evaluation_id)
+        return {**update, "outcome": CandidateStatus.CRASHED.value}
     tokens = archive.mean_tokens(result.curve)
     niche = archive.niche_of(archive.cost_band(tokens), archive.family(c.genome))
     arch = archive.Archive.load(deps.store, cfg.run_id).before(state.generation)
@@ -90,10 +91,9 @@ def screen(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any
     else:
         score = f"{result.score:.2f}" if result.score is not None else "none"
         promote, gate = False, f"stopped: screen {score} is below the gate {floor:.2f} ({why})"
-    history.update_candidate(deps.store, c.candidate_id, screen_evaluation_id=evaluation_id,
-                             evaluation_id=evaluation_id, status="screened", stage=1,
-                             search_accuracy=result.search_accuracy)
-    return {**update, "outcome": "screened", "promote": promote, "gate": gate,
+    deps.ledger.update_candidate(c.candidate_id, CandidateStatus.SCREENED, screen_evaluation_id=evaluation_id,
+                                 evaluation_id=evaluation_id, stage=1, search_accuracy=result.search_accuracy)
+    return {**update, "outcome": CandidateStatus.SCREENED.value, "promote": promote, "gate": gate,
             "goto": "evaluate" if promote else "diagnose"}
 
 
@@ -102,16 +102,12 @@ def evaluate(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, A
     cfg, c = deps.config, state.candidate
     evaluation_id = _evaluate_once(state, deps, FULL_LABEL, cfg.betas, cfg.seeds, "evaluate")
     result = evaluation_result(deps, evaluation_id, cfg.selection, deps.baselines())
-    update: dict[str, Any] = {"evaluation": result, "outcome": "evaluated" if result.ok else "crashed",
-                              "goto": "diagnose"}
+    status = CandidateStatus.EVALUATED if result.ok else CandidateStatus.CRASHED
+    update: dict[str, Any] = {"evaluation": result, "outcome": status.value, "goto": "diagnose"}
     screened = {}
     if state.screen is None:  # no cascade: this evaluation is also the candidate's screen
         update.update(screen=result, screens=state.screens + 1)
         screened = {"screen_evaluation_id": evaluation_id}
-    if result.ok:
-        history.update_candidate(deps.store, c.candidate_id, evaluation_id=evaluation_id, status="evaluated",
-                                 stage=2, search_accuracy=result.search_accuracy, **screened)
-    else:
-        history.update_candidate(deps.store, c.candidate_id, evaluation_id=evaluation_id, status="crashed",
-                                 **screened)
+    full = {"stage": 2, "search_accuracy": result.search_accuracy} if result.ok else {}
+    deps.ledger.update_candidate(c.candidate_id, status, evaluation_id=evaluation_id, **full, **screened)
     return update

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from autotts_graph.store import history
+from autotts_graph.store.ledger import RunStatus
 from autotts_graph.tools.baselines import BaselineInput, run_baseline
 from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
 
@@ -44,12 +45,11 @@ def evaluate_heldout(deps: Deps, selected: str) -> tuple[HeldoutResult | None, d
     return result, ids, {}
 
 
-def heldout(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
+def heldout(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
     """Runs after selection only; nothing from here ever reaches an agent."""
     with deps.sandbox_slots:
         result, heldout_ids, extra = evaluate_heldout(deps, state.selected)
     ids = {**state.baseline_evaluations, **heldout_ids}
-    history.update_run(deps.store, deps.config.run_id, status="done", best_candidate=state.selected, finished=True)
-    history.merge_run_report(deps.store, deps.config.run_id, baseline_evaluations=ids,
-                             stop_reason=state.stop_reason, wall_s=state.wall_s, **extra)
-    return {"heldout": result, "baseline_evaluations": ids, "status": "done"}
+    deps.ledger.finish(state.selected, baseline_evaluations=ids, stop_reason=state.stop_reason, wall_s=state.wall_s,
+                       **extra)
+    return {"heldout": result, "baseline_evaluations": ids, "status": RunStatus.DONE.value}

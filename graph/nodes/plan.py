@@ -10,7 +10,7 @@ from ..deps import Deps
 from ..state import DiscoveryState, LaneState, budget_reason
 
 
-def plan(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
+def plan(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
     """The lanes of generation ``state.round``; ``pending`` empty means: go to selection. Budgets are read
     from the live configuration (a resume may have raised them)."""
     cfg = deps.config

@@ -1,20 +1,20 @@
-"""``prepare``: resolve and check the run configuration, record the run, run the baselines on search envs."""
+"""``prepare``: open the run (its configuration resolved and recorded once), run the baselines on search envs."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from autotts_graph.sandbox.select import SandboxUnavailable
 from autotts_graph.store import history
 from autotts_graph.store.db import Store, StoreError
+from autotts_graph.store.ledger import RunLedger, RunStatus
 from autotts_graph.store.trajectories import list_environments
 from autotts_graph.tools.baselines import SWEEPS, BaselineInput, run_baseline
 
 from ..agents.llm import AgentError
 from ..agents.roles import BaselinePoint
-from ..deps import DepsProvider
-from ..state import DiscoveryState, NodeSpend, RunConfig
+from ..deps import Deps, DepsProvider
+from ..state import DiscoveryState, RunConfig
 
 
 def resolve_config(config: RunConfig, store: Store) -> RunConfig:
@@ -57,46 +57,47 @@ def resolve_config(config: RunConfig, store: Store) -> RunConfig:
     return cfg
 
 
-def make_prepare(provider: DepsProvider):
-    """The prepare node (it resolves the config before any dependency can be built)."""
+def open_run(state: DiscoveryState, provider: DepsProvider) -> Deps | dict[str, Any]:
+    """The dependencies of the run the graph starts; or the update that stops it (a bad configuration, a role
+    that cannot be built, no sandbox).
 
-    def prepare(state: DiscoveryState) -> dict[str, Any]:
-        """Resolve the configuration, record the run and evaluate the baselines on the search environments."""
-        started = time.perf_counter()
-        store = provider.store()
+    A run started by the runner arrives resolved and recorded (``resolve_config``, then ``start_run`` opens it
+    in the ledger); a graph started on a bare configuration (LangGraph Studio, the tests' in-memory runs) is
+    resolved and recorded here. Either way it is resolved once and recorded once.
+    """
+    store = provider.store()
+    cfg = state.config
+    if not cfg.run_id or not RunLedger(store, cfg.run_id).exists():
         try:
-            cfg = resolve_config(state.config, store)
+            cfg = resolve_config(cfg, store)
         except (StoreError, ValueError) as exc:
-            return {"status": "failed", "error": str(exc), "node": "prepare"}
-        history.record_run(store, cfg.run_id, config=cfg.model_dump(mode="json"), search_envs=cfg.search_envs,
-                           heldout_envs=cfg.heldout_envs, status="running")
-        try:
-            deps = provider.get(cfg)
-        except (AgentError, SandboxUnavailable, ValueError) as exc:  # missing key, no sandbox, bad role name
-            history.update_run(store, cfg.run_id, status="failed", error=str(exc), finished=True)
-            return {"config": cfg, "status": "failed", "error": str(exc), "node": "prepare"}
-        points: list[BaselinePoint] = []
-        ids: dict[str, str] = {}
-        for method in cfg.baselines:
-            progress = (lambda d, t, m=method: deps.progress(f"baseline {m}", d, t)) if deps.progress else None
-            summary, rows = run_baseline(deps.ctx, BaselineInput(method=method, envs=cfg.search_envs,
-                                                                 seeds=cfg.seeds, split="search",
-                                                                 fit_envs=cfg.search_envs), progress)
-            if not summary.ok:
-                err = summary.error
-                message = f"baseline {method} failed in the sandbox: {err.kind.value}: {err.message}"
-                history.update_run(store, cfg.run_id, status="failed", error=message, finished=True)
-                return {"config": cfg, "status": "failed", "error": message, "node": "prepare"}
-            ids[f"{method}@search"] = summary.evaluation_id
-            points += [BaselinePoint(method=r.method, label=r.label, env=r.point.env, accuracy=r.point.accuracy,
-                                     avg_cost=r.point.avg_cost) for r in rows]
-        history.merge_run_report(store, cfg.run_id, baseline_evaluations=ids)
-        deps.set_baselines(points)
-        seconds = time.perf_counter() - started
-        history.record_spend(store, run_id=cfg.run_id, round=0, node="prepare", llm_tokens=0, usd=0.0,
-                             seconds=seconds)
-        return {"config": cfg, "status": "running", "baselines": points, "baseline_evaluations": ids,
-                "node": "prepare", "spend": {"prepare": NodeSpend(seconds=seconds, calls=1)},
-                "wall_s": state.wall_s + seconds}
+            return {"status": RunStatus.FAILED.value, "error": str(exc)}
+        RunLedger(store, cfg.run_id).open(config=cfg.model_dump(mode="json"), search_envs=cfg.search_envs,
+                                          heldout_envs=cfg.heldout_envs)
+    try:
+        return provider.get(cfg)
+    except (AgentError, SandboxUnavailable, ValueError) as exc:  # missing key, no sandbox, bad role name
+        RunLedger(store, cfg.run_id).fail(str(exc))
+        return {"config": cfg, "status": RunStatus.FAILED.value, "error": str(exc)}
 
-    return prepare
+
+def prepare(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate the baselines on the search environments (the run was opened by ``open_run``)."""
+    cfg = deps.config
+    points: list[BaselinePoint] = []
+    ids: dict[str, str] = {}
+    for method in cfg.baselines:
+        progress = (lambda d, t, m=method: deps.progress(f"baseline {m}", d, t)) if deps.progress else None
+        summary, rows = run_baseline(deps.ctx, BaselineInput(method=method, envs=cfg.search_envs, seeds=cfg.seeds,
+                                                             split="search", fit_envs=cfg.search_envs), progress)
+        if not summary.ok:
+            err = summary.error
+            message = f"baseline {method} failed in the sandbox: {err.kind.value}: {err.message}"
+            deps.ledger.fail(message)
+            return {"config": cfg, "status": RunStatus.FAILED.value, "error": message}
+        ids[f"{method}@search"] = summary.evaluation_id
+        points += [BaselinePoint(method=r.method, label=r.label, env=r.point.env, accuracy=r.point.accuracy,
+                                 avg_cost=r.point.avg_cost) for r in rows]
+    deps.ledger.merge_report(baseline_evaluations=ids)
+    deps.set_baselines(points)
+    return {"config": cfg, "status": RunStatus.RUNNING.value, "baselines": points, "baseline_evaluations": ids}

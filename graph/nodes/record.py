@@ -17,7 +17,7 @@ def generation_results(state: DiscoveryState, generation: int) -> list[LaneResul
     return sorted((r for r in state.lanes.values() if r.generation == generation), key=lambda r: r.slot)
 
 
-def record(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
+def record(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
     """Everything per candidate is already in the store; here the generation joins the archive."""
     cfg, generation = deps.config, state.round
     results = generation_results(state, generation)
@@ -57,7 +57,7 @@ def record(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
                         search_accuracy=r.search_accuracy, evaluation_id=r.evaluation_id)
     if best is not None and best != state.best:
         update["best"] = best
-        history.update_run(deps.store, cfg.run_id, best_candidate=best.candidate_id)
+        deps.ledger.set_best(best.candidate_id)
     evaluated = list(state.evaluated) + [r.candidate_id for r in full if r.candidate_id not in state.evaluated]
     screened = state.screened + sum(r.screens for r in results)
     stop = next((r.stop_reason for r in results if r.stop_reason), None)
@@ -70,7 +70,7 @@ def record(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
         generation_best=max((r.fitness for r in full), default=None),
         archive_members=len(arch.candidates()), archive_cells=len(arch.cells()), wall_s=wall)
     generations = [*state.generations, summary]
-    history.merge_run_report(deps.store, cfg.run_id, generations=[g.model_dump(mode="json") for g in generations])
+    deps.ledger.merge_report(generations=[g.model_dump(mode="json") for g in generations])
     update.update({"evaluated": evaluated, "screened": screened, "generations": generations, "wall_s": wall,
                    "archive_members": summary.archive_members, "archive_cells": summary.archive_cells})
     if stop and not state.stop_reason:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from autotts_graph.store import history
+from autotts_graph.store.ledger import CandidateStatus
 from langgraph.types import interrupt
 
 from ..deps import Deps
@@ -31,10 +32,10 @@ def review(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any
                                source=decision.source, code_hash=history.code_hash(decision.source),
                                name=controller_name(decision.source), parent=c.candidate_id, origin="human",
                                rationale=decision.reason or "edited by a reviewer")
-            history.update_candidate(deps.store, c.candidate_id, status="rejected",
-                                     critic={"approve": False, "reasons": ["replaced by a reviewer's edit"]})
+            deps.ledger.update_candidate(c.candidate_id, CandidateStatus.REJECTED,
+                                         critic={"approve": False, "reasons": ["replaced by a reviewer's edit"]})
             return {"review": decision, "candidate": edited, "check": None, "verdict": None, "goto": "check"}
     reason = decision.reason or "rejected by the reviewer"
-    history.update_candidate(deps.store, c.candidate_id, status="rejected",
-                             critic={"approve": False, "reasons": [f"human: {reason}"]})
-    return {"review": decision, **failed_attempt(state, deps, [f"reviewer: {reason}"], "rejected")}
+    deps.ledger.update_candidate(c.candidate_id, CandidateStatus.REJECTED,
+                                 critic={"approve": False, "reasons": [f"human: {reason}"]})
+    return {"review": decision, **failed_attempt(state, deps, [f"reviewer: {reason}"], CandidateStatus.REJECTED)}

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from autotts_graph.store import history
+from autotts_graph.store.ledger import RunStatus
 
 from ..deps import Deps
 from ..state import DiscoveryState
 from .evaluate import evaluation_result
 
 
-def select(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
+def select(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
     """Best fitness on the search set among fully evaluated (stage 2) candidates that passed every check;
     ties go to fewer tokens, then earlier (generation, slot). Screened-only and flagged candidates never
     compete, and nothing held out is read."""
@@ -27,11 +28,9 @@ def select(state: DiscoveryState, deps: Deps) -> dict[str, Any]:
         ranked.append((-res.score, mean_tokens, order, c["candidate_id"]))
     if not ranked:
         message = "no candidate passed its checks and evaluation; nothing to select"
-        history.update_run(deps.store, cfg.run_id, status="no_candidate", error=state.stop_reason or message,
-                           finished=True)
-        history.merge_run_report(deps.store, cfg.run_id, baseline_evaluations=state.baseline_evaluations,
+        deps.ledger.no_candidate(state.stop_reason or message, baseline_evaluations=state.baseline_evaluations,
                                  stop_reason=state.stop_reason, wall_s=state.wall_s)
-        return {"status": "no_candidate", "selected": None}
+        return {"status": RunStatus.NO_CANDIDATE.value, "selected": None}
     selected = min(ranked)[3]
-    history.update_run(deps.store, cfg.run_id, best_candidate=selected)
+    deps.ledger.set_best(selected)
     return {"selected": selected}

@@ -22,7 +22,7 @@ from autotts_graph.graph.agents.genome import (
     seed_genomes,
     tune,
 )
-from autotts_graph.graph.agents.heuristic import HeuristicProposer
+from autotts_graph.graph.agents.offline_proposer import HeuristicProposer
 from autotts_graph.graph.agents.roles import CurvePoint, Diagnosis, HistoryEntry, ProposerInput
 from autotts_graph.sandbox.judge import score_in_process
 from autotts_graph.sandbox.runtime.evaluate import load_controller_class

@@ -7,15 +7,9 @@ import random
 import pytest
 from autotts_graph.graph.agents.codegen import generate_source
 from autotts_graph.graph.agents.genome import KNOBS, Genome, explore, seed_genomes
-from autotts_graph.graph.agents.heuristic import (
-    HeuristicProposer,
-    RuleCritic,
-    StatsDiagnostician,
-    fitness,
-    non_dominated_points,
-    normalised_tokens,
-    similarity,
-)
+from autotts_graph.graph.agents.offline_critic import RuleCritic, normalised_tokens, similarity
+from autotts_graph.graph.agents.offline_diagnostician import StatsDiagnostician
+from autotts_graph.graph.agents.offline_proposer import HeuristicProposer
 from autotts_graph.graph.agents.roles import (
     BaselinePoint,
     CriticInput,
@@ -27,6 +21,7 @@ from autotts_graph.graph.agents.roles import (
     QuestionOutcome,
     TraceSample,
 )
+from autotts_graph.graph.scoring import fitness, non_dominated_points
 from autotts_graph.sandbox.judge import score_in_process
 from autotts_graph.sandbox.runtime.evaluate import load_controller_class
 from autotts_graph.sandbox.runtime.replay import load_pack
@@ -219,7 +214,7 @@ def test_critic_rules_give_actionable_reasons():
     assert any("check error" in r for r in critic.review(CriticInput(source=base, check_errors=["boom"])).reasons)
     cmc = (critic_baseline := RuleCritic())._baselines.get("cmc")
     assert cmc, "baseline sources are compared for novelty"
-    from autotts_graph.graph.agents.heuristic import BASELINE_DIR
+    from autotts_graph.graph.agents.offline_critic import BASELINE_DIR
 
     assert not critic_baseline.review(CriticInput(source=(BASELINE_DIR / "cmc.py").read_text())).approve
 

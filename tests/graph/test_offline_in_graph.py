@@ -1,6 +1,8 @@
 """The offline roles wired into the real graph: later rounds build on the history, not from scratch."""
 
-from autotts_graph.graph.agents.heuristic import HeuristicProposer, RuleCritic, StatsDiagnostician
+from autotts_graph.graph.agents.offline_critic import RuleCritic
+from autotts_graph.graph.agents.offline_diagnostician import StatsDiagnostician
+from autotts_graph.graph.agents.offline_proposer import HeuristicProposer
 from autotts_graph.store import history
 
 

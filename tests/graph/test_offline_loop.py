@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autotts_graph.graph.agents.heuristic import HeuristicProposer, RuleCritic, StatsDiagnostician, fitness
+from autotts_graph.graph.agents.offline_critic import RuleCritic
+from autotts_graph.graph.agents.offline_diagnostician import StatsDiagnostician
+from autotts_graph.graph.agents.offline_proposer import HeuristicProposer
 from autotts_graph.graph.agents.roles import (
     BaselinePoint,
     CriticInput,
@@ -15,6 +17,7 @@ from autotts_graph.graph.agents.roles import (
     QuestionOutcome,
     TraceSample,
 )
+from autotts_graph.graph.scoring import fitness
 from autotts_graph.sandbox.judge import load_judge_pack, score_in_process
 from autotts_graph.sandbox.runtime.evaluate import load_controller_class
 from autotts_graph.sandbox.runtime.replay import load_pack

@@ -1,6 +1,6 @@
 """The report: which β points no baseline (CMC included) dominates, and the per-β verdict against CMC."""
 
-from autotts_graph.cli.run_report import _domination_lines, versus_cmc_lines
+from autotts_graph.cli.run_report import domination_lines, versus_cmc_lines
 from autotts_graph.graph.scoring import dominance_table
 
 
@@ -18,13 +18,13 @@ def test_domination_is_judged_on_the_mean_over_environments_with_cmc_on_the_fron
     baselines = {"asc": [pt("a", None, 55, 150, {"max_samples": 8, "threshold": 0.95}),
                          pt("b", None, 75, 250, {"max_samples": 8, "threshold": 0.95})],  # mean 65 @ 200
                  "cmc": [pt("a", 0.5, 99, 1, {"beta": 0.5}), pt("b", 0.5, 99, 1, {"beta": 0.5})]}
-    text = "\n".join(_domination_lines(curve, baselines, "Search"))
+    text = "\n".join(domination_lines(curve, baselines, "Search"))
     assert "0 of 2 β points" in text and "ASC or CMC" in text
     # Every dominating configuration is listed, the most accurate first: CMC is one of them.
     assert "| 0 | 60.00 / 0.2k | CMC β=0.5, ASC(8) |" in text and "| 1 | 62.00 / 0.5k | CMC β=0.5, ASC(8) |" in text
     cheaper = {"asc": [pt("a", None, 55, 900, {"max_samples": 8, "threshold": 0.95}),
                        pt("b", None, 75, 900, {"max_samples": 8, "threshold": 0.95})]}
-    assert "2 of 2 β points" in "\n".join(_domination_lines(curve, cheaper, "Search"))
+    assert "2 of 2 β points" in "\n".join(domination_lines(curve, cheaper, "Search"))
 
 
 def _rows(n_seeds, per_question):

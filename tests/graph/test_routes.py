@@ -70,7 +70,7 @@ def test_crash_goes_to_diagnostician_then_proposer_same_round(run_graph, graph_s
 
 
 def test_audit_flag_is_a_failure_the_diagnostician_explains_and_never_selected(run_graph, graph_store):
-    from autotts_graph.graph.agents.heuristic import StatsDiagnostician
+    from autotts_graph.graph.agents.offline_diagnostician import StatsDiagnostician
     from autotts_graph.graph.agents.roles import DiagnoseInput
 
     proposer = ScriptedProposer(["cheat"])
@@ -118,7 +118,7 @@ def test_identical_source_is_not_evaluated_twice(run_graph, graph_store):
 
 def test_frontier_score_prefers_cheaper_accuracy():
     from autotts_graph.graph.agents.roles import BaselinePoint, CurvePoint
-    from autotts_graph.graph.evidence import frontier_score, search_accuracy
+    from autotts_graph.graph.scoring import frontier_area, search_accuracy
 
     base = [BaselinePoint(method="sc", label="SC@1", env="e", accuracy=50, avg_cost=1_000),
             BaselinePoint(method="sc", label="SC@64", env="e", accuracy=70, avg_cost=100_000)]
@@ -127,7 +127,7 @@ def test_frontier_score_prefers_cheaper_accuracy():
     costly = [CurvePoint(env="e", beta=0.0, accuracy=60, avg_cost=40_000),
               CurvePoint(env="e", beta=1.0, accuracy=70, avg_cost=90_000)]
     assert search_accuracy(cheap) == search_accuracy(costly) == 70
-    assert frontier_score(cheap, base) > frontier_score(costly, base) > 0
+    assert frontier_area(cheap, base) > frontier_area(costly, base) > 0
 
 
 def test_frontier_selection_runs_end_to_end(run_graph):

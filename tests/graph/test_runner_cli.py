@@ -6,7 +6,8 @@ from pathlib import Path
 
 from autotts_graph.cli.main import app
 from autotts_graph.graph.deps import DepsProvider
-from autotts_graph.graph.runner import checkpoint_path, load_state, prepare_config, resume_run, start_run
+from autotts_graph.graph.nodes.prepare import resolve_config
+from autotts_graph.graph.runner import checkpoint_path, load_state, resume_run, start_run
 from autotts_graph.graph.state import RoleSettings
 from autotts_graph.store import history
 from scripted_roles import ScriptedCritic, ScriptedDiagnostician, ScriptedProposer, controller
@@ -24,7 +25,7 @@ def _provider(store, **roles):
 def test_review_reject_edit_approve(graph_store):
     from conftest import tiny_config
 
-    cfg = prepare_config(tiny_config(review=True), graph_store)
+    cfg = resolve_config(tiny_config(review=True), graph_store)
     proposer = ScriptedProposer()
     decisions = [{"action": "reject", "reason": "too timid"},
                  {"action": "edit", "source": controller(33), "reason": "wider"},
@@ -54,7 +55,7 @@ def test_clean_stop_then_resume_with_a_working_critic(graph_store, monkeypatch):
     monkeypatch.setenv("FAKE_KEY", "sk-x")
     cfg = tiny_config()
     cfg.critic = RoleSettings(kind="llm", base_url="http://127.0.0.1:9/v1", api_key_env="FAKE_KEY", timeout_s=3)
-    cfg = prepare_config(cfg, graph_store)
+    cfg = resolve_config(cfg, graph_store)
     first = DepsProvider(store_path=graph_store.path, roles={"proposer": ScriptedProposer(),
                                                               "diagnostician": ScriptedDiagnostician()})
     state = start_run(cfg, first)
@@ -118,6 +119,11 @@ def test_cli_run_with_config_file_then_report(graph_store, tmp_path):
     md = (out / "report.md").read_text()
     assert "## Discovered controller" in md and "Held-out environments" in md and "Candidate lineage" in md
     assert "| SC@1 |" in md
+    # The archive: one generation of the population of 2, both screened, and the cells they fill.
+    archive = md[md.index("## Archive"):md.index("## Candidate lineage")]
+    assert "2 candidates screened" in archive and "| 0 | 2 |" in archive
+    elite = history.get_run(graph_store, run["run_id"])["best_candidate"]
+    assert f"| {elite} |" in archive
     assert (out / "accuracy_vs_tokens.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = _run(["report", "--list", "--store", str(graph_store.path)])
     assert run["run_id"] in res.output

@@ -3,7 +3,6 @@
 import math
 
 import pytest
-from autotts_graph.graph import evidence
 from autotts_graph.graph.agents.roles import BaselinePoint, CurvePoint
 from autotts_graph.graph.scoring import (
     Outcomes,
@@ -11,10 +10,12 @@ from autotts_graph.graph.scoring import (
     compare,
     fitness,
     frontier_accuracy,
+    frontier_area,
     judge,
     margins,
     pareto,
     rank_key,
+    score,
 )
 
 
@@ -65,12 +66,14 @@ def test_ties_in_fitness_go_to_fewer_tokens():
     assert sorted([b, a], key=lambda c: rank_key(c, BASE))[0] is a
 
 
-def test_evidence_score_criteria():
+def test_score_criteria():
     curve = [cp("a", 0.5, 63, 10_000), cp("b", 0.5, 74, 20_000)]
-    assert evidence.score(curve, "fitness", BASE) == evidence.score(curve, "frontier", BASE) == fitness(curve, BASE)
-    assert evidence.score(curve, "best_accuracy", BASE) == pytest.approx(68.5)
-    assert evidence.score(curve, "frontier_area", BASE) == evidence.frontier_score(curve, BASE)
-    assert evidence.score([], "fitness", BASE) is None
+    assert score(curve, "fitness", BASE) == score(curve, "frontier", BASE) == fitness(curve, BASE)
+    assert score(curve, "best_accuracy", BASE) == pytest.approx(68.5)
+    assert score(curve, "frontier_area", BASE) == frontier_area(curve, BASE)
+    assert score([], "fitness", BASE) is None
+    with pytest.raises(ValueError, match="unknown selection criterion 'cheapest'"):
+        score(curve, "cheapest", BASE)
 
 
 def _outcomes(env, acc_q, cost=1000.0):

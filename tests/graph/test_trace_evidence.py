@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from autotts_graph.graph import evidence
-from autotts_graph.graph.agents.heuristic import StatsDiagnostician
+from autotts_graph.graph.agents.offline_diagnostician import StatsDiagnostician
 from autotts_graph.graph.agents.roles import DiagnoseInput, TraceSample
 from autotts_graph.store import history
 from autotts_graph.tools.traces import cap_steps

@@ -222,12 +222,12 @@ def test_cli_table_eval_and_mcp_method_list(tiny_store):
 
 
 def test_run_report_counts_the_new_methods_as_hand_crafted():
-    from autotts_graph.cli.run_report import HAND_CRAFTED, _domination_lines
+    from autotts_graph.cli.run_report import HAND_CRAFTED, domination_lines
 
     assert set(NEW_METHODS) <= set(HAND_CRAFTED) and "cmc" not in HAND_CRAFTED
     mine = [{"env": "e", "beta": 0.5, "accuracy": 70.0, "avg_cost": 1000.0}]
     base = {"short3": [{"env": "e", "config": {"beta": 1.0, "m": 3}, "accuracy": 75.0, "avg_cost": 900.0}],
             "asc": [{"env": "e", "config": {"max_samples": 64, "threshold": 0.95}, "accuracy": 60.0,
                      "avg_cost": 500.0}]}
-    text = "\n".join(_domination_lines(mine, base, "t"))
+    text = "\n".join(domination_lines(mine, base, "t"))
     assert "ASC or short-3" in text and "| 0.5 | 70.00 / 1.0k | short-3@64 β=1.0 |" in text
