@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Helper modules shared by test directories (kill_point.py), importable under --import-mode=importlib. Appended,
+# so a directory's own modules (tests/graph/conftest.py puts its folder first) keep precedence.
+sys.path.append(str(Path(__file__).parent))
 CONTROLLERS = REPO / "sandbox" / "controllers"
 
 

@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from autotts_graph.store import history
+from kill_point import wait_for_kill_point
 
 pytestmark = pytest.mark.slow
 
@@ -20,18 +20,6 @@ SCRIPTED = ["--proposer", "scripted_roles:ScriptedProposer", "--critic", "script
 
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "autotts_graph.cli.main", *args]
-
-
-def _wait_for(pred, timeout: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise AssertionError(f"the run ended before it was killed (rc {proc.returncode}):\n{out[-3000:]}")
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for the run to reach the kill point")
 
 
 def test_kill_9_mid_round_then_resume(tiny_env_store, subprocess_env, tmp_path):
@@ -49,7 +37,7 @@ def test_kill_9_mid_round_then_resume(tiny_env_store, subprocess_env, tmp_path):
             cands = history.list_candidates(store, runs[0]["run_id"])
             return any(c["round"] == 1 for c in cands)
 
-        _wait_for(in_round_1, 180, proc)
+        wait_for_kill_point(in_round_1, 180, proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -102,7 +90,7 @@ def test_kill_9_mid_generation_then_resume(tiny_env_store, subprocess_env):
             done = [c for c in gen1 if c["status"] == "evaluated"]
             return bool(done) and len(done) < 3
 
-        _wait_for(mid_generation_1, 240, proc)
+        wait_for_kill_point(mid_generation_1, 240, proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:

@@ -9,11 +9,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from autotts_graph.cli.main import app
+from kill_point import wait_for_kill_point
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.ray
@@ -93,18 +93,6 @@ def test_run_on_the_cluster_equals_a_local_run(two_nodes, tmp_path: Path, sandbo
     assert ray["generations"] == local["generations"]
 
 
-def _wait_for(pred, timeout: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise AssertionError(f"the run ended before it was killed (rc {proc.returncode}):\n{out[-3000:]}")
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for the run to reach the kill point")
-
-
 def test_kill_9_driver_mid_run_then_resume(two_nodes, tmp_path: Path, sandbox: str) -> None:
     """Killed while generation 1's first candidate is screened on the cluster (its second lane still proposing);
     `--resume` goes back to the cluster and finishes with every node run once per candidate."""
@@ -124,7 +112,7 @@ def test_kill_9_driver_mid_run_then_resume(two_nodes, tmp_path: Path, sandbox: s
             return bool(runs) and any(c["round"] == 1 and c["status"] == "approved"
                                       for c in history.list_candidates(store, runs[0]["run_id"]))
 
-        _wait_for(screening_in_generation_1, 240, proc)
+        wait_for_kill_point(screening_in_generation_1, 240, proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
