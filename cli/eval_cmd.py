@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel, Field
 
 from .cluster_cmd import ExecutorOption, RayAddressOption, check_executor, describe_executor, sweep_progress
 from .common import (
@@ -54,6 +56,110 @@ def read_controller(spec: str) -> tuple[str, str]:
     return path.read_text(encoding="utf-8", errors="replace"), path.name
 
 
+class EvalRequest(BaseModel):
+    """What one `eval` asks, whether it runs here or in the sandbox daemon (``serve_evaluation``)."""
+
+    controller: str = Field(description="As given: a controller file or baseline:NAME.")
+    source: str | None = Field(default=None, description="The file's source; None for baseline:NAME.")
+    label: str
+    envs: list[str] = Field(min_length=1)
+    betas: list[float] = Field(min_length=1)
+    seeds: int = Field(ge=1, le=1000)
+    traces: int = Field(ge=0, le=10)
+    store: str = Field(description="Absolute path of the store file.")
+    workers: int | None = Field(default=None, ge=1)
+    timeout: float = Field(gt=0)
+
+
+def _run_eval(ctx: Any, req: EvalRequest, update: Callable[[int, int], None]) -> Any:
+    """The evaluation `eval` asks for, through the one evaluation path; its EvaluationSummary."""
+    if req.controller.startswith("baseline:"):
+        # Through the baselines tool: it adds structural constants (short-1's m) and fits bayes_fit.
+        from autotts_graph.tools.baselines import BaselineInput, baseline_configs, baseline_source, run_baseline
+
+        name = req.controller.split(":", 1)[1]
+        baseline_source(name)  # ValueError naming the known baselines when there is no such one
+        summary, _ = run_baseline(ctx, BaselineInput(method=name, envs=req.envs, seeds=req.seeds,
+                                                     trace_seeds=req.traces,
+                                                     configs=baseline_configs(name, betas=req.betas)), update)
+        return summary
+    from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
+
+    return evaluate_controller(ctx, EvaluateInput(source=req.source, envs=req.envs, betas=req.betas, seeds=req.seeds,
+                                                  trace_seeds=req.traces, label=req.label), update)
+
+
+def preload() -> None:
+    """Import the evaluation path (numpy, the judge, the store): the sandbox daemon does it once at start."""
+    import autotts_graph.sandbox.audit  # noqa: F401
+    import autotts_graph.sandbox.judge  # noqa: F401
+    import autotts_graph.tools.baselines  # noqa: F401
+    import autotts_graph.tools.evaluate  # noqa: F401
+
+
+def serve_evaluation(payload: dict[str, Any], backend: Any, progress: Callable[[int, int], None],
+                     stores: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sandbox daemon's handler of `eval`: the evaluation eval_command would run, on the daemon's warm
+    backend, with the CLI's visibility (every environment). Errors the user must fix become RequestError,
+    worded as the CLI words them. ``stores`` keeps the daemon's Store objects by path (each checks its
+    schema once)."""
+    import os
+
+    import duckdb
+    from autotts_graph.sandbox.daemon import Borrowed, RequestError
+    from autotts_graph.sandbox.select import SandboxUnavailable
+    from autotts_graph.store.db import Store, StoreError
+    from autotts_graph.tools.context import ToolContext
+    from pydantic import ValidationError
+
+    try:
+        req = EvalRequest.model_validate(payload)
+        store = stores.get(req.store) if stores is not None else None
+        if store is None:
+            store = Store(req.store)
+            if stores is not None:
+                stores[req.store] = store
+        ctx = ToolContext(store=store, sandbox="docker", workers=req.workers or os.cpu_count() or 1,
+                          expose_heldout=True, solve_timeout_s=req.timeout, _backend=Borrowed(backend))
+        try:
+            return _run_eval(ctx, req, progress).model_dump(mode="json")
+        finally:
+            ctx.close()  # the borrowed backend stays the daemon's
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise RequestError(f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}") from None
+    except (StoreError, SandboxUnavailable, ValueError, FileNotFoundError, PermissionError) as exc:
+        raise RequestError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    except duckdb.Error as exc:
+        raise RequestError(f"store error: {str(exc).splitlines()[0]}") from None
+
+
+def evaluation_handler() -> Callable[[dict[str, Any], Any, Callable[[int, int], None]], dict[str, Any]]:
+    """The `evaluate` handler of one sandbox daemon (``serve_evaluation`` with the daemon's own stores)."""
+    stores: dict[str, Any] = {}
+    return lambda payload, backend, progress: serve_evaluation(payload, backend, progress, stores)
+
+
+def _via_daemon(req: EvalRequest) -> tuple[dict[str, Any] | None, str]:
+    """The evaluation run by a sandbox daemon, or (None, why not): the caller then runs it here."""
+    from autotts_graph.sandbox import daemon
+
+    try:
+        if not daemon.wanted() or daemon.status() is None:
+            return None, ""
+    except daemon.DaemonError as exc:  # a socket directory that is not private: never used
+        typer.echo(f"warning: {exc}", err=True)
+        return None, ""
+    from .common import progress_bar
+
+    try:
+        with progress_bar(f"eval {req.label}") as update:
+            return daemon.evaluate(req.model_dump(), update)
+    except daemon.RequestError as exc:
+        fail(str(exc))
+    raise AssertionError("unreachable")
+
+
 @user_errors
 def eval_command(
     controller: Annotated[str, typer.Argument(help="Controller file (.py) or baseline:NAME (see `baselines "
@@ -70,47 +176,54 @@ def eval_command(
     ray_address: RayAddressOption = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
-    """Sweep a controller's beta over environments: accuracy and mean tokens per question."""
-    from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
+    """Sweep a controller's beta over environments: accuracy and mean tokens per question.
 
-    source, label = read_controller(controller)
+    With a sandbox daemon running (`sandbox warm`) and the docker sandbox, the daemon runs the evaluation
+    (the same one, already warm); otherwise it runs here.
+    """
     beta_list = parse_floats(betas, "--betas")
     if any(not 0.0 <= b <= 1.0 for b in beta_list):
         raise ValueError("--betas: every value must lie in [0, 1]")
+    if controller.startswith("baseline:"):
+        source, label = None, controller  # the baseline's source is looked up where the evaluation runs
+    else:
+        source, label = read_controller(controller)
+    req = EvalRequest(controller=controller, source=source, label=label, envs=env, betas=beta_list, seeds=seeds,
+                      traces=traces, store=str(Path(store).absolute()), workers=workers, timeout=timeout)
+    if executor == "local" and sandbox in ("auto", "docker"):
+        out, reason = _via_daemon(req)
+        if out is not None:
+            _report(out, label, reason, "", as_json)
+            return
     ctx = make_context(store, sandbox, workers, timeout=timeout, executor=executor, ray_address=ray_address)
     if executor == "local":
         ctx.warm_up()
     try:
         with sweep_progress(f"eval {label}", ctx) as update:
-            if controller.startswith("baseline:"):
-                # Through the baselines tool: it adds structural constants (short-1's m) and fits bayes_fit.
-                from autotts_graph.tools.baselines import BaselineInput, baseline_configs, run_baseline
-
-                name = controller.split(":", 1)[1]
-                summary, _ = run_baseline(ctx, BaselineInput(method=name, envs=env, seeds=seeds, trace_seeds=traces,
-                                                             configs=baseline_configs(name, betas=beta_list)),
-                                          update)
-            else:
-                summary = evaluate_controller(ctx, EvaluateInput(source=source, envs=env, betas=beta_list,
-                                                                 seeds=seeds, trace_seeds=traces, label=label), update)
+            summary = _run_eval(ctx, req, update)
         where = describe_executor(ctx)
     finally:
         ctx.close()
-    if ctx.sandbox_reason:
-        typer.echo(f"sandbox: {summary.backend} ({ctx.sandbox_reason})", err=True)
+    _report(summary.model_dump(mode="json"), label, ctx.sandbox_reason, where, as_json)
+
+
+def _report(out: dict[str, Any], label: str, reason: str, where: str, as_json: bool) -> None:
+    """Print an evaluation summary (as a dict) the way `eval` does, failing with one line on an error."""
+    if reason:
+        typer.echo(f"sandbox: {out['backend']} ({reason})", err=True)
     if where:
         typer.echo(where, err=True)
     if as_json:
-        print_json(summary.model_dump(mode="json"))
-    if not summary.ok:
-        err = summary.error
-        details = f" | {' | '.join(err.details[-3:])}" if err.details else ""
-        fail(f"{label}: {err.kind.value} error: {err.message}{details}")
+        print_json(out)
+    if not out["ok"]:
+        err = out["error"]
+        details = f" | {' | '.join(err['details'][-3:])}" if err["details"] else ""
+        fail(f"{label}: {err['kind']} error: {err['message']}{details}")
     if not as_json:
-        print_table(f"{label} — evaluation {summary.evaluation_id}", ["env", "β", "accuracy %", "tokens/question",
-                                                                       "std %"],
-                    [[p.env, p.beta, f"{p.accuracy:.2f}", f"{int(p.avg_cost):,}", f"{p.std_acc:.2f}"]
-                     for p in summary.points])
+        print_table(f"{label} — evaluation {out['evaluation_id']}", ["env", "β", "accuracy %", "tokens/question",
+                                                                     "std %"],
+                    [[p["env"], p["beta"], f"{p['accuracy']:.2f}", f"{int(p['avg_cost']):,}", f"{p['std_acc']:.2f}"]
+                     for p in out["points"]])
 
 
 @user_errors

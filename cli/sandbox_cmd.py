@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from .common import fail
 
-app = typer.Typer(help="The sandbox that runs controller code: build its image, check its health.",
+app = typer.Typer(help="The sandbox that runs controller code: build its image, check its health, keep it warm.",
                   no_args_is_help=True)
+SocketOption = Annotated[Path | None, typer.Option(
+    "--socket", envvar="AUTOTTS_SANDBOX_SOCKET", show_default=False,
+    help="The daemon's unix socket (env AUTOTTS_SANDBOX_SOCKET); default: a private per-user path.")]
 
 
 @app.command()
@@ -157,6 +161,19 @@ def doctor(
 
     table.add_row("interpreters", "docker: pypy3 (stdlib-only controllers) and python3 (numpy); bwrap: " +
                   ("pypy3 and python3" if pypy_available() else "python3 only (apt-get install pypy3 for PyPy)"))
+    from autotts_graph.sandbox import daemon
+
+    try:
+        running = daemon.status()
+        if running is None:
+            table.add_row("daemon", f"not running (optional: `autotts-graph sandbox warm --detach` keeps containers "
+                                    f"warm for one-off commands; socket {daemon.socket_path()})")
+        else:
+            ready = sum(p.ready for p in running.pools)
+            table.add_row("daemon", f"[green]answers[/green] at {running.socket}: pid {running.pid}, {running.image}, "
+                                    f"{ready} warm container(s), {running.served} task(s) served")
+    except daemon.DaemonError as exc:
+        table.add_row("daemon", f"[yellow]{exc}[/yellow]")
     if docker_ok:
         choice = "docker"
     elif bwrap_ok:
@@ -169,3 +186,86 @@ def doctor(
         console.print(f"[yellow]warning:[/yellow] {line}")
     if not docker_ok and not bwrap_ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def warm(
+    pool: Annotated[int | None, typer.Option(min=1, show_default=False,
+                                             help="Warm containers kept ready (default: the number of cores).")]
+    = None,
+    idle_timeout: Annotated[float, typer.Option(min=0, help="Stop after this many idle seconds (0: never).")]
+    = 3600.0,
+    detach: Annotated[bool, typer.Option("--detach", help="Run in the background; return once it answers.")]
+    = False,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the running daemon.")] = False,
+    show: Annotated[bool, typer.Option("--status", help="Report the running daemon (exit 1 if none answers).")]
+    = False,
+    socket: SocketOption = None,
+) -> None:
+    """Keep single-use sandbox containers warm for this user's commands (`eval`, `baselines`, runs).
+
+    The daemon holds the engine connection and a pool of fresh containers, each with PyPy already started;
+    a command that finds it hands it its sandbox tasks over a private unix socket (each still gets a
+    container nobody else used, destroyed after it), and `eval` its whole evaluation (judged, audited and
+    recorded as always, with everything already loaded). A command falls back to its own containers when
+    none answers.
+    """
+    from autotts_graph.sandbox import daemon
+
+    path = socket or daemon.socket_path()
+    try:
+        if stop:
+            gone = daemon.stop(path)
+            typer.echo(f"stopped the sandbox daemon (pid {gone.pid})" if gone else f"no sandbox daemon at {path}")
+            return
+        if show:
+            current = daemon.status(path)
+            if current is None:
+                fail(f"no sandbox daemon answers at {path}")
+            typer.echo(current.model_dump_json(indent=2))
+            return
+        if detach:
+            current = _start_detached(path, pool, idle_timeout)
+        else:
+            from .eval_cmd import evaluation_handler, preload
+
+            preload()  # the daemon's evaluations start with everything imported
+            daemon.serve(pool, idle_timeout, path, ready=_announce, handlers={"evaluate": evaluation_handler()})
+            return
+    except daemon.DaemonError as exc:
+        fail(str(exc))
+    _announce(current)
+
+
+def _announce(status: Any) -> None:
+    ready = sum(p.ready for p in status.pools)
+    typer.echo(f"sandbox daemon ready: pid {status.pid}, {ready} warm container(s) of {status.image}, "
+               f"socket {status.socket}", err=True)
+
+
+def _start_detached(path: Path, pool: int | None, idle_timeout: float, wait_s: float = 180.0) -> Any:
+    """Start ``sandbox warm`` in a new session with its output in a log beside the socket; its status."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from autotts_graph.sandbox import daemon
+
+    daemon.private_dir(path.parent, create=True)
+    log_path = path.parent / "daemon.log"
+    cmd = [sys.executable, "-m", "autotts_graph.cli.main", "sandbox", "warm", "--socket", str(path),
+           "--idle-timeout", str(idle_timeout)] + (["--pool", str(pool)] if pool else [])
+    with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    end = time.monotonic() + wait_s
+    while time.monotonic() < end:
+        current = daemon.status(path)
+        if current is not None and current.pid == proc.pid:
+            return current
+        if proc.poll() is not None:
+            lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+            raise daemon.DaemonError(lines[-1].removeprefix("error: ") if lines else
+                                     f"the sandbox daemon exited with status {proc.returncode}")
+        time.sleep(0.1)
+    raise daemon.DaemonError(f"the sandbox daemon did not answer within {wait_s:g} s; see {log_path}")

@@ -134,7 +134,8 @@ def load_judge_pack(path: str | Path, gold: list[str] | tuple[str, ...] | None =
     return jp
 
 
-def _decode(blob: Any, count: int, what: str) -> np.ndarray:
+def decode_ints(blob: Any, count: int, what: str) -> np.ndarray:
+    """``count`` int32 values of the box's base64(zlib) encoding, as int64; JudgeError when it does not decode."""
     if not isinstance(blob, str):
         raise JudgeError(f"malformed record: {what} is not encoded")
     try:
@@ -178,18 +179,16 @@ def _layout(jp: JudgePack, seeds: np.ndarray, questions: np.ndarray) -> tuple[np
 
 def _positions(jp: JudgePack, seeds: np.ndarray, questions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(file index of each shuffled position, validity mask), both (S, W)."""
-    s = len(seeds)
-    index = np.zeros((s, jp.width), dtype=np.int64)
-    valid = np.zeros((s, jp.width), dtype=bool)
-    perms: dict[tuple[int, int], list[int]] = {}
-    for row in range(s):
-        nb = int(jp.branches[questions[row]])
-        key = (int(seeds[row]), nb)
-        perm = perms.get(key)
-        if perm is None:
-            perm = perms[key] = shuffle_order(key[0], nb)
-        index[row, :nb] = perm
-        valid[row, :nb] = True
+    s, w = len(seeds), jp.width
+    index = np.zeros((s, w), dtype=np.int64)
+    nbs = jp.branches[questions]
+    valid = np.arange(w)[None, :] < nbs[:, None]
+    # One permutation per distinct (seed, branch count), written to all its rows at once: a sweep has
+    # thousands of solves but only seeds x (a few) branch counts.
+    pairs = np.stack([seeds, nbs], axis=1) if s else np.zeros((0, 2), dtype=np.int64)
+    for seed, nb in {(int(a), int(b)) for a, b in pairs.tolist()}:
+        rows = np.nonzero((seeds == seed) & (nbs == nb))[0]
+        index[rows, :nb] = np.asarray(shuffle_order(seed, nb), dtype=np.int64)
     return index, valid
 
 
@@ -201,8 +200,8 @@ def judge_solves(jp: JudgePack, raw: dict[str, Any], solves: list[tuple[int, int
                          f"expected {s} of width {w}")
     seeds = np.array([x[0] for x in solves], dtype=np.int64)
     questions = np.array([x[1] for x in solves], dtype=np.int64)
-    answers = _decode(raw.get("answers"), s, "answers")
-    reads = _decode(raw.get("reads"), s * w, "reads").reshape(s, w)
+    answers = decode_ints(raw.get("answers"), s, "answers")
+    reads = decode_ints(raw.get("reads"), s * w, "reads").reshape(s, w)
     full = np.zeros((s, w), dtype=bool)
     entries = raw.get("full")
     if not isinstance(entries, list):
@@ -237,10 +236,11 @@ def judge_solves(jp: JudgePack, raw: dict[str, Any], solves: list[tuple[int, int
     seen = np.ones(s, dtype=bool)
     has = answers >= 0
     final_seen = ((finals == answers[:, None]) & ((reads > n_probes) | full) & valid).any(axis=1)
-    for q in np.unique(questions[has]):
+    # Python sets, not np.unique: its first call imports numpy.ma (~0.1 s of a one-off `eval`).
+    for q in sorted(set(questions[has].tolist())):
         rows = np.nonzero(has & (questions == q))[0]
         probe_seen = np.zeros(len(rows), dtype=bool)
-        for code in np.unique(answers[rows]):
+        for code in sorted(set(answers[rows].tolist())):
             first = jp.first_seen(int(q), int(code))
             mask = answers[rows] == code
             sel = rows[mask]

@@ -204,10 +204,15 @@ def host_oom_kills(container_id: str) -> int | None:
 class ContainerPool:
     """``size`` warm containers of one ``ContainerSpec``; thread-safe ``acquire``/``release``."""
 
-    def __init__(self, client: Any, spec: ContainerSpec, size: int, owner: str | None = None) -> None:
+    def __init__(self, client: Any, spec: ContainerSpec, size: int, owner: str | None = None,
+                 refill_after_s: float | None = None) -> None:
         self.client = client
         self.spec = spec
         self.size = max(1, size)
+        # A long-lived owner (the daemon) refills the whole pool once no task has run for this long.
+        self.refill_after_s = refill_after_s
+        self._refilling = False
+        self._last_release = 0.0
         self.owner = owner or owner_id()
         # Unique per pool: two pools of one process may share a spec, and close() removes this tree.
         self.pool_id = f"{spec.key()}-{os.urandom(3).hex()}"
@@ -329,6 +334,11 @@ class ContainerPool:
                 if self._ready:
                     slot = self._ready.pop()
                     self._busy.add(slot.id)
+                    if not self._ready and len(self._busy) >= self.size:
+                        # Every container is busy, so tasks run in parallel (a sweep) and the next one
+                        # would wait for a cold start: start one spare per busy container while they run.
+                        for _ in range(self.size - self._starting):
+                            self._spawn_locked()
                     return slot
                 alive = len(self._busy) + self._starting
                 if self._error and self._starting == 0 and not self._busy:
@@ -349,18 +359,41 @@ class ContainerPool:
 
         The replacement starts only once the pool has served more tasks than it has containers: a one-off
         command (a task and its audit) then never pays for spares it will not use, while a long run keeps
-        its pool full (``acquire`` also starts one whenever the pool is short).
+        its pool full (``acquire`` also starts one whenever the pool is short, and spares while every
+        container is busy). With ``refill_after_s`` (the daemon) the whole pool is refilled once no task
+        has run for that long, so the next command finds every container with its runner waiting, while
+        the starts stay off the CPU that the command's follow-up work (the judge, the audit) needs.
         """
         with self._cond:
             self.stats.tasks += 1
             self.stats.destroyed += 1
             self._busy.discard(slot.id)
             self._destroy_async(slot)
-            if not self._closed and self.stats.tasks > self.size:
+            self._last_release = time.monotonic()
+            alive = len(self._ready) + self._starting + len(self._busy)
+            if not self._closed and self.refill_after_s is not None:
+                if not self._refilling:
+                    self._refilling = True
+                    threading.Thread(target=self._refill_when_quiet, daemon=True, name="autotts-pool-refill").start()
+            elif not self._closed and self.stats.tasks > self.size and alive < self.size:
                 self._spawn_locked()
             self._cond.notify_all()
         if reason:
             log.info("sandbox container %s destroyed: %s", slot.container.name, reason)
+
+    def _refill_when_quiet(self) -> None:
+        with self._cond:
+            try:
+                while not self._closed:
+                    quiet = time.monotonic() - self._last_release
+                    if self._busy or quiet < self.refill_after_s:
+                        self._cond.wait(None if self._busy else self.refill_after_s - quiet)
+                        continue
+                    for _ in range(self.size - len(self._ready) - len(self._busy) - self._starting):
+                        self._spawn_locked()
+                    return
+            finally:
+                self._refilling = False
 
     def start_runner(self, slot: Slot, interpreter: str = "pypy") -> None:
         """Start the task's runner now, off the task's path.

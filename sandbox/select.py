@@ -1,6 +1,8 @@
 """Choose a sandbox backend: ``auto`` (docker, else bwrap), ``docker``, ``bwrap`` or ``process``.
 
 ``process`` is never chosen automatically: it is no security boundary and must be asked for by name.
+For ``auto`` and ``docker``, a running sandbox daemon (``autotts-graph sandbox warm``, see
+``sandbox/daemon.py``) is used first when it answers: the same docker containers, already warm.
 """
 
 from __future__ import annotations
@@ -44,9 +46,19 @@ def choose(name: str = "auto", limits: Limits | None = None,
     """The backend called ``name`` and a one-line reason it was chosen (``auto``: docker, else bwrap).
 
     Raises SandboxUnavailable when the named backend (or, for ``auto``, neither docker nor bwrap) works.
+    For ``auto`` and ``docker`` without an explicit ``pool_size`` (which asks for a pool of this
+    process's own), a sandbox daemon that answers takes the tasks; otherwise the backend starts here.
     """
     if name not in NAMES:
         raise ValueError(f"unknown sandbox {name!r}; choose one of {', '.join(NAMES)}")
+    if name in ("auto", "docker") and pool_size is None:
+        from .daemon import connect
+
+        daemon, why = connect(limits)
+        if daemon is not None:
+            log.info("sandbox docker chosen: %s", why)
+            return daemon, why
+        log.debug("not using a sandbox daemon: %s", why)
     if name == "process":
         from .backends.process import WARNING, ProcessBackend
 

@@ -13,13 +13,18 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from autotts_graph.sandbox.runtime.replay import PACK_FORMAT
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where packs are built: a one-off `eval` reaching a cached pack never needs it
 
 
 def build_pack_arrays(name: str, records: list[dict]) -> dict[str, np.ndarray]:
     """Arrays of a pack from AutoTTS question records (answers interned to integer codes, no gold)."""
+    import numpy as np
+
     vocab: dict[str, int] = {}
 
     def code(s: str) -> int:
@@ -97,6 +102,8 @@ def write_pack(name: str, records: list[dict], directory: str | Path, stem: str 
     key = {"format": PACK_FORMAT, "name": name, "pack_hash": pack_hash(arrays),
            "gold": [str(rec["gold_answer"]) for rec in records]}
     _write_atomic(key_path(path), json.dumps(key).encode(), 0o600)
+    import numpy as np
+
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     _write_atomic(path, buf.getvalue(), 0o644)

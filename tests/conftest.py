@@ -21,6 +21,13 @@ def data_root() -> Path:
     return Path(os.environ.get("AUTOTTS_DATA", REPO.parent / "shared" / "data"))
 
 
+@pytest.fixture(autouse=True)
+def _no_user_daemon(monkeypatch) -> None:
+    """Each test runs the sandbox it sets up: a sandbox daemon the user left running is used only where a
+    test asks for one (tests/sandbox/test_daemon.py)."""
+    monkeypatch.setenv("AUTOTTS_SANDBOX_DAEMON", "0")
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     root = data_root()

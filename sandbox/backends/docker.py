@@ -32,6 +32,7 @@ from ..pool import (
     ContainerPool,
     ContainerSpec,
     PoolError,
+    PoolStats,
     Slot,
     host_oom_kills,
     sweep_leftovers,
@@ -133,10 +134,13 @@ class DockerBackend:
     interpreters = ("pypy", "cpython")
 
     def __init__(self, limits: Limits | None = None, pool_size: int | None = None, image: str | None = None,
-                 client: Any = None, warm: bool = True, acquire_timeout_s: float = 120.0) -> None:
+                 client: Any = None, warm: bool = True, acquire_timeout_s: float = 120.0,
+                 refill_after_s: float | None = None) -> None:
         """Connect, check the image, sweep leftovers and start warming the default pool.
 
-        Raises DockerUnavailable (one line) when no engine answers or the image is not built.
+        ``refill_after_s`` refills the pools once no task has run for that long (see
+        ``ContainerPool.release``); the sandbox daemon sets it. Raises DockerUnavailable (one line) when
+        no engine answers or the image is not built.
         """
         from ..image.build import image_exists, image_tag
 
@@ -152,6 +156,7 @@ class DockerBackend:
                                     "run `autotts-graph sandbox build` (add --offline without a registry)")
         self.pool_size = pool_size or default_pool_size()
         self.acquire_timeout_s = acquire_timeout_s
+        self.refill_after_s = refill_after_s
         self._pools: dict[ContainerSpec, ContainerPool] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -174,13 +179,20 @@ class DockerBackend:
                 if len(self._pools) >= MAX_POOLS:  # drop the oldest non-default spec's pool
                     oldest = list(self._pools)[1]
                     self._pools.pop(oldest).close()
-                pool = self._pools[spec] = ContainerPool(self.client, spec, self.pool_size)
+                pool = self._pools[spec] = ContainerPool(self.client, spec, self.pool_size,
+                                                           refill_after_s=self.refill_after_s)
             return pool
 
     @property
     def pool(self) -> ContainerPool:
         """The pool for the backend's default limits."""
         return next(iter(self._pools.values()))
+
+    def pool_stats(self) -> list[PoolStats]:
+        """Counters of every pool (one per container spec in use)."""
+        with self._lock:
+            pools = list(self._pools.values())
+        return [pool.snapshot() for pool in pools]
 
     def run(self, task: SandboxTask) -> SandboxResult:
         """Run one task; every failure comes back as a typed result, nothing raises."""

@@ -97,7 +97,9 @@ def test_sweep_removes_leftovers_of_dead_owners_only(docker_client, sandbox_imag
     live = live_pool.create()
     try:
         assert sweep_leftovers(docker_client) >= 1
-        ids = {c.id for c in docker_client.containers.list(all=True, filters={"label": LABEL})}
+        # The low-level listing: the high-level one inspects each container, and other pools sharing the
+        # engine remove theirs meanwhile.
+        ids = {c["Id"] for c in docker_client.api.containers(all=True, filters={"label": LABEL})}
         assert dead.id not in ids and live.id in ids
         assert not dead.staging.exists()
     finally:
