@@ -280,12 +280,8 @@ class DaemonBackend:
         """Nothing to release here: the containers belong to the daemon."""
 
 
-def connect(limits: Limits | None = None, path: Path | None = None) -> tuple[DaemonBackend | None, str]:
-    """A backend on the running daemon and why, or (None, why not) when none answers or it cannot serve
-    this checkout (its image was built from other runtime sources)."""
-    from .image.build import image_tag
-
-    path = path or socket_path()
+def _answering(path: Path) -> tuple[DaemonStatus | None, str]:
+    """The status of the daemon answering at ``path``, or (None, why not)."""
     if not wanted():
         return None, f"{USE_ENV}=0"
     try:
@@ -295,6 +291,18 @@ def connect(limits: Limits | None = None, path: Path | None = None) -> tuple[Dae
         return None, str(exc)
     if daemon is None:
         return None, f"no sandbox daemon answers at {path}"
+    return daemon, ""
+
+
+def connect(limits: Limits | None = None, path: Path | None = None) -> tuple[DaemonBackend | None, str]:
+    """A backend on the running daemon and why, or (None, why not) when none answers or it cannot serve
+    this checkout (its image was built from other runtime sources)."""
+    from .image.build import image_tag
+
+    path = path or socket_path()
+    daemon, why = _answering(path)
+    if daemon is None:
+        return None, why
     image = image_tag()
     if daemon.image != image:
         why = (f"the sandbox daemon at {path} (pid {daemon.pid}) runs {daemon.image}, these sources need {image}: "
@@ -329,15 +337,9 @@ def evaluate(payload: dict[str, Any], on_progress: Progress | None = None,
     from .image.build import image_tag
 
     path = path or socket_path()
-    if not wanted():
-        return None, f"{USE_ENV}=0"
-    try:
-        daemon = status(path)
-    except DaemonError as exc:
-        log.warning("%s", exc)
-        return None, str(exc)
+    daemon, why = _answering(path)
     if daemon is None:
-        return None, f"no sandbox daemon answers at {path}"
+        return None, why
     if not daemon.code:
         return None, f"the sandbox daemon at {path} runs tasks only"
     code, image = code_version(), image_tag()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import threading
 import types
 from dataclasses import dataclass, field
 
@@ -58,12 +59,22 @@ def _module_attribute(module: str, name: str) -> object | None:
     except ImportError:
         return None
 
+# CPython 3.11's AST constructor can raise a spurious "SystemError: AST constructor recursion depth mismatch"
+# when several threads parse at once (python/cpython gh-106905); the tool server and the graph's lanes do.
+_PARSE_LOCK = threading.Lock()
+
+
+def parse(source: str, **kwargs: object) -> ast.Module:
+    """``ast.parse`` that is safe to call from several threads (SyntaxError as usual)."""
+    with _PARSE_LOCK:
+        return ast.parse(source, **kwargs)
+
 
 def check_source(source: str) -> StaticReport:
     """Every static rule, plus the interpreter choice."""
     report = StaticReport()
     try:
-        tree = ast.parse(source)
+        tree = parse(source)
     except SyntaxError as exc:
         report.errors.append(f"syntax error at line {exc.lineno}: {exc.msg}")
         return report
@@ -123,7 +134,7 @@ def check_source(source: str) -> StaticReport:
                                 "stop is an oracle the contract forbids")
     if not errors and not imported & NEEDS_CPYTHON:
         try:
-            ast.parse(source, feature_version=(3, 9))
+            parse(source, feature_version=(3, 9))
             report.interpreter = "pypy"
         except SyntaxError:
             pass  # newer syntax: CPython runs it

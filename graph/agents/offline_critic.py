@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from autotts_graph.sandbox.static_checks import parse as parse_source
 from autotts_graph.tools.validate import COST_READOUTS, static_issues
 
 from .roles import CriticInput, CriticVerdict, HistoryEntry, Spend
@@ -27,7 +28,7 @@ def normalised_tokens(source: str) -> list[str]:
     controller, but a rename, a reformat or a reworded docstring is not.
     """
     try:
-        tree = ast.parse(source)
+        tree = parse_source(source)
     except SyntaxError:
         return []
     out: list[str] = []
@@ -95,7 +96,7 @@ class RuleCritic:
         errors, warnings = static_issues(inp.source)
         reasons += [f"static rule: {e}" for e in errors]
         try:
-            tree = ast.parse(inp.source)
+            tree = parse_source(inp.source)
         except SyntaxError:
             return CriticVerdict(approve=False, reasons=reasons or ["the source does not parse"])
         reasons += _contract_reasons(tree)

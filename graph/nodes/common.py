@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from autotts_graph.sandbox.static_checks import parse as parse_source
 from autotts_graph.store.db import StoreError
 from autotts_graph.store.ledger import CandidateStatus, SpendRow
 
@@ -26,7 +27,7 @@ def controller_name(source: str) -> str:
     The controller is the class deriving from ``Controller`` (helper classes such as ``_Branch`` are not).
     """
     try:
-        tree = ast.parse(source)
+        tree = parse_source(source)
     except SyntaxError:
         return ""
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
