@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from autotts_graph.store import history
-from kill_point import wait_for_kill_point
+from kill_point import assert_nothing_lost_or_redone, wait_for_kill_point
 
 pytestmark = pytest.mark.slow
 
@@ -106,20 +106,9 @@ def test_kill_9_mid_generation_then_resume(tiny_env_store, subprocess_env):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"run {run_id}: done" in done.stdout
-    after = {c["candidate_id"]: c for c in history.list_candidates(store, run_id)}
-    # Nothing recorded before the kill was lost or changed.
-    for cid, c in before.items():
-        assert cid in after and after[cid]["source"] == c["source"] and after[cid]["slot"] == c["slot"]
-    # One candidate per slot and generation, each evaluated exactly once; every node ran once per candidate
-    # (a node killed half-way records no spend: its re-run is its only run).
-    assert sorted((c["round"], c["slot"]) for c in after.values()) == [(g, s) for g in (0, 1) for s in range(3)]
-    assert all(c["status"] == "evaluated" for c in after.values())
-    for cid in after:
-        assert history.count_evaluations(store, run_id=run_id, candidate_id=cid, split="search") == 1
-    spend = history.run_spend(store, run_id)
-    for node in ("propose", "check", "critique", "evaluate", "diagnose"):
-        assert spend[node]["calls"] == 6, (node, spend[node])
-    assert spend["prepare"]["calls"] == 1 and spend["record"]["calls"] == 2
+    # Nothing recorded before the kill lost or changed; one candidate per slot and generation, each evaluated
+    # once; every node once per candidate (a node killed half-way records no spend: its re-run is its only run).
+    after = assert_nothing_lost_or_redone(store, run_id, before, slots=3)
     # The archive holds all six, once each on its home island.
     rows = [r for r in history.list_archive(store, run_id) if r["migrated_from"] is None]
     assert sorted(r["candidate_id"] for r in rows) == sorted(after)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from autotts_graph.cli.main import app
-from kill_point import wait_for_kill_point
+from kill_point import assert_nothing_lost_or_redone, wait_for_kill_point
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.ray
@@ -135,20 +135,9 @@ def test_kill_9_driver_mid_run_then_resume(two_nodes, tmp_path: Path, sandbox: s
     assert "executor: ray, 2 node(s)" in done.stderr, done.stderr
     run = history.get_run(store, run_id)
     assert run["config"]["executor"] == "ray" and run["config"]["ray_address"] == two_nodes.address
-    after = {c["candidate_id"]: c for c in history.list_candidates(store, run_id)}
-    # Nothing recorded before the kill was lost or changed.
-    for cid, c in before.items():
-        assert cid in after and after[cid]["source"] == c["source"] and after[cid]["slot"] == c["slot"]
-    # One candidate per slot and generation, each evaluated exactly once (the killed screen left no record: its
-    # re-run is its only evaluation); every node ran once per candidate, the baselines once.
-    assert sorted((c["round"], c["slot"]) for c in after.values()) == [(g, s) for g in (0, 1) for s in (0, 1)]
-    assert all(c["status"] == "evaluated" for c in after.values())
-    for cid in after:
-        assert history.count_evaluations(store, run_id=run_id, candidate_id=cid, split="search") == 1
-    spend = history.run_spend(store, run_id)
-    for node in ("propose", "check", "critique", "evaluate", "diagnose"):
-        assert spend[node]["calls"] == 4, (node, spend[node])
-    assert spend["prepare"]["calls"] == 1 and spend["record"]["calls"] == 2
+    # Nothing recorded before the kill lost or changed; one candidate per slot and generation, each evaluated
+    # once; every node once per candidate (a node killed half-way records no spend: its re-run is its only run).
+    assert_nothing_lost_or_redone(store, run_id, before, slots=2)
     with store.connect(read_only=True) as con:
         protocols = [json.loads(p) for (p,) in con.execute("SELECT protocol FROM evaluations").fetchall()]
         baselines = con.execute("SELECT count(*) FROM evaluations WHERE label = 'baseline:sc' AND split = 'search'"
