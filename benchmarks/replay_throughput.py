@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from autotts_graph.sandbox.backends.base import RUNTIME_DIR
+from autotts_graph.sandbox.backends.base import INTERPRETER_ENV, RUNTIME_DIR
 from autotts_graph.sandbox.judge import judge_point, load_judge_pack
 from autotts_graph.sandbox.runtime.evaluate import evaluate_point, load_controller_class
 from autotts_graph.sandbox.runtime.replay import load_pack
@@ -48,12 +48,17 @@ print(json.dumps({"times": times, "raw": raw}))
 
 
 def interpreter_passes(exe: str, pack: str, source_file: str, beta: float, work: Path) -> dict:
-    """Time three in-process passes of the runtime under ``exe`` (the runtime on its path, as in the box)."""
+    """Time three in-process passes of the runtime under ``exe`` (the runtime on its path and the
+    environment of the box)."""
     (work / "autotts_runtime").exists() or (work / "autotts_runtime").symlink_to(RUNTIME_DIR)
     out = subprocess.run([exe, "-s", "-c", PASSES, pack, source_file, str(beta)], capture_output=True, text=True,
-                         check=True, cwd=work, env={"PYTHONPATH": str(work), "PYTHONHASHSEED": "0",
-                                                    "PATH": "/usr/bin:/bin"})
+                         check=True, cwd=work, env={"PYTHONPATH": str(work), "PATH": "/usr/bin:/bin",
+                                                    **INTERPRETER_ENV})
     return json.loads(out.stdout)
+
+
+def _verdict(met: bool, target: str) -> str:
+    return f" [target {target}: {'met' if met else 'MISSED'}]"
 
 
 def main() -> None:
@@ -84,7 +89,9 @@ def main() -> None:
             print(f"CMC beta={beta} {env} under {name}: 3000 solves cold {cold:.2f} s = {3000 / cold:,.0f}/s "
                   f"({3000 / cold / REFERENCE_SOLVES_PER_S:.0f}x reference), warm {warm:.2f} s = "
                   f"{3000 / warm:,.0f}/s ({3000 / warm / REFERENCE_SOLVES_PER_S:.0f}x); judge {judge_s * 1000:.0f} ms;"
-                  f" acc {point['accuracy']} cost {point['avg_cost']!r}")
+                  f" acc {point['accuracy']} cost {point['avg_cost']!r}"
+                  + (_verdict(3000 / warm / REFERENCE_SOLVES_PER_S >= 50, ">= 50x warm")
+                     if (beta, name) == (1.0, "pypy") else ""))
         if len(set(rows.values())) > 1:
             raise SystemExit(f"interpreters disagree: {rows}")
     cls = load_controller_class(source)
@@ -110,7 +117,8 @@ def main() -> None:
         assert summary.ok, summary.error
         print(f"full sweep ({len(BETAS)} betas x {len(envs)} envs x 100 seeds, traces for seed 0) through the "
               f"{summary.backend} sandbox under {summary.interpreter}, judged, audited and recorded: "
-              f"{time.perf_counter() - started:.1f} s on {args.workers} workers")
+              f"{(elapsed := time.perf_counter() - started):.1f} s on {args.workers} workers"
+              + _verdict(elapsed < 15, "< 15 s"))
 
 
 if __name__ == "__main__":

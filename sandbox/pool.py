@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autotts_graph.sandbox.backends.base import INTERPRETER_ENV
 from pydantic import BaseModel, ConfigDict
 
 log = logging.getLogger("autotts_graph.sandbox.pool")
@@ -42,11 +43,8 @@ POOL_LABEL = f"{LABEL}.pool"
 PACKS_MOUNT = "/packs"
 TASK_USER = "65534:65534"
 STAGING_ROOT = Path(tempfile.gettempdir()) / "autotts-sandbox"
-# PYTHONHASHSEED fixes set and dict-of-str iteration order, so a controller's actions are reproducible
-# (the audit replays solves and compares them).
-TASK_ENV = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1",
-            "PYTHONHASHSEED=0", "PYTHONPATH=/opt/autotts", "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1",
-            "MKL_NUM_THREADS=1"]
+TASK_ENV = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8", "PYTHONPATH=/opt/autotts",
+            *(f"{k}={v}" for k, v in INTERPRETER_ENV.items())]
 INTERPRETERS = {"cpython": "python3", "pypy": "pypy3"}
 # Denied on top of the dropped capabilities: tracing or reading another process, and the kernel surfaces
 # a task never needs. clone3 answers ENOSYS so the C library falls back to clone, whose namespace flags

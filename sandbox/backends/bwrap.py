@@ -27,14 +27,22 @@ import time
 import uuid
 from pathlib import Path
 
-from .base import RUNTIME_DIR, ErrorKind, Limits, SandboxError, SandboxResult, SandboxTask, result_from_output
+from .base import (
+    INTERPRETER_ENV,
+    RUNTIME_DIR,
+    ErrorKind,
+    Limits,
+    SandboxError,
+    SandboxResult,
+    SandboxTask,
+    result_from_output,
+)
 from .process import interpreter_path, pypy_available, supervise
 
 log = logging.getLogger("autotts_graph.sandbox.bwrap")
 
 TASK_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
-            "PYTHONPATH": "/opt/autotts", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
-            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            "PYTHONPATH": "/opt/autotts", **INTERPRETER_ENV}
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 

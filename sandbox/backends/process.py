@@ -19,7 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import RUNTIME_DIR, ErrorKind, Limits, SandboxError, SandboxResult, SandboxTask, result_from_output
+from .base import (
+    INTERPRETER_ENV,
+    RUNTIME_DIR,
+    ErrorKind,
+    Limits,
+    SandboxError,
+    SandboxResult,
+    SandboxTask,
+    result_from_output,
+)
 
 WARNING = ("the 'process' sandbox is NOT a security boundary: controller code runs as you, with your files "
            "and network. Use it only for code you trust.")
@@ -114,9 +123,7 @@ class ProcessBackend:
 
     def run(self, task: SandboxTask) -> SandboxResult:
         limits = self.limits or task.limits
-        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": self._tmp.name, "HOME": self._tmp.name,
-               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
-               "OPENBLAS_NUM_THREADS": "1"}
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": self._tmp.name, "HOME": self._tmp.name, **INTERPRETER_ENV}
         started = time.perf_counter()
         try:
             proc = subprocess.Popen([interpreter_path(task.interpreter), "-s", "-m", "autotts_runtime.runner"],

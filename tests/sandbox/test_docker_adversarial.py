@@ -56,7 +56,7 @@ def _check_env(result: SandboxResult, ctx: dict) -> None:
     text = result.stderr_tail + str(result.error)
     assert "sk-autotts-FAKE" not in text
     assert set(rep["env"]) <= {"PATH", "HOME", "LANG", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "PWD",
-                               "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}, rep["env"]
+                               "PYPY_GC_NURSERY", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}, rep["env"]
     assert rep["leaks"] == [], rep
 
 
