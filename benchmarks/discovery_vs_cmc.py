@@ -41,22 +41,10 @@ from autotts_graph.graph.runner import resume_run, start_run
 from autotts_graph.graph.state import RoleSettings, RunConfig
 from autotts_graph.store import history
 from autotts_graph.store.db import Store
-from autotts_graph.store.trajectories import import_path, list_environments
+from replay_data import MODELS, ensure_envs
 
-REPO = Path(__file__).resolve().parents[1]
-MODELS = ["Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B"]
 SEARCH = [f"{m}/aime24" for m in MODELS]
 HELD = [f"{m}/aime25" for m in MODELS]
-
-
-def ensure_envs(store: Store) -> None:
-    """Import the 8 shipped environments the store does not have yet (AIME24 search, AIME25 held out)."""
-    have = {e.name for e in list_environments(store)}
-    data = Path(os.environ.get("AUTOTTS_DATA", REPO.parent / "shared" / "data")) / "autotts-replay"
-    for model in MODELS:
-        for dataset, split in (("aime24", "search"), ("aime25", "heldout")):
-            if f"{model}/{dataset}" not in have:
-                import_path(store, data / model / f"{dataset}.json", split=split)
 
 
 def observer(started: float):

@@ -34,7 +34,7 @@ from autotts_graph.sandbox.backends.base import RUNTIME_DIR
 from autotts_graph.sandbox.runtime.evaluate import evaluate_point, load_controller_class
 from autotts_graph.sandbox.runtime.replay import load_pack
 from autotts_graph.store.db import Store
-from autotts_graph.store.trajectories import import_path, list_environments, pack_path
+from autotts_graph.store.trajectories import pack_path
 from autotts_graph.tools.baselines import (
     CONTROLLERS_DIR,
     METHODS,
@@ -49,22 +49,11 @@ from autotts_graph.tools.baselines import (
     run_baseline,
 )
 from autotts_graph.tools.context import ToolContext
+from replay_data import MODELS, ensure_envs
 
-REPO = Path(__file__).resolve().parents[1]
-MODELS = ["Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B"]
 SEARCH = [f"{m}/aime24" for m in MODELS]
 HELD = [f"{m}/aime25" for m in MODELS]
 SPEED_ENV = "Qwen3-4B/aime25"
-
-
-def ensure_envs(store: Store) -> None:
-    """Import the 8 shipped environments the store does not have yet."""
-    have = {e.name for e in list_environments(store)}
-    data = Path(os.environ.get("AUTOTTS_DATA", REPO.parent / "shared" / "data")) / "autotts-replay"
-    for model in MODELS:
-        for dataset, split in (("aime24", "search"), ("aime25", "heldout")):
-            if f"{model}/{dataset}" not in have:
-                import_path(store, data / model / f"{dataset}.json", split=split)
 
 
 def run(ctx: ToolContext, method: str, configs: list[dict] | None, seeds: int) -> list:

@@ -30,8 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-MODELS = ["Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B"]
+from replay_data import MODELS, REPO, replay_dir
 
 
 def build_store(root: Path):
@@ -40,7 +39,7 @@ def build_store(root: Path):
     from autotts_graph.store.trajectories import import_path, import_records
 
     store = Store(root / "bench.duckdb")
-    data = Path(os.environ.get("AUTOTTS_DATA", REPO.parent / "shared" / "data")) / "autotts-replay"
+    data = replay_dir()
     if (data / MODELS[0] / "aime24.json").is_file():
         for model in MODELS:
             for dataset in ("aime24", "aime25"):

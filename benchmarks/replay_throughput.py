@@ -24,9 +24,8 @@ from autotts_graph.sandbox.judge import judge_point, load_judge_pack
 from autotts_graph.sandbox.runtime.evaluate import evaluate_point, load_controller_class
 from autotts_graph.sandbox.runtime.replay import load_pack
 from autotts_graph.store.packs import write_pack
+from replay_data import REPO, ensure_envs, replay_dir
 
-REPO = Path(__file__).resolve().parents[1]
-MODELS = ["Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B"]
 BETAS = [round(0.1 * i, 1) for i in range(11)]
 REFERENCE_SOLVES_PER_S = 125.0
 SEEDS = list(range(100))
@@ -66,12 +65,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--sandbox", default="docker", help="time the sweep through this backend ('none' skips)")
     args = parser.parse_args()
-    data = Path(os.environ.get("AUTOTTS_DATA", REPO.parent / "shared" / "data")) / "autotts-replay"
     tmp = Path(tempfile.mkdtemp(prefix="autotts-bench-"))
     source_file = REPO / "sandbox" / "controllers" / "cmc.py"
     source = source_file.read_text()
     env = "Qwen3-4B/aime25"
-    pack = str(write_pack(env, json.loads((data / "Qwen3-4B" / "aime25.json").read_text()), tmp))
+    pack = str(write_pack(env, json.loads((replay_dir() / "Qwen3-4B" / "aime25.json").read_text()), tmp))
     jp = load_judge_pack(pack)
     for beta in (0.5, 1.0):
         rows = {}
@@ -100,14 +98,11 @@ def main() -> None:
     print(f"(in this process, CPython: {3000 / (time.perf_counter() - started):,.0f} solves/s)")
     if args.sandbox != "none":
         from autotts_graph.store.db import Store
-        from autotts_graph.store.trajectories import import_path
         from autotts_graph.tools.context import ToolContext
         from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
 
         store = Store(tmp / "bench.duckdb")
-        for m in MODELS:
-            import_path(store, data / m / "aime24.json")
-        envs = [f"{m}/aime24" for m in MODELS]
+        envs = ensure_envs(store, ("aime24",))
         ctx = ToolContext(store=store, sandbox=args.sandbox, workers=args.workers)
         if hasattr(ctx.backend, "pool"):  # a warm machine: containers ready before the clock starts
             ctx.backend.pool.start(wait=True)

@@ -25,6 +25,7 @@ from autotts_graph.sandbox.judge import judge_point, load_judge_pack, score_in_p
 from autotts_graph.sandbox.runtime.evaluate import load_controller_class
 from autotts_graph.store.packs import write_pack
 from autotts_graph.tools.reference import load_reference_rows
+from replay_data import data_root
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--interpreter", choices=["inprocess", "cpython", "pypy"], default="inprocess")
     args = parser.parse_args()
-    data = Path(os.environ.get("AUTOTTS_DATA", REPO.parent / "shared" / "data"))
+    data = data_root()
     rows = load_reference_rows(data / "reference-results")
     packs_dir = Path(tempfile.mkdtemp(prefix="autotts-ref-"))
     packs = {}

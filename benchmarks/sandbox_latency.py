@@ -23,12 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from replay_data import replay_dir
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "autotts-replay"
 
 
 def _records(n: int | None) -> list[dict]:
-    path = DATA / "Qwen3-4B" / "aime24.json"
+    path = replay_dir() / "Qwen3-4B" / "aime24.json"
     if path.exists():
         records = json.loads(path.read_text())
         return records[:n] if n else records
@@ -86,7 +87,7 @@ def search_sweep(repeats: int, workers: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "sweep.duckdb")
         for env in envs:
-            import_path(store, DATA / env.split("/")[0] / "aime24.json")
+            import_path(store, replay_dir() / env.split("/")[0] / "aime24.json")
         sock_dir = Path(tmp) / "daemon"
         sock_dir.mkdir(mode=0o700)
         sock = sock_dir / "sandbox.sock"

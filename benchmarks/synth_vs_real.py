@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -23,17 +22,12 @@ from autotts_graph.sandbox.judge import score_in_process
 from autotts_graph.sandbox.runtime.evaluate import load_controller_class
 from autotts_graph.store.packs import write_pack
 from autotts_graph.store.synth import PRESETS, synthesize
+from replay_data import replay_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CONTROLLERS = REPO / "sandbox" / "controllers"
 POINTS = {"sc": ("sc.py", {"k": 64}), "asc": ("asc.py", {"max_samples": 64, "threshold": 0.95}),
           "cmc": ("cmc.py", {"beta": 0.5})}
-
-
-def data_root() -> Path:
-    """``$AUTOTTS_DATA`` or the shared data folder next to the repository."""
-    env = os.environ.get("AUTOTTS_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
 
 
 def record_stats(records: list[dict]) -> dict[str, float]:
@@ -73,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[tuple[str, list[dict]]] = []
     if not args.no_real:
-        replay = data_root() / "autotts-replay"
+        replay = replay_dir()
         files = sorted(replay.glob("*/*.json"))
         if not files:
             print(f"note: no real replay files under {replay}; showing synthetic presets only",
