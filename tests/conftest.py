@@ -61,6 +61,26 @@ def real_store(tmp_path_factory, replay_dir: Path):
     return store
 
 
+def sandbox_name() -> str:
+    """'auto' (docker, else bwrap) when it works on this machine, else 'process' (AUTOTTS_TEST_SANDBOX overrides)."""
+    forced = os.environ.get("AUTOTTS_TEST_SANDBOX")
+    if forced:
+        return forced
+    try:
+        from autotts_graph.sandbox.select import make_backend
+
+        backend = make_backend("auto")
+    except Exception:
+        return "process"
+    backend.close()
+    return "auto"
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> str:
+    return sandbox_name()
+
+
 @pytest.fixture(scope="session")
 def controller_source():
     """name -> source of a baseline controller under sandbox/controllers/."""

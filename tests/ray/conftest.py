@@ -35,26 +35,6 @@ def require_ray() -> None:
         pytest.skip("ray is not installed (pip install -e '.[ray]')")
 
 
-def sandbox_name() -> str:
-    """'auto' (docker, else bwrap) when it works here, else 'process' (AUTOTTS_TEST_SANDBOX overrides)."""
-    forced = os.environ.get("AUTOTTS_TEST_SANDBOX")
-    if forced:
-        return forced
-    try:
-        from autotts_graph.sandbox.select import make_backend
-
-        backend = make_backend("auto")
-    except Exception:
-        return "process"
-    backend.close()
-    return "auto"
-
-
-@pytest.fixture(scope="session")
-def sandbox() -> str:
-    return sandbox_name()
-
-
 _RUNNING: dict[str, object] = {}  # the cluster of this directory's tests, while they run
 
 

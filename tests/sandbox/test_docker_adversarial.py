@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from autotts_graph.sandbox.backends.base import ErrorKind, SandboxResult
+from autotts_graph.sandbox.backends.base import INTERPRETER_ENV, ErrorKind, SandboxResult
 
 from .conftest import ADVERSARIAL_LIMITS, ASC, adversarial_source, host_processes_with, patient, report, wait_gone
 
@@ -55,8 +55,7 @@ def _check_env(result: SandboxResult, ctx: dict) -> None:
     rep = report(result)
     text = result.stderr_tail + str(result.error)
     assert "sk-autotts-FAKE" not in text
-    assert set(rep["env"]) <= {"PATH", "HOME", "LANG", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "PWD",
-                               "PYPY_GC_NURSERY", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}, rep["env"]
+    assert set(rep["env"]) <= {"PATH", "HOME", "LANG", "PYTHONPATH", "PWD", *INTERPRETER_ENV}, rep["env"]
     assert rep["leaks"] == [], rep
 
 

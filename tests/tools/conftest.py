@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -48,26 +47,6 @@ def build_store(path: Path):
     import_records(store, "Tiny", "search2", make_records(2, 10, 2))
     import_records(store, "Tiny", "secret", make_records(3, 12, 1), split="heldout")
     return store
-
-
-def sandbox_name() -> str:
-    """'auto' (docker, else bwrap) when it works on this machine, else 'process' (recorded in the report)."""
-    forced = os.environ.get("AUTOTTS_TEST_SANDBOX")
-    if forced:
-        return forced
-    try:
-        from autotts_graph.sandbox.select import make_backend
-
-        backend = make_backend("auto")
-    except Exception:
-        return "process"
-    backend.close()
-    return "auto"
-
-
-@pytest.fixture(scope="session")
-def sandbox() -> str:
-    return sandbox_name()
 
 
 @pytest.fixture
