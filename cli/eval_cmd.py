@@ -195,9 +195,9 @@ def eval_command(
         if out is not None:
             _report(out, label, reason, "", as_json)
             return
+    # No early start of the backend: it would save nothing measurable on new work (the first task creates
+    # it) and cost a cache hit ~0.4 s of Docker client start-up.
     ctx = make_context(store, sandbox, workers, timeout=timeout, executor=executor, ray_address=ray_address)
-    if executor == "local":
-        ctx.warm_up()
     try:
         with sweep_progress(f"eval {label}", ctx) as update:
             summary = _run_eval(ctx, req, update)
@@ -209,7 +209,9 @@ def eval_command(
 
 def _report(out: dict[str, Any], label: str, reason: str, where: str, as_json: bool) -> None:
     """Print an evaluation summary (as a dict) the way `eval` does, failing with one line on an error."""
-    if reason:
+    if out["backend"] == "cache":
+        typer.echo("sandbox: not needed (every point was already in the store)", err=True)
+    elif reason:
         typer.echo(f"sandbox: {out['backend']} ({reason})", err=True)
     if where:
         typer.echo(where, err=True)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autotts_graph.sandbox.judge import aggregate
 from pydantic import BaseModel, Field
 
 from .context import ToolContext
@@ -334,6 +333,7 @@ def fitted_tables(ctx: ToolContext, env: str, fit_envs: list[str],
 def _run_fitted(ctx: ToolContext, inp: BaselineInput, source: str, configs: list[dict[str, Any]],
                 progress: Callable[[int, int], None] | None) -> EvaluationSummary:
     """Fit, evaluate every distinct stop table per environment, stitch per-question results, record them."""
+    from autotts_graph.sandbox.judge import aggregate  # numpy: only fitted baselines need it here
     from autotts_graph.store import history
     from autotts_graph.store.trajectories import pack_path
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -88,15 +87,6 @@ class ToolContext:
 
                 self._backend, self.sandbox_reason = choose(self.sandbox)
             return self._backend
-
-    def warm_up(self) -> None:
-        """Start creating the backend (and its warm containers) in the background, so a one-off command's
-        first task does not wait for a cold start; errors surface at the first real use."""
-        def create() -> None:
-            with contextlib.suppress(Exception):
-                self.backend  # noqa: B018
-
-        threading.Thread(target=create, daemon=True, name="autotts-warm-up").start()
 
     def visible(self, env: EnvironmentInfo) -> bool:
         """May this caller see the environment?"""

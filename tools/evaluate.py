@@ -179,7 +179,8 @@ def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
     used: set[str] = set()
     replay_s = 0.0
     executor = ctx.executor if todo else None
-    interpreter = static.interpreter if executor and static.interpreter in executor.interpreters else "cpython"
+    # Cached points keep the interpreter their key names; new work runs on it when the backend has it.
+    interpreter = static.interpreter if executor is None or static.interpreter in executor.interpreters else "cpython"
 
     def task_of(batch: list[tuple]) -> SandboxTask:
         env, pack = batch[0][1], batch[0][3]

@@ -63,6 +63,13 @@ def test_eval_controller_file_and_json(tmp_path, tiny_store, controller_source):
     assert r.exit_code == 0, r.output
     body = json.loads(r.stdout)
     assert body["ok"] and [p["beta"] for p in body["points"]] == [0.0, 1.0]
+    # Asked again: the same figures straight from the store, and the user is told no sandbox ran.
+    again = invoke("eval", path, "--env", "tiny/a", "--betas", "0,1", "--seeds", "3", "--json", "--sandbox",
+                   "process", "--store", tiny_store.path)
+    assert again.exit_code == 0, again.output
+    cached = json.loads(again.stdout)
+    assert cached["cached_points"] == 2 and cached["backend"] == "cache" and cached["points"] == body["points"]
+    assert "every point was already in the store" in again.stderr
 
 
 def test_eval_reports_a_crashing_controller(tmp_path, tiny_store):
