@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -18,6 +20,20 @@ def wait_for_kill_point(pred: Callable[[], bool], timeout: float, proc: subproce
             return
         time.sleep(0.2)
     raise AssertionError("timed out waiting for the run to reach the kill point")
+
+
+def kill_9_at(proc: subprocess.Popen, pred: Callable[[], bool], timeout: float) -> None:
+    """Kill -9 the run once ``pred`` holds (as ``wait_for_kill_point``) and reap it; the run is never left
+    running, and it must have died of that SIGKILL."""
+    try:
+        wait_for_kill_point(pred, timeout, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
 
 
 def assert_nothing_lost_or_redone(store, run_id: str, before: dict, slots: int) -> dict:

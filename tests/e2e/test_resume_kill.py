@@ -3,14 +3,12 @@ with `--resume` without losing or redoing work."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 
 import pytest
 from autotts_graph.store import history
-from kill_point import assert_nothing_lost_or_redone, wait_for_kill_point
+from kill_point import assert_nothing_lost_or_redone, kill_9_at
 
 pytestmark = pytest.mark.slow
 
@@ -29,21 +27,15 @@ def test_kill_9_mid_round_then_resume(tiny_env_store, subprocess_env, tmp_path):
             "process", "--baselines", "sc", "--no-live", *SCRIPTED]
     env = {**subprocess_env, "SCRIPTED_PROPOSER_DELAY": "1.0"}
     proc = subprocess.Popen(_cli(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        def in_round_1() -> bool:
-            runs = history.list_runs(store)
-            if not runs:
-                return False
-            cands = history.list_candidates(store, runs[0]["run_id"])
-            return any(c["round"] == 1 for c in cands)
 
-        wait_for_kill_point(in_round_1, 180, proc)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    def in_round_1() -> bool:
+        runs = history.list_runs(store)
+        if not runs:
+            return False
+        cands = history.list_candidates(store, runs[0]["run_id"])
+        return any(c["round"] == 1 for c in cands)
+
+    kill_9_at(proc, in_round_1, 180)
     run_id = history.list_runs(store)[0]["run_id"]
     before = {c["candidate_id"]: c for c in history.list_candidates(store, run_id)}
     round0 = [c for c in before.values() if c["round"] == 0 and c["status"] == "evaluated"]
@@ -81,22 +73,16 @@ def test_kill_9_mid_generation_then_resume(tiny_env_store, subprocess_env):
     # Slot s proposes after 1 + 3 s seconds: the lanes of a generation finish far apart.
     env = {**subprocess_env, "SCRIPTED_PROPOSER_DELAY": "1.0", "SCRIPTED_SLOT_DELAY": "3.0"}
     proc = subprocess.Popen(_cli(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        def mid_generation_1() -> bool:
-            runs = history.list_runs(store)
-            if not runs:
-                return False
-            gen1 = [c for c in history.list_candidates(store, runs[0]["run_id"]) if c["round"] == 1]
-            done = [c for c in gen1 if c["status"] == "evaluated"]
-            return bool(done) and len(done) < 3
 
-        wait_for_kill_point(mid_generation_1, 240, proc)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    def mid_generation_1() -> bool:
+        runs = history.list_runs(store)
+        if not runs:
+            return False
+        gen1 = [c for c in history.list_candidates(store, runs[0]["run_id"]) if c["round"] == 1]
+        done = [c for c in gen1 if c["status"] == "evaluated"]
+        return bool(done) and len(done) < 3
+
+    kill_9_at(proc, mid_generation_1, 240)
     run_id = history.list_runs(store)[0]["run_id"]
     before = {c["candidate_id"]: c for c in history.list_candidates(store, run_id)}
     assert sorted((c["round"], c["slot"]) for c in before.values() if c["round"] == 0) == [(0, 0), (0, 1), (0, 2)]

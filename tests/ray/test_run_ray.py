@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from autotts_graph.cli.main import app
-from kill_point import assert_nothing_lost_or_redone, wait_for_kill_point
+from kill_point import assert_nothing_lost_or_redone, kill_9_at
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.ray
@@ -106,20 +105,13 @@ def test_kill_9_driver_mid_run_then_resume(two_nodes, tmp_path: Path, sandbox: s
     cli = [sys.executable, "-m", "autotts_graph.cli.main"]
     proc = subprocess.Popen(cli + run_args(store, sandbox, *SCRIPTED, "--executor", "ray"), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        def screening_in_generation_1() -> bool:
-            runs = history.list_runs(store)
-            return bool(runs) and any(c["round"] == 1 and c["status"] == "approved"
-                                      for c in history.list_candidates(store, runs[0]["run_id"]))
 
-        wait_for_kill_point(screening_in_generation_1, 240, proc)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    def screening_in_generation_1() -> bool:
+        runs = history.list_runs(store)
+        return bool(runs) and any(c["round"] == 1 and c["status"] == "approved"
+                                  for c in history.list_candidates(store, runs[0]["run_id"]))
+
+    kill_9_at(proc, screening_in_generation_1, 240)
     run_id = history.list_runs(store)[0]["run_id"]
     assert history.get_run(store, run_id)["status"] == "running"
     before = {c["candidate_id"]: c for c in history.list_candidates(store, run_id)}
