@@ -59,14 +59,24 @@ def _module_attribute(module: str, name: str) -> object | None:
     except ImportError:
         return None
 
-# CPython 3.11's AST constructor can raise a spurious "SystemError: AST constructor recursion depth mismatch"
-# when several threads parse at once (python/cpython gh-106905); the tool server and the graph's lanes do.
+# CPython 3.11 keeps the AST converter's recursion depth in one per-interpreter counter, so a conversion in
+# another thread makes ours fail with a spurious "SystemError: AST constructor recursion depth mismatch"
+# (python/cpython gh-106905). Our own parses take turns under the lock; a parse elsewhere (the traceback
+# module parses source lines when it formats an error for a log) can still collide, and each conversion
+# resets the counter, so the parse is simply repeated.
 _PARSE_LOCK = threading.Lock()
+_PARSE_ATTEMPTS = 5
 
 
 def parse(source: str, **kwargs: object) -> ast.Module:
     """``ast.parse`` that is safe to call from several threads (SyntaxError as usual)."""
     with _PARSE_LOCK:
+        for _ in range(_PARSE_ATTEMPTS - 1):
+            try:
+                return ast.parse(source, **kwargs)
+            except SystemError as exc:
+                if "recursion depth mismatch" not in str(exc):
+                    raise
         return ast.parse(source, **kwargs)
 
 
