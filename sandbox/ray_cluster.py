@@ -450,7 +450,8 @@ def node_report(sandbox: str = "auto") -> dict[str, Any]:
 
 
 def probe_nodes(ray: Any, sandbox: str = "auto", timeout_s: float = 120.0) -> list[dict[str, Any]]:
-    """``node_report`` of every alive node, each from a task pinned to that node (dead nodes listed too)."""
+    """``node_report`` of every alive node, each from a task pinned to that node (dead nodes listed too, with
+    those that died before the cluster noticed)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     probe = ray.remote(num_cpus=0, max_retries=0)(node_report)
@@ -469,6 +470,9 @@ def probe_nodes(ray: Any, sandbox: str = "auto", timeout_s: float = 120.0) -> li
         if ref is not None:
             try:
                 row.update(ray.get(ref, timeout=timeout_s))
+            except (ray.exceptions.TaskUnschedulableError, ray.exceptions.NodeDiedError):
+                # Gone before GCS noticed (it does after missed health checks): dead, like the ones it lists.
+                row["alive"] = False
             except Exception as exc:  # noqa: BLE001 - a node that cannot answer is reported, not fatal
                 row["error"] = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
         out.append(row)

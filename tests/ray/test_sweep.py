@@ -111,6 +111,32 @@ def test_node_death_mid_sweep_gives_the_identical_result(two_nodes, tmp_path, sa
     assert result["stats"].failed == 0
 
 
+def test_a_node_killed_just_before_connecting_counts_as_dead(two_nodes, tmp_path, sandbox) -> None:
+    from autotts_graph.sandbox.backends.base import SandboxTask
+    from autotts_graph.store.trajectories import pack_path
+    from autotts_graph.tools.ray_executor import RayExecutor
+
+    pack = str(pack_path(build_store(tmp_path / "s.duckdb"), "Tiny/a"))
+    task = SandboxTask(source=controller("asc"), packs={"Tiny/a": pack}, points=[{"beta": 0.5}], seeds=[0, 1],
+                       trace_seeds=[], work=12, interpreter="cpython")
+    # A raylet that stops answering is listed alive until the cluster's health checks give up on it; a probe
+    # sent to it in that window fails as unschedulable once they do. The node is dead, not a fault to report.
+    raylet = two_nodes.nodes[1].raylet_pid()
+    os.kill(raylet, signal.SIGSTOP)
+    try:
+        executor = RayExecutor(sandbox, address=two_nodes.address)
+    finally:
+        os.kill(raylet, signal.SIGKILL)  # the two_nodes fixture replaces it
+    try:
+        alive = [n for n in executor.nodes if n["alive"]]
+        assert len(alive) == 1 and alive[0]["head"] and "error" not in alive[0]
+        assert executor.slots == 1
+        (ok,) = list(executor.run([task]))
+        assert ok.ok, ok.error
+    finally:
+        executor.close()
+
+
 def test_hung_controller_is_cancelled_in_bounded_time(two_nodes, tmp_path, sandbox) -> None:
     from autotts_graph.sandbox.backends.base import SandboxTask
     from autotts_graph.store.trajectories import pack_path
