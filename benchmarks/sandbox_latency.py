@@ -7,9 +7,9 @@ Targets (issue #3): warm-pool added latency < 300 ms per task over in-process; a
 docker backend within 20% of in-process.
 
 ``--search-sweep`` instead times issue 11's full search sweep (CMC, 11 betas x the 4 AIME24 envs x 100
-seeds, judged, audited and recorded) through the docker sandbox on ``--workers`` (default 2) workers,
-best of ``--sweep-repeats``, with a pool of this process and with the sandbox daemon, and prints where
-the time went (replay in the boxes, judge, audit, recording). Target: < 15 s on 2 cores.
+seeds, judged, audited at the ``--audit`` level and recorded) through the docker sandbox on ``--workers``
+(default 2) workers, best of ``--sweep-repeats``, with a pool of this process and with the sandbox daemon, and prints where
+the time went (replay in the boxes, judge, the audits and their packs, recording). Target: < 15 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -54,11 +54,12 @@ def _median_s(fn, n: int) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
-def search_sweep(repeats: int, workers: int) -> int:
+def search_sweep(repeats: int, workers: int, audit_level: str = "standard") -> int:
     """Issue 11's full search sweep through evaluate_controller, with a local pool and with the daemon."""
     import subprocess
     import threading
 
+    import autotts_graph.sandbox.audit as audit
     import autotts_graph.sandbox.judge as judge
     import autotts_graph.tools.evaluate as evaluate
     from autotts_graph.sandbox import daemon
@@ -82,7 +83,10 @@ def search_sweep(repeats: int, workers: int) -> int:
         return wrapper
 
     judge.judge_point = timed("judge", judge.judge_point)  # evaluate imports it where it needs it
-    evaluate._audit = timed("audit", evaluate._audit)
+    # The audits of an environment (both packs built, both replays run, compared) and each pack's building.
+    evaluate._Sweep.audit = timed("audits", evaluate._Sweep.audit)
+    audit.CounterfactualAudit.build = timed("counterfactual pack", audit.CounterfactualAudit.build)
+    audit.RelabellingAudit.build = timed("relabelling pack", audit.RelabellingAudit.build)
     evaluate.history.record_evaluation = timed("record", evaluate.history.record_evaluation)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "sweep.duckdb")
@@ -114,7 +118,8 @@ def search_sweep(repeats: int, workers: int) -> int:
                     source = baseline_source("cmc") + f"\nFRESH = '{time.time_ns()}'  # never in the cache\n"
                     started = time.perf_counter()
                     summary = evaluate.evaluate_controller(ctx, evaluate.EvaluateInput(source=source, envs=envs,
-                                                                                       betas=betas, seeds=100))
+                                                                                       betas=betas, seeds=100,
+                                                                                       audit=audit_level))
                     took = time.perf_counter() - started
                     ctx.close()
                     assert summary.ok, summary.error
@@ -126,8 +131,8 @@ def search_sweep(repeats: int, workers: int) -> int:
             proc.terminate()
             proc.wait(60)
     for mode, took in best.items():
-        print(f"search sweep (11 betas x 4 AIME24 envs x 100 seeds, CMC) through docker on {workers} workers, "
-              f"{mode}: best {took:.2f} s [target < 15 s: {'met' if took < 15 else 'MISSED'}]")
+        print(f"search sweep (11 betas x 4 AIME24 envs x 100 seeds, CMC, {audit_level} audit) through docker on "
+              f"{workers} workers, {mode}: best {took:.2f} s [target < 15 s: {'met' if took < 15 else 'MISSED'}]")
     return 0
 
 
@@ -141,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-repeats", type=int, default=3)
     parser.add_argument("--search-sweep", action="store_true", help="time issue 11's full search sweep instead")
     parser.add_argument("--workers", type=int, default=2, help="parallel tasks of --search-sweep")
+    parser.add_argument("--audit", choices=["standard", "strict"], default="standard",
+                        help="the audit level of --search-sweep (strict: the selected controller's)")
     args = parser.parse_args(argv)
     if args.search_sweep:
-        return search_sweep(args.sweep_repeats, args.workers)
+        return search_sweep(args.sweep_repeats, args.workers, args.audit)
 
     from autotts_graph.sandbox.backends.base import Limits, SandboxTask
     from autotts_graph.sandbox.backends.docker import DockerBackend, DockerUnavailable

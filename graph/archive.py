@@ -35,7 +35,7 @@ BANDS_PER_OCTAVE = 1
 LLM_FAMILY = "llm"
 # Candidate statuses as agents see them; "screened" (stage 1 only) is an evaluated candidate with stage 1.
 FINAL_STATUS = {"evaluated": "evaluated", "screened": "evaluated", "check_failed": "check_failed",
-                "rejected": "rejected", "crashed": "crashed"}
+                "rejected": "rejected", "crashed": "crashed", "flagged": "crashed"}
 
 
 # --------------------------------------------------------------------------- niches

@@ -20,9 +20,10 @@ def new_id(prefix: str) -> str:
 
 
 def code_hash(source: str) -> str:
-    """Hash of a controller source (trailing whitespace per line ignored)."""
-    normalised = "\n".join(line.rstrip() for line in source.strip().splitlines())
-    return hashlib.sha256(normalised.encode()).hexdigest()[:16]
+    """Identity of one program: the hash of its exact source text. Never of a normalised text: a line
+    break that ``str.splitlines`` knows and Python's tokenizer does not (U+2028, \\x0c, ...) would make two
+    different programs one, and let one take the other's cached figures."""
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def cache_key(code: str, pack_hash: str, config: dict, seeds: list[int], trace_seeds: list[int],
@@ -77,8 +78,9 @@ def record_evaluation(store: Store, *, evaluation_id: str, code: str, label: str
             raise
 
 
-def cached_points(store: Store, keys: list[str]) -> dict[str, dict[str, Any]]:
-    """Previously evaluated points by cache key, with outcomes and traces, ready to be recorded again."""
+def cached_points(store: Store, keys: list[str], strict_audit: bool = False) -> dict[str, dict[str, Any]]:
+    """Previously evaluated points by cache key, with outcomes and traces, ready to be recorded again
+    (with ``strict_audit``, only points of evaluations that passed the strict audit)."""
     if not keys:
         return {}
     with store.connect(read_only=True) as con:
@@ -88,7 +90,9 @@ def cached_points(store: Store, keys: list[str]) -> dict[str, dict[str, Any]]:
                    p.cost_per_seed, p.seeds
             FROM evaluation_points p JOIN evaluations e USING (evaluation_id)
             WHERE e.status = 'ok' AND list_contains(?, p.cache_key)
-            QUALIFY row_number() OVER (PARTITION BY p.cache_key ORDER BY e.created_at) = 1""", [keys]).fetchall()
+              AND (NOT ? OR coalesce(json_extract_string(e.protocol, '$.audit'), '') = 'strict')
+            QUALIFY row_number() OVER (PARTITION BY p.cache_key ORDER BY e.created_at) = 1""",
+                           [keys, strict_audit]).fetchall()
         found: dict[str, dict[str, Any]] = {}
         for r in rows:
             where = [r[1], r[2], r[3]]  # evaluation, point, env

@@ -8,7 +8,8 @@ field named, not later in a report.
 
 A candidate's status moves along the lane: ``pending`` → ``checked`` | ``check_failed``; ``checked`` →
 ``approved`` | ``rejected``; ``approved`` → ``rejected`` (a reviewer) | ``screened`` | ``evaluated`` (no
-cascade) | ``crashed``; ``screened`` → ``evaluated`` | ``crashed``. Writing the status a candidate already
+cascade) | ``crashed``; ``screened`` → ``evaluated`` | ``crashed``; ``evaluated`` → ``flagged`` (the strict audit
+of a candidate about to be selected). Writing the status a candidate already
 has is allowed (a node re-run after a crash writes the same row again); any other move is a LedgerError.
 """
 
@@ -44,6 +45,7 @@ class CandidateStatus(StrEnum):
     SCREENED = "screened"  # stage 1 of the cascade
     EVALUATED = "evaluated"  # stage 2: the full β grid x seeds
     CRASHED = "crashed"  # an evaluation stage failed (crash, timeout, contract, audit)
+    FLAGGED = "flagged"  # fully evaluated, then flagged by the strict audit before selection: never selected
 
 
 _NEXT: dict[CandidateStatus, frozenset[CandidateStatus]] = {
@@ -52,6 +54,7 @@ _NEXT: dict[CandidateStatus, frozenset[CandidateStatus]] = {
     CandidateStatus.APPROVED: frozenset({CandidateStatus.REJECTED, CandidateStatus.SCREENED,
                                          CandidateStatus.EVALUATED, CandidateStatus.CRASHED}),
     CandidateStatus.SCREENED: frozenset({CandidateStatus.EVALUATED, CandidateStatus.CRASHED}),
+    CandidateStatus.EVALUATED: frozenset({CandidateStatus.FLAGGED}),
 }
 
 _STATUS_OF = {s.value: s for s in CandidateStatus}

@@ -50,7 +50,6 @@ class ToolContext:
     solve_timeout_s: float = 10.0  # the per-solve watchdog (`--timeout`); task deadlines scale from it
     executor_name: str = "local"  # where sandbox tasks run: "local" or "ray" (`--executor`)
     ray_address: str | None = None  # `--ray-address` / RAY_ADDRESS; none: Ray starts a local cluster
-    audit_solves: int = 6  # solves replayed on counterfactual data per (controller, environment)
     run: RunScope | None = None  # inside a discovery run: the defaults of its agents' tool calls
     _backend: SandboxBackend | None = None
     _executor: TaskExecutor | None = None

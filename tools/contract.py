@@ -20,7 +20,7 @@ from autotts_graph.sandbox.runtime.validate import BETA_GRID
 from autotts_graph.sandbox.static_checks import ALLOWED_DUNDERS, ALLOWED_IMPORTS, COST_READOUTS, FORBIDDEN_NAMES
 from pydantic import BaseModel, Field
 
-CONTRACT_VERSION = "1"
+CONTRACT_VERSION = "2"  # 2: answers are opaque labels (the relabelling audit)
 
 EXAMPLE_CONTROLLER = '''\
 from autotts_runtime import Controller, beta_confidence, majority, safe_probe_more, safe_probe_new, vote_stats
@@ -175,6 +175,21 @@ Details that matter:
   branch breaks the cost ledger and aborts the evaluation.
 * The question object exposes nothing else you may use (no gold answer, no branch lengths, no future).
 
+## Answers are opaque labels
+Use an answer string only for what a vote needs: equality with other answers, the order in which answers
+were first seen, lexicographic order (the tie-break of `weighted_vote`), and whether it is `'ERR'`. Do not
+know answers in advance (a benchmark's answer key), do not parse them as numbers or formulas, and do not let
+the iteration order of a `set` of answers decide anything (iterate a list, or a dict, which keeps first-seen
+order).
+
+Every evaluation is **audited**: a secret random sample of its solves is replayed (1) with everything those
+solves did not observe replaced by other real branches, and (2) with every answer string of the environment
+renamed by a secret bijection that keeps equality, first-seen order, lexicographic order and `'ERR'`. An
+honest controller takes exactly the same actions and gives the same answer; any difference fails the
+evaluation. The audited solves run in a secret order on one warm controller, so memory across questions or
+seeds, and counting calls, are caught as well. The sample catches a controller that deviates on 10 % of its
+solves with 99 % probability (2 % for the controller a discovery run selects).
+
 ## Helpers
 * `majority(answers)`: most frequent answer; ties go to the one seen first; `None` for an empty list.
 * `vote_stats(answers)` -> `(winner, top1, top2, total)`: winner as `majority`, `top1` its count, `top2`
@@ -206,7 +221,8 @@ and a majority vote), ASC (full reads until Beta confidence > 0.95), ESC (window
 one window is unanimous), Parallel-Probe (probe many branches in parallel, prune dissenters) and CMC
 (a probing controller with an EMA of confidence); their sources are available as baselines.
 A controller must differ substantively from them, use no hidden information and no dataset-specific
-shortcuts: held-out benchmarks, never seen during search, decide the final verdict.
+shortcuts (the audits above enforce it): held-out benchmarks, never seen during search, decide the final
+verdict.
 
 ## Workflow with the tools
 1. `list_environments` / `describe_environment` to see the search environments.

@@ -1,4 +1,16 @@
-"""Tool: score a controller source over environments x betas in the sandbox, record it in the history."""
+"""Tool: score a controller source over environments x betas in the sandbox, record it in the history.
+
+``evaluate_controller`` is the one judged path: every caller (CLI, baselines, graph, tool server, held-out)
+comes here. It runs in visible stages:
+
+1. **plan**: static checks on the host, one ``Job`` per (configuration, environment) with its cache key,
+   the points already in the cache;
+2. **run**: the jobs not cached, grouped into sandbox tasks (one environment each), on the executor;
+3. **judge**: every task's action records re-priced and scored on the host (``sandbox/judge.py``);
+4. **audit**: per environment, a secret sample of the new solves replayed under every audit of
+   ``sandbox/audit.py`` (counterfactual and relabelling), as soon as the environment's last task is in;
+5. **record**: the evaluation and its points in the store, figures only when every stage passed.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +22,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autotts_graph.sandbox.backends.base import (
     ErrorKind,
     SandboxError,
+    SandboxResult,
     SandboxTask,
     runtime_hash,
 )
@@ -28,13 +42,14 @@ from pydantic import BaseModel, Field
 from .context import ToolContext
 
 if TYPE_CHECKING:
-    from autotts_graph.sandbox.audit import Observed
+    from autotts_graph.sandbox.audit import Observed, Solve
 
 # The judge and the audit (numpy) are imported in the background while the first tasks run: a one-off
 # `eval` would otherwise load numpy before its task even starts (imported the usual way where needed).
 _JUDGE_MODULES = ("autotts_graph.sandbox.judge", "autotts_graph.sandbox.audit")
 
 DEFAULT_BETAS = [round(0.1 * i, 1) for i in range(11)]
+JUDGE_VERSION = "judge-2"  # part of every cache key: figures from an older, weaker path are never reused
 
 
 class EvaluateInput(BaseModel):
@@ -49,6 +64,10 @@ class EvaluateInput(BaseModel):
     trace_seeds: int = Field(default=1, ge=0, le=10, description="Keep full traces for seeds 0..trace_seeds-1.")
     label: str = Field(default="", description="Free text recorded with the evaluation.")
     split: str = Field(default="search", description="'search' or 'heldout'.")
+    audit: str = Field(default="standard", pattern="^(standard|strict)$",
+                       description="standard: every evaluation's audits (a 10 % deviation caught with 99 % "
+                                   "probability); strict: the selected controller's (a 2 % deviation). Cached "
+                                   "points serve a strict request only if they were audited strictly.")
     run_id: str | None = None
     candidate_id: str | None = None
 
@@ -81,29 +100,76 @@ class EvaluationSummary(BaseModel):
                                                      "over tasks (0 when everything came from the cache).")
 
 
+@dataclass(frozen=True)
+class Job:
+    """One point of an evaluation: a configuration on an environment, and the cache key of its figures."""
+
+    index: int  # the configuration's position in the request
+    env: str
+    config: dict[str, Any]
+    pack: Path
+    key: str
+
+
+@dataclass
+class EvaluationPlan:
+    """What an evaluation will do: its jobs, which of them the cache already answers, and any refusal."""
+
+    inp: EvaluateInput
+    configs: list[dict[str, Any]]
+    seeds: list[int]
+    trace_seeds: list[int]
+    code: str
+    runtime: str  # the cache keys' runtime part: runtime files, judge version, intended interpreter
+    interpreter: str  # the interpreter the source is meant for
+    packs: dict[str, Path]
+    jobs: list[Job]
+    cached: dict[str, dict[str, Any]]
+    error: SandboxError | None
+
+    @property
+    def todo(self) -> list[Job]:
+        return [] if self.error is not None else [j for j in self.jobs if j.key not in self.cached]
+
+    def per_env(self) -> dict[str, list[Job]]:
+        """The jobs to run, by environment, in request order."""
+        out: dict[str, list[Job]] = {}
+        for job in self.todo:
+            out.setdefault(job.env, []).append(job)
+        return out
+
+
+@dataclass
+class RunState:
+    """What the run, judge and audit stages have produced so far."""
+
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # cache key -> judged point
+    error: SandboxError | None = None
+    ran_on: set[str] = field(default_factory=set)
+    backends: set[str] = field(default_factory=set)
+    replay_s: float = 0.0
+    audited: dict[str, int] = field(default_factory=dict)  # audit name -> solves it replayed
+
+    def fail(self, error: SandboxError) -> None:
+        """Keep the first error: it is the one the caller sees."""
+        self.error = self.error or error
+
+
 def _configs(inp: EvaluateInput) -> list[dict[str, Any]]:
     if inp.configs is not None:
         return [dict(c) for c in inp.configs]
     return [{"beta": float(b)} for b in inp.betas]
 
 
-def _batches(todo: list[tuple], workers: int) -> list[list[tuple]]:
-    """Jobs grouped per environment into about one task per worker (at least one per environment): each
-    task loads its pack, warms PyPy's JIT and pays the sandbox's per-task overhead once."""
-    per_env: dict[str, list[tuple]] = {}
-    for job in todo:
-        per_env.setdefault(job[1], []).append(job)
-    target = max(1, workers)
-    size = max(1, -(-len(todo) // target))
-    batches = []
-    for env_jobs in per_env.values():
-        # Interleave by position so cheap (low beta) and expensive (high beta) points share a task.
-        n = max(1, -(-len(env_jobs) // size))
-        batches += [env_jobs[i::n] for i in range(n)]
-    return batches
+def _rejected(message: str, details: list[str] | None = None, kind: ErrorKind = ErrorKind.contract) -> SandboxError:
+    return SandboxError(kind=kind, message=message, details=details or [])
 
 
-JUDGE_VERSION = "judge-1"  # part of every cache key: figures from an older, forgeable path are never reused
+def _questions(pack: Path, known: dict[Path, int]) -> int:
+    """Questions in a pack, from its answer key (no numpy needed before the first task starts)."""
+    if pack not in known:
+        known[pack] = len(json.loads(key_path(pack).read_text())["gold"])
+    return known[pack]
 
 
 def _load_judge_in_background() -> None:
@@ -117,35 +183,20 @@ def _load_judge_in_background() -> None:
     threading.Thread(target=load, daemon=True, name="autotts-judge-import").start()
 
 
-def _questions(pack: Path, known: dict[Path, int]) -> int:
-    """Questions in a pack, from its answer key (no numpy needed before the first task starts)."""
-    if pack not in known:
-        known[pack] = len(json.loads(key_path(pack).read_text())["gold"])
-    return known[pack]
+# --------------------------------------------------------------------------------------------------------
+# 1. plan
 
 
-def _rejected(message: str, details: list[str] | None = None, kind: ErrorKind = ErrorKind.contract) -> SandboxError:
-    return SandboxError(kind=kind, message=message, details=details or [])
-
-
-def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
-                        progress: Callable[[int, int], None] | None = None) -> EvaluationSummary:
-    """Score every (env, config) point through the one judged path, reusing cached points, and record it.
-
-    Every caller (CLI, baselines, graph, tool server, held-out) comes here: static checks on the host, the
-    runtime in the sandbox (PyPy when the source allows), the judge on the host, the counterfactual audit.
-    A candidate that fails any of them gets an error and no figures.
-    """
-    started = time.perf_counter()
+def plan_evaluation(ctx: ToolContext, inp: EvaluateInput) -> EvaluationPlan:
+    """Static checks, the jobs and their cache keys, and the cached points (none when the source is refused)."""
     configs = _configs(inp)
-    seeds = list(range(inp.seeds))
-    trace_seeds = list(range(inp.trace_seeds))
+    seeds, trace_seeds = list(range(inp.seeds)), list(range(inp.trace_seeds))
     code = history.code_hash(inp.source)
     static = check_source(inp.source)
     # The interpreter the source is meant for keys the cache; a backend without PyPy runs it on CPython
     # with identical figures, and the protocol records what actually ran.
     rt = f"{runtime_hash()}:{JUDGE_VERSION}:{static.interpreter}"
-    error: SandboxError | None = None
+    error = None
     if static.errors:
         more = f" (and {len(static.errors) - 1} more)" if len(static.errors) > 1 else ""
         kind = ErrorKind.syntax if static.errors[0].startswith("syntax error") else ErrorKind.contract
@@ -155,167 +206,231 @@ def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
     with ctx.store.connect(read_only=True):
         ctx.require_visible(inp.envs)
         packs = {env: pack_path(ctx.store, env) for env in inp.envs}
-        jobs = []  # (point_index, env, config, pack, cache key)
-        for idx, config in enumerate(configs):
-            for env in inp.envs:
-                key = history.cache_key(code, packs[env].stem, config, seeds, trace_seeds, rt)
-                jobs.append((idx, env, config, packs[env], key))
-        cached = history.cached_points(ctx.store, [j[4] for j in jobs]) if error is None else {}
-    todo = [j for j in jobs if j[4] not in cached] if error is None else []
-    done = len(jobs) - len(todo)
-    if progress:
-        progress(done, len(jobs))
-    results: dict[str, dict[str, Any]] = {}
-    secret = random.SystemRandom()  # which solves get audited must be unpredictable to the controller
-    per_env: dict[str, list[tuple]] = {}
+        jobs = [Job(idx, env, config, packs[env], history.cache_key(code, packs[env].stem, config, seeds, trace_seeds,
+                                                                    rt))
+                for idx, config in enumerate(configs) for env in inp.envs]
+        cached = {} if error else history.cached_points(ctx.store, [j.key for j in jobs],
+                                                        strict_audit=inp.audit == "strict")
+    return EvaluationPlan(inp=inp, configs=configs, seeds=seeds, trace_seeds=trace_seeds, code=code, runtime=rt,
+                          interpreter=static.interpreter, packs=packs, jobs=jobs, cached=cached, error=error)
+
+
+def _batches(todo: list[Job], workers: int) -> list[list[Job]]:
+    """Jobs grouped per environment into about one task per worker (at least one per environment): each
+    task loads its pack, warms PyPy's JIT and pays the sandbox's per-task overhead once."""
+    per_env: dict[str, list[Job]] = {}
     for job in todo:
-        per_env.setdefault(job[1], []).append(job)
-    questions: dict[Path, int] = {}
-    if todo:
-        _load_judge_in_background()
-    audits: dict[str, list[tuple[int, int, int]]] = {}  # drawn (secretly) when an environment's first result comes
-    observed: dict[str, dict[tuple[int, int, int], Observed]] = {env: {} for env in per_env}
-    ran_on: set[str] = set()
-    used: set[str] = set()
-    replay_s = 0.0
-    executor = ctx.executor if todo else None
-    # Cached points keep the interpreter their key names; new work runs on it when the backend has it.
-    interpreter = static.interpreter if executor is None or static.interpreter in executor.interpreters else "cpython"
+        per_env.setdefault(job.env, []).append(job)
+    size = max(1, -(-len(todo) // max(1, workers)))
+    batches = []
+    for env_jobs in per_env.values():
+        # Interleave by position so cheap (low beta) and expensive (high beta) points share a task.
+        n = max(1, -(-len(env_jobs) // size))
+        batches += [env_jobs[i::n] for i in range(n)]
+    return batches
 
-    def task_of(batch: list[tuple]) -> SandboxTask:
-        env, pack = batch[0][1], batch[0][3]
-        work = len(batch) * len(seeds) * _questions(pack, questions)
-        return SandboxTask(source=inp.source, packs={env: str(pack)}, points=[j[2] for j in batch], seeds=seeds,
-                           trace_seeds=trace_seeds, interpreter=interpreter, work=work,
-                           solve_timeout_s=ctx.solve_timeout_s)
 
-    if todo:
-        batches = _batches(todo, ctx.workers)
-        left = {env: sum(b[0][1] == env for b in batches) for env in per_env}  # batches still to be judged
-        auditing: dict[str, Future[SandboxError | None]] = {}
-        # An environment's audit starts as soon as its last result arrives, while other environments still
-        # replay: only the last ones' audits remain when the replay ends.
-        audit_lane = ThreadPoolExecutor(max_workers=len(per_env), thread_name_prefix="autotts-audit")
+# --------------------------------------------------------------------------------------------------------
+# 2.-4. run, judge, audit
 
-        def start_audit(env: str, seen: dict[tuple[int, int, int], Observed]) -> None:
-            auditing[env] = audit_lane.submit(_audit, ctx, inp.source, interpreter, {env: per_env[env]}, packs,
-                                              seeds, {env: seen})
 
+class _Sweep:
+    """The run, judge and audit stages of one evaluation's new jobs."""
+
+    def __init__(self, ctx: ToolContext, plan: EvaluationPlan, interpreter: str,
+                 progress: Callable[[int, int], None] | None) -> None:
+        self.ctx, self.plan, self.interpreter, self.progress = ctx, plan, interpreter, progress
+        self.state = RunState()
+        self.per_env = plan.per_env()
+        self.secret = random.SystemRandom()  # which solves get audited must be unpredictable to the controller
+        self.questions: dict[Path, int] = {}
+        self.samples: dict[str, dict[str, list[Solve]]] = {}  # env -> audit name -> its sampled solves
+        self.observed: dict[str, dict[Solve, Observed]] = {env: {} for env in self.per_env}
+        self.auditing: dict[str, Future[SandboxError | None]] = {}
+        self.done = len(plan.jobs) - len(plan.todo)
+
+    def task_of(self, batch: list[Job]) -> SandboxTask:
+        work = len(batch) * len(self.plan.seeds) * _questions(batch[0].pack, self.questions)
+        return SandboxTask(source=self.plan.inp.source, packs={batch[0].env: str(batch[0].pack)},
+                           points=[j.config for j in batch], seeds=self.plan.seeds,
+                           trace_seeds=self.plan.trace_seeds, interpreter=self.interpreter, work=work,
+                           solve_timeout_s=self.ctx.solve_timeout_s)
+
+    def draw_samples(self) -> None:
+        """The audited solves of every audit and environment, drawn before any result is seen: the audit
+        level's budget shared over the environments in proportion to their new solves."""
+        from autotts_graph.sandbox.audit import AUDITS, audit_budget, choose_solves
+
+        n_seeds = len(self.plan.seeds)
+        sizes = {env: len(jobs) * n_seeds * _questions(jobs[0].pack, self.questions)
+                 for env, jobs in self.per_env.items()}
+        budget = audit_budget(self.plan.inp.audit, sizes)  # type: ignore[arg-type]
+        for env, jobs in self.per_env.items():
+            q = _questions(jobs[0].pack, self.questions)
+            self.samples[env] = {a.name: choose_solves(len(jobs), self.plan.seeds, q, budget[env], self.secret)
+                                 for a in AUDITS}
+
+    def wanted(self, env: str) -> list[Solve]:
+        """Every solve of ``env`` some audit replays."""
+        return sorted({s for solves in self.samples[env].values() for s in solves})
+
+    def run(self) -> None:
+        """Run the batches; judge each result as it arrives; start an environment's audits with its last."""
+        batches = _batches(self.plan.todo, self.ctx.workers)
+        left = {env: sum(b[0].env == env for b in batches) for env in self.per_env}
+        audit_lane = ThreadPoolExecutor(max_workers=len(self.per_env), thread_name_prefix="autotts-audit")
         try:
-            for batch, res in zip(batches, executor.run([task_of(b) for b in batches]), strict=True):
-                done += len(batch)
-                if progress:
-                    progress(done, len(jobs))
-                env = batch[0][1]
+            executor = self.ctx.executor
+            for batch, res in zip(batches, executor.run([self.task_of(b) for b in batches]), strict=True):
+                self.done += len(batch)
+                if self.progress:
+                    self.progress(self.done, len(self.plan.jobs))
+                env = batch[0].env
                 left[env] -= 1
-                if not res.ok:
-                    error = error or res.error
-                    continue
-                ran_on.add(res.interpreter)
-                used.add(res.backend)
-                replay_s += res.runner_s
-                if len(res.results or []) != len(batch):
-                    error = error or _rejected(f"the sandbox returned {len(res.results or [])} results for "
-                                               f"{len(batch)} points")
-                    continue
-                # Here, not above: the background import (numpy) must not hold up the first task's start.
-                from autotts_graph.sandbox.audit import (
-                    choose_solves,
-                    observed_from_record,
-                    observed_rows,
-                    same_observations,
-                )
-                from autotts_graph.sandbox.judge import JudgeError, judge_point, load_judge_pack
-
-                jp = load_judge_pack(packs[env])
-                if env not in audits:
-                    audits[env] = choose_solves(len(per_env[env]), seeds, jp.questions, ctx.audit_solves, secret)
-                early: dict[tuple[int, int, int], Observed] | None = None
-                if left[env] == 0 and error is None:
-                    # The environment's last batch: its audit starts from the audited solves read off the
-                    # record and runs while the judge checks the whole record (the verdict counts only if
-                    # the judge accepts the record, and then these solves are exactly the judged ones).
-                    early = dict(observed[env])
-                    for job, raw in zip(batch, res.results, strict=True):
-                        rows = observed_from_record(raw, per_env[env].index(job), audits[env], jp, seeds)
-                        if rows is None:
-                            early = None
-                            break
-                        early.update(rows)
-                    if early is not None:
-                        start_audit(env, early)
-                for job, raw in zip(batch, res.results, strict=True):  # a batch is one environment's
-                    try:
-                        point, judged = judge_point(jp, raw, job[2], seeds, frozenset(trace_seeds))
-                    except JudgeError as exc:
-                        error = error or _rejected(f"the judge rejected the result: {exc}")
-                        continue
-                    local = per_env[env].index(job)
-                    observed[env].update(observed_rows(judged, local, audits[env], jp.questions, seeds, jp.vocab))
-                    results[job[4]] = {**point, "interpreter": res.interpreter}
-                if left[env] == 0 and error is None:
-                    if early is None:
-                        start_audit(env, observed[env])
-                    elif not same_observations(early, observed[env]):  # impossible once the judge accepted it
-                        error = _rejected("the audited solves differ from the judged record")
+                self.judge(batch, res, last=left[env] == 0, lane=audit_lane)
         finally:
             audit_lane.shutdown(wait=True)  # audits already started finish (and clean up) even after an error
-        for future in auditing.values():
-            error = error or future.result()
+        for future in self.auditing.values():
+            error = future.result()
+            if error is not None:
+                self.state.fail(error)
+        for env in self.auditing:
+            for name, solves in self.samples[env].items():
+                self.state.audited[name] = self.state.audited.get(name, 0) + len(solves)
+
+    def judge(self, batch: list[Job], res: SandboxResult, last: bool, lane: ThreadPoolExecutor) -> None:
+        """Judge one task's records; on the environment's last task, start its audits."""
+        state = self.state
+        if not res.ok:
+            state.fail(res.error)
+            return
+        state.ran_on.add(res.interpreter)
+        state.backends.add(res.backend)
+        state.replay_s += res.runner_s
+        if len(res.results or []) != len(batch):
+            state.fail(_rejected(f"the sandbox returned {len(res.results or [])} results for {len(batch)} points"))
+            return
+        # Here, not above: the background import (numpy) must not hold up the first task's start.
+        from autotts_graph.sandbox.audit import observed_from_record, observed_rows, same_observations
+        from autotts_graph.sandbox.judge import JudgeError, judge_point, load_judge_pack
+
+        env = batch[0].env
+        jp = load_judge_pack(self.plan.packs[env])
+        if not self.samples:
+            self.draw_samples()
+        wanted = self.wanted(env)
+        jobs = self.per_env[env]
+        early: dict[Solve, Observed] | None = None
+        if last and state.error is None:
+            # The environment's last batch: its audits start from the audited solves read off the record and
+            # run while the judge checks the whole record (the verdict counts only if the judge accepts the
+            # record, and then these solves are exactly the judged ones).
+            early = dict(self.observed[env])
+            for job, raw in zip(batch, res.results, strict=True):
+                rows = observed_from_record(raw, jobs.index(job), wanted, jp, self.plan.seeds)
+                if rows is None:
+                    early = None
+                    break
+                early.update(rows)
+            if early is not None:
+                self.auditing[env] = lane.submit(self.audit, env, early)
+        for job, raw in zip(batch, res.results, strict=True):  # a batch is one environment's
+            try:
+                point, judged = judge_point(jp, raw, job.config, self.plan.seeds, frozenset(self.plan.trace_seeds))
+            except JudgeError as exc:
+                state.fail(_rejected(f"the judge rejected the result: {exc}"))
+                continue
+            self.observed[env].update(observed_rows(judged, jobs.index(job), wanted, jp.questions, self.plan.seeds))
+            state.results[job.key] = {**point, "interpreter": res.interpreter}
+        if last and state.error is None:
+            if early is None:
+                self.auditing[env] = lane.submit(self.audit, env, self.observed[env])
+            elif not same_observations(early, self.observed[env]):  # impossible once the judge accepted it
+                state.fail(_rejected("the audited solves differ from the judged record"))
+
+    def audit(self, env: str, observed: dict[Solve, Observed]) -> SandboxError | None:
+        """Replay ``env``'s sampled solves under every audit, side by side; an error if any differ."""
+        from autotts_graph.sandbox.audit import AUDITS, differences
+        from autotts_graph.sandbox.judge import load_judge_pack
+
+        pack, configs = self.plan.packs[env], [j.config for j in self.per_env[env]]
+        plans = []
+        try:
+            for audit in AUDITS:
+                solves = self.samples[env][audit.name]
+                plans.append(audit.build(pack, {s: observed[s] for s in solves}, self.secret))
+            tasks = [SandboxTask(source=self.plan.inp.source, packs={env: str(p.pack)}, points=configs,
+                                 seeds=self.plan.seeds, trace_seeds=[], solves=p.solves, interpreter=self.interpreter,
+                                 work=len(p.solves), solve_timeout_s=self.ctx.solve_timeout_s) for p in plans]
+            original = load_judge_pack(pack)
+            for plan, res in zip(plans, self.ctx.executor.run(tasks), strict=True):
+                if not res.ok:
+                    err = res.error
+                    return _rejected(f"the {plan.audit.name} audit's replay failed ({err.kind.value}: "
+                                     f"{err.message}): the controller behaves differently when run again with "
+                                     f"{plan.audit.changed}", err.details, ErrorKind.audit)
+                problems = differences(plan, original, observed, res.results or [], configs)
+                if problems:
+                    return _rejected(f"the {plan.audit.name} audit flagged the controller: {problems[0]}. "
+                                     "Controllers may act only on what the primitives returned in the current "
+                                     "question (no reading of replay data, no memory across questions or seeds) "
+                                     "and must treat answers as opaque labels (equality, first-seen order, "
+                                     "lexicographic order and 'ERR' only; no answer known in advance, no "
+                                     "iteration over a set of answers).", problems[:10], ErrorKind.audit)
+        finally:
+            for plan in plans:
+                plan.workdir.cleanup()
+        return None
+
+
+# --------------------------------------------------------------------------------------------------------
+# 5. record, and the whole path
+
+
+def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
+                        progress: Callable[[int, int], None] | None = None) -> EvaluationSummary:
+    """Score every (env, config) point through the one judged path, reusing cached points, and record it.
+
+    Static checks on the host, the runtime in the sandbox (PyPy when the source allows), the judge on the
+    host, the counterfactual and relabelling audits. A candidate that fails any of them gets an error and
+    no figures.
+    """
+    started = time.perf_counter()
+    plan = plan_evaluation(ctx, inp)
+    todo = plan.todo
+    if progress:
+        progress(len(plan.jobs) - len(todo), len(plan.jobs))
+    executor = ctx.executor if todo else None
+    # Cached points keep the interpreter their key names; new work runs on it when the backend has it.
+    interpreter = plan.interpreter if executor is None or plan.interpreter in executor.interpreters else "cpython"
+    state = RunState(error=plan.error)
+    if todo:
+        _load_judge_in_background()
+        sweep = _Sweep(ctx, plan, interpreter, progress)
+        sweep.run()
+        state = sweep.state
     points = []
-    for idx, env, config, pack, key in jobs:
-        pt = cached.get(key) or results.get(key)
-        if pt is None:
-            continue
-        points.append({**pt, "point_index": idx, "env": env, "config": config, "pack_hash": Path(pack).stem,
-                       "cache_key": key, "beta": config.get("beta")})
+    for job in plan.jobs:
+        pt = plan.cached.get(job.key) or state.results.get(job.key)
+        if pt is not None:
+            points.append({**pt, "point_index": job.index, "env": job.env, "config": job.config,
+                           "pack_hash": job.pack.stem, "cache_key": job.key, "beta": job.config.get("beta")})
     evaluation_id = history.new_id("ev")
-    ok = error is None
-    backend = "+".join(sorted(used)) or ("cache" if not todo else "none")
-    protocol = {"seeds": inp.seeds, "trace_seeds": inp.trace_seeds, "envs": inp.envs, "configs": configs,
-                "runtime": rt, "backend": backend, "executor": ctx.executor_name,
-                "interpreter": "+".join(sorted(ran_on)) or interpreter,
-                "audited_solves": sum(len(v) for v in audits.values())}
-    history.record_evaluation(ctx.store, evaluation_id=evaluation_id, code=code, label=inp.label,
+    ok = state.error is None
+    backend = "+".join(sorted(state.backends)) or ("cache" if not todo else "none")
+    protocol = {"seeds": inp.seeds, "trace_seeds": inp.trace_seeds, "envs": inp.envs, "configs": plan.configs,
+                "runtime": plan.runtime, "backend": backend, "executor": ctx.executor_name,
+                "interpreter": "+".join(sorted(state.ran_on)) or interpreter, "audit": inp.audit,
+                "audited_solves": state.audited}
+    history.record_evaluation(ctx.store, evaluation_id=evaluation_id, code=plan.code, label=inp.label,
                               split=inp.split, protocol=protocol, points=points if ok else [],
-                              status="ok" if ok else "error", error=error.model_dump(mode="json") if error else None,
+                              status="ok" if ok else "error",
+                              error=state.error.model_dump(mode="json") if state.error else None,
                               elapsed_s=time.perf_counter() - started, run_id=inp.run_id,
                               candidate_id=inp.candidate_id)
     summaries = [PointSummary(env=p["env"], point_index=p["point_index"], beta=p["beta"], config=p["config"],
                               description=p["description"], accuracy=p["accuracy"], avg_cost=p["avg_cost"],
                               std_acc=p["std_acc"]) for p in points] if ok else []
-    return EvaluationSummary(evaluation_id=evaluation_id, ok=ok, error=error, points=summaries,
-                             cached_points=len(jobs) - len(todo), elapsed_s=time.perf_counter() - started,
-                             backend=backend, interpreter=protocol["interpreter"], replay_s=replay_s)
-
-
-def _audit(ctx: ToolContext, source: str, interpreter: str, per_env: dict[str, list[tuple]],
-           packs: dict[str, Path], seeds: list[int],
-           observed: dict[str, dict[tuple[int, int, int], Observed]]) -> SandboxError | None:
-    """Replay the audited solves of every environment on counterfactual data; an error if any differ."""
-    from autotts_graph.sandbox.audit import build_plan, differences
-    from autotts_graph.sandbox.judge import load_judge_pack
-
-    rng = random.SystemRandom()
-    plans = {env: build_plan(packs[env], load_judge_pack(packs[env]).gold_text, seen, rng)
-             for env, seen in observed.items() if seen}
-    try:
-        configs = {env: [j[2] for j in per_env[env]] for env in plans}
-        tasks = [SandboxTask(source=source, packs={env: str(plan.pack)}, points=configs[env], seeds=seeds,
-                             trace_seeds=[], solves=plan.solves, interpreter=interpreter, work=len(plan.solves),
-                             solve_timeout_s=ctx.solve_timeout_s) for env, plan in plans.items()]
-        for (env, plan), res in zip(plans.items(), ctx.executor.run(tasks), strict=True):
-            if not res.ok:
-                err = res.error
-                return _rejected(f"the audit replay failed ({err.kind.value}: {err.message}): the controller "
-                                 "behaves differently when run again", err.details, ErrorKind.audit)
-            problems = differences(plan, load_judge_pack(packs[env]).gold_text, observed[env], res.results or [],
-                                   configs[env])
-            if problems:
-                return _rejected(f"the audit flagged the controller: {problems[0]}. Controllers may act only on "
-                                 "what the primitives returned in the current question (no reading of replay "
-                                 "data, no memory across questions or seeds).", problems[:10], ErrorKind.audit)
-    finally:
-        for plan in plans.values():
-            plan.workdir.cleanup()
-    return None
+    return EvaluationSummary(evaluation_id=evaluation_id, ok=ok, error=state.error, points=summaries,
+                             cached_points=len(plan.jobs) - len(todo), elapsed_s=time.perf_counter() - started,
+                             backend=backend, interpreter=protocol["interpreter"], replay_s=state.replay_s)

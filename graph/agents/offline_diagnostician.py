@@ -31,6 +31,17 @@ def _accuracy_index(inp: DiagnoseInput) -> tuple[dict[tuple, float], dict[str, f
     return acc_at, top_beta
 
 
+_SUGGESTIONS = {
+    "hidden_information": "act only on what probe_new/probe_more/full reads returned in the current question: no "
+                          "reading of replay data or internals, no memory across questions or seeds, and return an "
+                          "answer the controller observed",
+    "known_answers": "treat answers as opaque labels: compare them only for equality, by first-seen order, "
+                     "lexicographically or with 'ERR'; no answer known in advance, no parsing them as numbers, no "
+                     "iteration over a set of answers (use a list or a dict in first-seen order)",
+    "contract_violation": "return a plain str the controller observed (or None) and touch only opened branches",
+}
+
+
 class StatsDiagnostician:
     """Failure modes from outcome statistics and sampled traces, with counts, examples and actions."""
 
@@ -47,13 +58,11 @@ class StatsDiagnostician:
         """Structured failure modes; ``actions`` ordered by how much each mode costs."""
         if inp.error_kind in ("audit", "contract"):
             # The judge refused the figures: no statistics to read, the code itself must change.
-            kind = "hidden_information" if inp.error_kind == "audit" else "contract_violation"
+            kind = "contract_violation"
+            if inp.error_kind == "audit":
+                kind = "known_answers" if "relabelling audit" in (inp.error or "") else "hidden_information"
             mode = FailureMode(kind=kind, count=1, share=1.0, evidence=[(inp.error or "")[:400]],
-                               suggestion="act only on what probe_new/probe_more/full reads returned in the current "
-                                          "question: no reading of replay data or internals, no memory across "
-                                          "questions or seeds, and return an answer the controller observed"
-                               if kind == "hidden_information" else
-                               "return a plain str the controller observed (or None) and touch only opened branches")
+                               suggestion=_SUGGESTIONS[kind])
             return Diagnosis(summary=f"{kind}: {(inp.error or inp.error_kind)[:200]}", failure_modes=[mode],
                              actions=["fix_crash"], crashed=True)
         if inp.error_kind:

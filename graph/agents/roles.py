@@ -45,7 +45,8 @@ class FailureMode(BaseModel):
 
     kind: str = Field(description="e.g. premature_stop, wasted_tokens, pruned_correct, never_converged, "
                                   "below_baseline, crash, timeout, no_scaling, hidden_information (flagged by the "
-                                  "audit), contract_violation (refused by the judge)")
+                                  "counterfactual audit), known_answers (flagged by the relabelling audit), "
+                                  "contract_violation (refused by the judge)")
     count: int = 0
     share: float = 0.0  # fraction of the relevant (question, seed) cases
     evidence: list[str] = Field(default_factory=list)

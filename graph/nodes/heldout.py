@@ -29,7 +29,7 @@ def evaluate_heldout(deps: Deps, selected: str) -> tuple[HeldoutResult | None, d
         progress = (lambda d, t: deps.progress("heldout", d, t)) if deps.progress else None
         summary = evaluate_controller(deps.full_ctx, EvaluateInput(
             source=cand["source"], envs=cfg.heldout_envs, betas=cfg.betas, seeds=cfg.seeds, trace_seeds=0,
-            label=f"heldout {cand['name'] or selected}", split="heldout", run_id=cfg.run_id,
+            label=f"heldout {cand['name'] or selected}", split="heldout", audit="strict", run_id=cfg.run_id,
             candidate_id=selected), progress)
         evaluation_id = summary.evaluation_id
     ev = history.get_evaluation(deps.store, evaluation_id)

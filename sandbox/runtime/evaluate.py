@@ -102,7 +102,8 @@ def evaluate_point(cls: type, pack: ReplayPack, config: dict, seeds: list[int],
     Nothing here scores: per solve it keeps the answer (as a code into the pack's vocabulary, -1 for None),
     the probe reads of every opened branch and the fully read branches. The host-side judge re-prices
     these against its own copy of the pack and compares answers with gold answers the box never holds.
-    ``only`` restricts the loop to given (seed, question) solves, each with a fresh controller (audits).
+    ``only`` restricts the loop to given (seed, question) solves, run in that order on the same controller
+    (audits: an audited solve comes wherever it comes in the controller's life, as in an evaluation).
     """
     controller = instantiate(cls, config)
     recorder = controller.trace
@@ -116,9 +117,6 @@ def evaluate_point(cls: type, pack: ReplayPack, config: dict, seeds: list[int],
     traces: list[dict[str, Any]] = []
     clock = time.perf_counter
     for row, (seed, qi) in enumerate(solves):
-        if only is not None:
-            controller = instantiate(cls, config)
-            recorder = controller.trace
         recorder.enabled = seed in trace_seeds
         env = Question(pack.questions[qi], seed)
         if watch is not None:

@@ -52,7 +52,7 @@ def run_task(task: dict[str, Any], watch: Watch | None = None) -> dict[str, Any]
         trace_seeds = frozenset(int(s) for s in task.get("trace_seeds", [0]))
         points = task["points"]
         results = []
-        if task.get("solves") is not None:  # an audit: chosen solves, each with a fresh controller
+        if task.get("solves") is not None:  # an audit: chosen solves, one controller per point
             for index, solves in sorted(_audit_groups(task).items()):
                 for pack in packs.values():
                     results.append(evaluate_point(cls, pack, points[index], seeds, frozenset(), solves, watch))

@@ -69,6 +69,40 @@ def controller(n: int, extra: str = "", nonmonotone: bool = False) -> str:
     return src
 
 
+# Knows the answers in advance (every action depends only on what it observed and on its constants): only the
+# relabelling audit can tell.
+MEMORISED = """\"\"\"Scripted controller {n} with an answer key.\"\"\"
+
+from autotts_runtime import Controller, majority, safe_probe_more, safe_probe_new
+
+KEY = {key!r}
+
+
+class Memorised{n}(Controller):
+    NAME = "memorised{n}"
+
+    def schedule(self, beta):
+        return {{"branches": 1 + round(7 * beta)}}
+
+    def solve(self, question):
+        self.trace.record("start", goal="read until a known answer shows")
+        seen = []
+        for _ in range(self.params["branches"]):
+            opened = safe_probe_new(question)
+            if opened is None:
+                break
+            answer, index, finished = opened
+            while answer not in KEY and not finished:
+                seen.append(answer)
+                answer, finished = safe_probe_more(question, index)
+            seen.append(answer)
+            if answer in KEY:
+                break
+        winner = answer if seen and answer in KEY else majority(seen)
+        self.trace.record("finish", output={{"answer": winner}})
+        return winner
+"""
+
 WEAK = """\"\"\"Scripted weak controller {n}: one branch, one probe.\"\"\"
 
 from autotts_runtime import Controller, safe_probe_new
@@ -93,7 +127,7 @@ class ScriptedProposer:
     """Returns sources from a script; by default a new valid controller per call.
 
     ``script`` items: "ok", "syntax", "nonmonotone", "crash", "hang", "cheat", "import", "repeat" (the first source
-    again), "weak" (one branch, one probe: far below any majority vote). Items are consumed in order; ``scripts``
+    again), "weak" (one branch, one probe: far below any majority vote), "memorised" (an answer key: ``key``). Items are consumed in order; ``scripts``
     gives one script per slot instead (lanes of a generation call the proposer concurrently). After the script
     the proposer keeps returning new valid controllers. ``calls`` records every input.
     ``SCRIPTED_PROPOSER_DELAY`` (+ ``SCRIPTED_SLOT_DELAY`` x slot) seconds are slept per call.
@@ -102,8 +136,9 @@ class ScriptedProposer:
     name = "scripted-proposer"
 
     def __init__(self, script: list[str] | None = None, seed: int = 0, delay_s: float | None = None,
-                 scripts: dict[int, list[str]] | None = None) -> None:
+                 scripts: dict[int, list[str]] | None = None, key: frozenset[str] = frozenset()) -> None:
         self.script = list(script or [])
+        self.key = key
         self.scripts = {k: list(v) for k, v in (scripts or {}).items()}
         self.base = seed * 100
         self.n = self.base
@@ -138,6 +173,8 @@ class ScriptedProposer:
             src = controller(self.base + 1)  # the same source as the run's first proposal
         elif kind == "weak":
             src = WEAK.format(n=self.n)
+        elif kind == "memorised":
+            src = MEMORISED.format(n=self.n, key=self.key)
         else:
             src = controller(self.n)
         return Proposal(source=src, rationale=f"scripted {kind}")

@@ -88,6 +88,49 @@ def test_audit_flag_is_a_failure_the_diagnostician_explains_and_never_selected(r
     assert "no memory across questions or seeds" in diagnosis.failure_modes[0].suggestion
 
 
+def _answer_key(store) -> frozenset[str]:
+    with store.connect(read_only=True) as con:
+        return frozenset(r[0] for r in con.execute("SELECT gold_answer FROM questions").fetchall())
+
+
+def test_an_answer_key_is_flagged_explained_and_never_selected(run_graph, graph_store):
+    """The relabelling audit flags a candidate that knows the answers; the diagnostician names it."""
+    from autotts_graph.graph.agents.offline_diagnostician import StatsDiagnostician
+
+    proposer = ScriptedProposer(["memorised"], key=_answer_key(graph_store))
+    state, roles, _ = run_graph(proposer=proposer, diagnostician=StatsDiagnostician())
+    assert state.status == "done"
+    cands = history.list_candidates(graph_store, state.config.run_id)
+    assert [c["status"] for c in cands] == ["crashed", "evaluated"]
+    assert state.selected == cands[1]["candidate_id"]
+    assert "relabelling audit" in proposer.calls[1].feedback[0]
+    diagnosis = history.get_diagnoses(graph_store, state.config.run_id)[cands[0]["candidate_id"]]
+    assert diagnosis["failure_modes"][0]["kind"] == "known_answers"
+    assert "opaque labels" in diagnosis["failure_modes"][0]["suggestion"]
+
+
+def test_the_strict_audit_before_selection_flags_what_the_lanes_missed(run_graph, graph_store, monkeypatch):
+    """With no audit in the lanes (as if a rare cheater slipped through them), the strict audit of the
+    candidate about to be selected flags it, the diagnostician explains it, and the next best is selected;
+    the held-out evaluation is audited strictly too."""
+    import autotts_graph.sandbox.audit as audit
+    from autotts_graph.graph.agents.offline_diagnostician import StatsDiagnostician
+
+    budget = audit.audit_budget
+    monkeypatch.setattr(audit, "audit_budget",
+                        lambda level, sizes: budget(level, sizes) if level == "strict" else dict.fromkeys(sizes, 0))
+    proposer = ScriptedProposer(["memorised", "weak"], key=_answer_key(graph_store))
+    state, _, _ = run_graph(proposer=proposer, diagnostician=StatsDiagnostician(), rounds=2)
+    assert state.status == "done"
+    cands = history.list_candidates(graph_store, state.config.run_id)
+    assert [c["status"] for c in cands] == ["flagged", "evaluated"]  # the cheater had the better fitness
+    assert state.selected == cands[1]["candidate_id"]
+    diagnosis = history.get_diagnoses(graph_store, state.config.run_id)[cands[0]["candidate_id"]]
+    assert diagnosis["failure_modes"][0]["kind"] == "known_answers"
+    held = history.get_evaluation(graph_store, state.heldout.evaluation_id)
+    assert held["protocol"]["audit"] == "strict" and sum(held["protocol"]["audited_solves"].values()) > 0
+
+
 def test_timeout_goes_to_diagnostician(run_graph):
     proposer = ScriptedProposer(["hang"])
     state, roles, _ = run_graph(proposer=proposer, eval_timeout_s=3)

@@ -37,9 +37,12 @@ def test_identical_source_is_evaluated_once(tiny_store, controller_source):
     ctx = ctx_for(tiny_store)
     inp = EvaluateInput(source=controller_source("asc"), envs=["tiny/a", "tiny/b"], betas=[0.5, 1.0], seeds=4)
     first = evaluate_controller(ctx, inp)
-    again = evaluate_controller(ctx, inp.model_copy(update={"source": controller_source("asc") + "\n\n"}))
+    again = evaluate_controller(ctx, inp)
+    # A different text is a different program, even by one blank line: it is evaluated on its own.
+    other = evaluate_controller(ctx, inp.model_copy(update={"source": controller_source("asc") + "\n\n"}))
     ctx.close()
-    assert first.cached_points == 0 and again.cached_points == 4
+    assert first.cached_points == 0 and again.cached_points == 4 and other.cached_points == 0
+    assert [p.model_dump() for p in other.points] == [p.model_dump() for p in first.points]
     assert [p.model_dump() for p in first.points] == [p.model_dump() for p in again.points]
     assert history.get_outcomes(tiny_store, again.evaluation_id) == history.get_outcomes(tiny_store,
                                                                                          first.evaluation_id)
