@@ -8,8 +8,9 @@ docker backend within 20% of in-process.
 
 ``--search-sweep`` instead times issue 11's full search sweep (CMC, 11 betas x the 4 AIME24 envs x 100
 seeds, judged, audited at the ``--audit`` level and recorded) through the docker sandbox on ``--workers``
-(default 2) workers, best of ``--sweep-repeats``, with a pool of this process and with the sandbox daemon, and prints where
-the time went (replay in the boxes, judge, the audits and their packs, recording). Target: < 15 s on 2 cores.
+(default 2) workers, best of ``--sweep-repeats``, with a pool of this process and with the sandbox daemon,
+and prints where the time went (replay in the boxes, judge, the audits and their packs, recording).
+Target: < 15 s on 2 cores.
 """
 
 from __future__ import annotations

@@ -127,8 +127,9 @@ class ScriptedProposer:
     """Returns sources from a script; by default a new valid controller per call.
 
     ``script`` items: "ok", "syntax", "nonmonotone", "crash", "hang", "cheat", "import", "repeat" (the first source
-    again), "weak" (one branch, one probe: far below any majority vote), "memorised" (an answer key: ``key``). Items are consumed in order; ``scripts``
-    gives one script per slot instead (lanes of a generation call the proposer concurrently). After the script
+    again), "weak" (one branch, one probe: far below any majority vote), "memorised" (an answer key: ``key``).
+    Items are consumed in order; ``scripts`` gives one script per slot instead (lanes of a generation call the
+    proposer concurrently). After the script
     the proposer keeps returning new valid controllers. ``calls`` records every input.
     ``SCRIPTED_PROPOSER_DELAY`` (+ ``SCRIPTED_SLOT_DELAY`` x slot) seconds are slept per call.
     """

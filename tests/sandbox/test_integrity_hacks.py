@@ -288,3 +288,36 @@ def test_a_controller_that_cheats_on_every_tenth_call_is_caught(real_ctx, no_sta
         source = ORACLE.replace("RULE", "return CALLS[0] % 10 == 9") + f"# attempt {attempt}\n"
         summary = _evaluate(real_ctx, source, SEARCH, seeds=10)
         _assert_flagged(real_ctx, summary)
+
+
+# --------------------------------------------------------------------------------------------------------
+# 4. Honest figures hold: no false flag, reference rows exact, through the audited path.
+
+REFERENCE = [  # (model, method, config): one row of the authors' CSVs per method, and spec §8.2 held-out figures
+    ("Qwen3-4B", "aime24", "asc", {"max_samples": 64, "threshold": 0.95}),
+    ("Qwen3-8B", "aime24", "esc", {"max_samples": 64, "window_size": 8}),
+    ("Qwen3-0.6B", "aime24", "parallel_probe", {"num_chains": 16, "T": 40, "prune_patience": 7, "warm_up": 15}),
+    ("Qwen3-4B", "aime24", "cmc", {"beta": 0.9}),
+    ("Qwen3-8B", "aime25", "cmc", {"beta": 0.5}),
+]
+
+
+def test_reference_figures_are_exact_under_the_strict_audit(real_ctx, data_dir):
+    """The authors' rows (and the spec's held-out figures) through sandbox, judge and both audits at the
+    strict level (228 audited solves each): no flag, and the same digits as the reference."""
+    from autotts_graph.tools.reference import load_reference_rows
+
+    rows = load_reference_rows(data_dir / "reference-results")
+    spec_aime25 = {("Qwen3-8B", "cmc"): (74.1, 361201.19633333327)}
+    for model, dataset, method, config in REFERENCE:
+        summary = evaluate_controller(real_ctx, EvaluateInput(
+            source=(CONTROLLERS / f"{method}.py").read_text(), envs=[f"{model}/{dataset}"], configs=[config],
+            seeds=100, trace_seeds=0, audit="strict", split="heldout" if dataset == "aime25" else "search"))
+        assert summary.ok, (model, method, summary.error)
+        point = summary.points[0]
+        if dataset == "aime25":
+            assert (point.accuracy, point.avg_cost) == spec_aime25[(model, method)]
+            continue
+        row = next(r for r in rows if r.model == model and r.method == method
+                   and all(r.config.get(k) == v for k, v in config.items() if k in r.config))
+        assert (point.accuracy, int(point.avg_cost)) == (row.accuracy, row.cost), (model, method)

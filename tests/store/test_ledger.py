@@ -75,8 +75,8 @@ def test_moves_the_lane_cannot_make_and_unknown_columns_are_refused(tmp_path):
         ledger.update_candidate("cand-1", CandidateStatus.APPROVED)
     with pytest.raises(ValidationError, match="genome"):
         ledger.update_candidate("cand-1", CandidateStatus.CHECK_FAILED, genome={})
-    with pytest.raises(ValueError, match="'flagged' is not a valid CandidateStatus"):
-        ledger.update_candidate("cand-1", "flagged")
+    with pytest.raises(ValueError, match="'promoted' is not a valid CandidateStatus"):
+        ledger.update_candidate("cand-1", "promoted")
     with pytest.raises(LedgerError, match="unknown candidate 'cand-x' in run run-a"):
         ledger.update_candidate("cand-x", CandidateStatus.CHECKED)
     with pytest.raises(LedgerError, match="belongs to run run-b"):
