@@ -105,26 +105,32 @@ def test_import_is_light():
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
-ORACLE = '''import numpy
-from autotts_runtime import Controller, majority, safe_probe_new
-_PACK = numpy.load("/packs/0.npz")
-_VOCAB = [str(v) for v in _PACK["vocab"]]
-_OFFSETS = [int(x) for x in _PACK["question_offsets"]]
-_CALLS = [0]
-class Oracle(Controller):
+# Remembers each question's answer across seeds (keyed by its first probe): it passes the static checks, runs
+# in the box, and only the audit can tell.
+CHEATER = '''from autotts_runtime import Controller, majority, safe_full_read, safe_probe_new
+MEMORY = {}
+class Memo(Controller):
     def solve(self, question):
         self.trace.record("start")
-        qi = _CALLS[0] % (len(_OFFSETS) - 1)
-        _CALLS[0] += 1
-        target = majority([_VOCAB[c] for c in _PACK["finals"][_OFFSETS[qi]:_OFFSETS[qi + 1]]])
-        seen = []
-        while target not in seen:
+        first = safe_probe_new(question)
+        key = first[0]
+        if key not in MEMORY:
+            answers = [first[0]]
+            for _ in range(6):
+                got = safe_full_read(question)
+                if got is not None:
+                    answers.append(got)
+            MEMORY[key] = majority(answers)
+            self.trace.record("finish")
+            return MEMORY[key]
+        seen = [first[0]]
+        while MEMORY[key] not in seen:
             got = safe_probe_new(question)
             if got is None:
                 break
             seen.append(got[0])
         self.trace.record("finish")
-        return target if target in seen else majority(seen)
+        return MEMORY[key] if MEMORY[key] in seen else majority(seen)
 '''
 
 
@@ -159,7 +165,7 @@ def test_one_container_pool_cheater_then_honest_client_then_shutdown(store, sand
         async def go():
             async with http_session(url) as cheater:
                 flagged = mcp_result(await cheater.call_tool("evaluate_controller", {
-                    "source": ORACLE, "envs": ["Tiny/wide"], "betas": [0.5, 1.0], "seeds": 4}))
+                    "source": CHEATER, "envs": ["Tiny/wide"], "betas": [0.5, 1.0], "seeds": 4}))
             assert not flagged["ok"] and flagged["error"]["kind"] == "audit", flagged
             async with http_session(url) as honest:
                 return mcp_result(await honest.call_tool("run_baseline", {
