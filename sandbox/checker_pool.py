@@ -1,10 +1,11 @@
 """The static checks in a few worker processes, each bounded in time and memory (the tool server's checker).
 
 Parsing a source holds the interpreter lock from the first character to the last: a 3 MB source stalled
-every other client of an in-process server for seconds. A worker parses in its own process, so the
-server's threads and event loop run on while it works; a check that runs past ``timeout_s`` is killed
-(and its worker replaced), and a worker's address space is capped at ``memory_mb``, so no source can stall
-the server or exhaust the host. Sources over ``MAX_SOURCE_CHARS`` are refused before any worker sees them.
+every other client of an in-process server for seconds. A worker parses in its own process, at a lower
+CPU priority, so the server's threads and event loop run on while it works; a check that runs past
+``timeout_s`` is killed (and its worker replaced), and a worker's address space is capped at
+``memory_mb``, so no source can stall the server or exhaust the host. Sources over ``MAX_SOURCE_CHARS``
+are refused before any worker sees them.
 
 A worker is ``python -m autotts_graph.sandbox.checker_pool``: it reads one JSON request per line on stdin
 (``{"source": ...}``) and answers one JSON ``StaticReport`` per line on stdout.
@@ -29,7 +30,7 @@ log = logging.getLogger("autotts_graph.sandbox.checker_pool")
 
 DEFAULT_WORKERS = 2
 DEFAULT_TIMEOUT_S = 20.0  # a source at the size cap takes under a second; a busy 2-core host is slower
-DEFAULT_MEMORY_MB = 1024  # a worker with numpy loaded maps ~400 MB; the largest source needs ~150 MB more
+DEFAULT_MEMORY_MB = 512  # a warm worker maps ~100 MB; the costliest source at the cap peaked at ~300 MB
 # One BLAS thread: a worker does no linear algebra, and each BLAS thread would reserve address space.
 _WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -177,6 +178,8 @@ def _serve(memory_mb: int) -> None:
     from .static_checks import reserved_private_names
 
     reserved_private_names()
+    with contextlib.suppress(OSError):
+        os.nice(10)  # behind the server's own threads when the cores are busy: light calls stay quick
     limit = memory_mb * 1024 * 1024
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

@@ -174,9 +174,11 @@ def _parse_error(source: str) -> tuple[ast.Module | None, str | None]:
         return parse(source), None
     except SyntaxError as exc:
         return None, f"syntax error at line {exc.lineno}: {exc.msg}"
-    except (RecursionError, MemoryError):
-        # The parser's own limits (deep nesting makes it run out of stack or memory).
+    except RecursionError:  # the parser's own stack limit
         return None, f"the source is nested too deeply to check (at most {MAX_DEPTH} levels); flatten it"
+    except MemoryError:  # deep nesting exhausts the parser's stack too, not only a big tree
+        return None, (f"the parser ran out of memory: the source is nested too deeply (at most {MAX_DEPTH} "
+                      "levels) or too big to check; flatten or shorten it")
     except ValueError as exc:  # e.g. a null byte in the source
         return None, f"syntax error: {exc}"
 

@@ -282,8 +282,11 @@ def test_hacks_past_the_static_checks_meet_the_judge_and_audit(hack_ctx, no_stat
     _assert_rejected(hack_ctx, source, kinds)
 
 
-def test_patched_cost_read_outs_change_nothing(hack_ctx):
-    """The box's ledger is the controller's to break; the judge prices the reads it made: two probes."""
+def test_patched_cost_read_outs_change_nothing(hack_ctx, no_static_checks):
+    """The box's ledger is the controller's to break; the judge prices the reads it made: two probes. (The
+    static checks refuse ``type(question)``, the way to the class; the judge holds without them.)"""
+    assert any("'type'" in e for e in check_source(PATCHED_LEDGER).errors)
+    no_static_checks("cpython")
     summary = _evaluate(hack_ctx, PATCHED_LEDGER)
     assert summary.ok, summary.error
     assert {p.avg_cost for p in summary.points} == {1000.0}
