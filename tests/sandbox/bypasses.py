@@ -33,6 +33,34 @@ class Oracle(Controller):
         return target if target in seen else majority(seen)
 '''
 
+# An attack no static rule can see: it remembers each question's answer across seeds (keyed by its first
+# probe). Only the audit can tell (test_reward_hacks.py, and the tool server's cheater in test_server_cli.py).
+MEMO = HEAD + '''
+MEMORY = {}
+class Memo(Controller):
+    def solve(self, question):
+        self.trace.record("start")
+        first = safe_probe_new(question)
+        key = first[0]
+        if key not in MEMORY:
+            answers = [first[0]]
+            for _ in range(6):
+                got = safe_full_read(question)
+                if got is not None:
+                    answers.append(got)
+            MEMORY[key] = majority(answers)
+            self.trace.record("finish")
+            return MEMORY[key]
+        seen = [first[0]]
+        while MEMORY[key] not in seen:
+            got = safe_probe_new(question)
+            if got is None:
+                break
+            seen.append(got[0])
+        self.trace.record("finish")
+        return MEMORY[key] if MEMORY[key] in seen else majority(seen)
+'''
+
 PLAIN_TAIL = '''
 class Plain(Controller):
     def solve(self, question):

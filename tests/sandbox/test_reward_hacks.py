@@ -18,7 +18,7 @@ from autotts_graph.store.trajectories import import_records
 from autotts_graph.tools.context import ToolContext
 from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
 
-from .bypasses import BYPASSES, HEAD, ORACLE_TAIL, Bypass
+from .bypasses import BYPASSES, HEAD, MEMO, ORACLE_TAIL, Bypass
 from .conftest import need
 
 ENV = "Hack/env"
@@ -57,31 +57,6 @@ def hidden_finals(question):
     return list(frame.f_locals["pack"].questions[frame.f_locals["qi"]].finals)
 ''' + ORACLE_TAIL
 
-MEMO = HEAD + '''
-MEMORY = {}
-class Memo(Controller):
-    def solve(self, question):
-        self.trace.record("start")
-        first = safe_probe_new(question)
-        key = first[0]
-        if key not in MEMORY:
-            answers = [first[0]]
-            for _ in range(6):
-                got = safe_full_read(question)
-                if got is not None:
-                    answers.append(got)
-            MEMORY[key] = majority(answers)
-            self.trace.record("finish")
-            return MEMORY[key]
-        seen = [first[0]]
-        while MEMORY[key] not in seen:
-            got = safe_probe_new(question)
-            if got is None:
-                break
-            seen.append(got[0])
-        self.trace.record("finish")
-        return MEMORY[key] if MEMORY[key] in seen else majority(seen)
-'''
 
 STR_SUBCLASS = HEAD + '''
 class Always(str):

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 
 import pytest
 
 from .conftest import baseline_src, build_store, http_session, make_records, mcp_result, serve
-from .test_server_cli import ENV, serve_args
+from .test_server_cli import stdio_session
 
 LABELS_ENV = "Tiny/labels"
 # Gold answers no branch ever gives: any output that contains one states the gold. Questions 3 and 4 keep
@@ -92,18 +90,9 @@ def _assert_gold(text: str, labels: dict) -> None:
 
 
 def _stdio(store, *flags: str):
-    from mcp import ClientSession, StdioServerParameters
-    from mcp.client.stdio import stdio_client
-
-    params = StdioServerParameters(command=sys.executable, args=serve_args(store, "--sandbox", "auto", *flags)[1:],
-                                   env=ENV)
-
     async def go():
-        with open(os.devnull, "w") as errlog:
-            async with stdio_client(params, errlog=errlog) as (read, write):
-                async with ClientSession(read, write) as s:
-                    await s.initialize()
-                    return await _every_output(s)
+        async with stdio_session(store, "--sandbox", "auto", *flags) as s:
+            return await _every_output(s)
 
     return asyncio.run(go())
 
