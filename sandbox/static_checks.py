@@ -260,12 +260,16 @@ class _Checker:
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.exports = _runtime_exports()
-        self.reserved = reserved_private_names()
         self.modules: dict[str, str] = {}  # local alias -> imported module
         self.imported: set[str] = set()
         self.scope_of: dict[int, _Scope] = {}  # node -> the scope it is evaluated in
         self.scopes: dict[int, _Scope] = {}  # scope node -> its scope
         self.defined: set[str] = set()  # private attributes the source's own classes define
+
+    @property
+    def reserved(self) -> frozenset[str]:
+        """The runtime's private names, read on first need (most sources use no private name at all)."""
+        return reserved_private_names()
 
     def error(self, node: ast.AST, message: str) -> None:
         self.errors.append(f"line {getattr(node, 'lineno', 0)}: {message}")
