@@ -133,3 +133,19 @@ def test_exposing_heldout_data_does_not_expose_gold(gold_store, sandbox):
         columns = query_store(ctx, QueryInput(sql="SELECT * FROM questions")).columns
         assert ("gold_answer" in columns) is expose_gold
         ctx.close()
+
+
+def test_the_graph_agents_tools_give_no_gold(gold_store, sandbox):
+    """The graph's own agents get the registry's tools as LangChain tools (graph/agents/tools.py): the same
+    answers, so no gold either."""
+    from autotts_graph.tools.context import ToolContext
+    from autotts_graph.tools.langchain import make_langchain_tools
+
+    ctx = ToolContext(store=gold_store, sandbox=sandbox, workers=1)
+    try:
+        tools = {t.name: t for t in make_langchain_tools(ctx, ["describe_environment", "query_store"])}
+        described = json.loads(tools["describe_environment"].invoke({"env": LABELS_ENV}))
+        rows = tools["query_store"].invoke({"sql": "SELECT * FROM questions"})
+    finally:
+        ctx.close()
+    _assert_no_gold(json.dumps(described) + str(rows), described)
