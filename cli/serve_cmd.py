@@ -35,6 +35,10 @@ def serve(
     expose_heldout: Annotated[bool, typer.Option(
         "--expose-heldout",
         help="Let clients see held-out environments and their evaluations (not during discovery).")] = False,
+    expose_gold: Annotated[bool, typer.Option(
+        "--expose-gold",
+        help="Let clients see gold answers (describe_environment, questions.gold_answer in query_store): for "
+             "trusted local analysis only; by default tools report correctness, never the gold.")] = False,
     sandbox: Annotated[str, typer.Option(
         "--sandbox",
         help="auto (docker, else bwrap), docker or bwrap; the unsandboxed 'process' backend is refused.")
@@ -67,13 +71,14 @@ def serve(
     if transport == "http":
         check_http_binding(host, token)
     run_server(store, transport=transport, host=host, port=port, token=token, expose_heldout=expose_heldout,
-               sandbox=sandbox, max_concurrent=max_concurrent, workers=workers, call_timeout=call_timeout,
-               solve_timeout=timeout, executor=executor, ray_address=ray_address)
+               expose_gold=expose_gold, sandbox=sandbox, max_concurrent=max_concurrent, workers=workers,
+               call_timeout=call_timeout, solve_timeout=timeout, executor=executor, ray_address=ray_address)
 
 
 def run_server(store: Path, *, transport: str, host: str, port: int, token: str | None, expose_heldout: bool,
                sandbox: str, max_concurrent: int, workers: int | None, call_timeout: float,
-               solve_timeout: float = 10.0, executor: str = "local", ray_address: str | None = None) -> None:
+               expose_gold: bool = False, solve_timeout: float = 10.0, executor: str = "local",
+               ray_address: str | None = None) -> None:
     """Build the context and the server, then serve until the client or a signal ends it."""
     import logging
 
@@ -87,8 +92,8 @@ def run_server(store: Path, *, transport: str, host: str, port: int, token: str 
     # On Ray, each evaluation spreads over the cluster's cores (0: ask the cluster).
     default_workers = 0 if executor == "ray" else max(1, cores // max_concurrent)
     ctx = ToolContext(store=Store(store), sandbox=sandbox, workers=workers or default_workers,
-                      expose_heldout=expose_heldout, solve_timeout_s=solve_timeout, executor_name=executor,
-                      ray_address=ray_address)
+                      expose_heldout=expose_heldout, expose_gold=expose_gold, solve_timeout_s=solve_timeout,
+                      executor_name=executor, ray_address=ray_address)
     try:
         ctx.backend  # noqa: B018  (fail now, not at the first call, when no sandbox works here; validate runs here)
         ctx.executor  # noqa: B018  (on Ray: connect and check every node's sandbox now)

@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -81,6 +82,35 @@ def task_command(memory_mb: int, interpreter: str = "pypy") -> list[str]:
     exe = INTERPRETERS[interpreter]
     return ["/usr/bin/env", "-i", *TASK_ENV, "/bin/sh", "-c",
             f"ulimit -v {memory_mb * 1024} && exec {exe} -s -B -m autotts_runtime.runner"]
+
+
+def open_exec_stream(api: Any, exec_id: str) -> socket.socket:
+    """Start an exec and return its hijacked stream as a socket that belongs to the caller alone.
+
+    docker-py returns the connection's ``SocketIO`` with the HTTP response attached to it (``_response``):
+    a reference cycle that only the cyclic garbage collector frees. When a collection finalises the urllib3
+    response before the ``SocketIO`` (which one comes first depends on earlier collections), the response
+    closes its connection and with it the socket a reader thread is blocked on: a rare "Bad file
+    descriptor" mid-task. So the stream is a duplicate of the descriptor, and every SDK object around it
+    is closed here, at once, leaving the collector nothing of ours to close. Both exec paths (the
+    pre-started runner and a fresh exec) open their stream here.
+    """
+    wrapper = api.exec_start(exec_id, socket=True)
+    raw = getattr(wrapper, "_sock", None)
+    if not isinstance(raw, socket.socket) or isinstance(raw, ssl.SSLSocket):
+        # TLS or SSH transports: docker-py hands out the socket itself with the response kept on it, so the
+        # response lives as long as the socket we hold (and a TLS stream cannot be duplicated).
+        return wrapper
+    try:
+        sock = raw.dup()
+    finally:
+        response = getattr(wrapper, "_response", None)
+        for close in (getattr(response, "close", None), wrapper.close, raw.close):
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+    sock.settimeout(None)  # not the client's HTTP timeout: the task's own limit governs
+    return sock
 
 
 class PoolError(RuntimeError):
@@ -405,9 +435,7 @@ class ContainerPool:
             api = self.client.api
             exec_id = api.exec_create(slot.id, task_command(self.spec.memory_mb, interpreter), stdin=True,
                                       stdout=True, stderr=True, user=TASK_USER, workdir="/tmp")["Id"]
-            sock = api.exec_start(exec_id, socket=True)._sock
-            sock.settimeout(None)  # not the client's HTTP timeout: a task may stay silent for minutes
-            slot.runner = (exec_id, sock, interpreter)
+            slot.runner = (exec_id, open_exec_stream(api, exec_id), interpreter)
         except Exception as exc:
             log.debug("cannot pre-start a runner in %s: %s", slot.container.name, exc)
             slot.runner = None

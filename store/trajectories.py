@@ -249,7 +249,8 @@ def pack_path(store: Store, name: str) -> Path:
 
 
 def describe_environment(store: Store, name: str) -> dict[str, Any]:
-    """Summary and per-question statistics of one environment (no question text)."""
+    """Summary and per-question statistics of one environment (no question text; gold answers included: this
+    is the host's view, tools/environments.py decides what a tool caller sees)."""
     require_environments(store, [name])
     info = next(e for e in list_environments(store) if e.name == name)
     with store.connect(read_only=True) as con:
@@ -265,7 +266,7 @@ def describe_environment(store: Store, name: str) -> dict[str, Any]:
     per_question = [
         {"question_index": r[0], "gold_answer": r[1], "branches": r[2], "mean_tokens": round(r[3], 1),
          "mean_probes": round(r[4], 2), "branch_accuracy": round(r[5], 4), "err_probe_fraction": round(r[6], 4),
-         "modal_final_answer": r[7]}
+         "modal_final_answer": r[7], "modal_final_correct": r[7] == r[1]}
         for r in rows
     ]
     return {**info.model_dump(), "source": spec[1], "spec": json.loads(spec[0] or "{}"),

@@ -5,14 +5,25 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from autotts_graph.sandbox.backends.base import SandboxBackend
+from autotts_graph.sandbox.static_checks import StaticReport, check_source
 from autotts_graph.store.db import Store, StoreError
 from autotts_graph.store.trajectories import EnvironmentInfo, list_environments
 from pydantic import BaseModel, ConfigDict, Field
 
 from .executors import TaskExecutor
+
+
+class StaticChecker(Protocol):
+    """Where a context's static checks run (``sandbox/checker_pool.CheckerPool`` in the tool server)."""
+
+    def check(self, source: str) -> StaticReport:
+        """The static report of ``source`` (an error report, never an exception, when checking fails)."""
+
+    def close(self) -> None:
+        """Stop the checker's workers."""
 
 
 class RunScope(BaseModel):
@@ -37,20 +48,24 @@ class ToolContext:
     """Shared by all tools of one caller (a CLI command, a graph run, a tool server).
 
     Held-out environments (store split ``heldout`` or named in ``hidden_envs``) are invisible unless
-    ``expose_heldout``: agents must never see them during discovery. ``run`` scopes tool defaults to a
-    discovery run (see ``RunScope``).
+    ``expose_heldout``: agents must never see them during discovery. Gold answers never leave through a
+    tool unless ``expose_gold`` (trusted local analysis): tools give the correctness of evaluated answers
+    instead. ``run`` scopes tool defaults to a discovery run (see ``RunScope``). ``static_checker`` runs
+    the static checks out of process (the tool server's bounded pool); without one they run here.
     """
 
     store: Store
     sandbox: str = "auto"
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # ray: 0 = the cluster's cores
     expose_heldout: bool = False
+    expose_gold: bool = False
     hidden_envs: frozenset[str] = frozenset()
     sandbox_reason: str = ""  # why this backend was chosen (set when it is created)
     solve_timeout_s: float = 10.0  # the per-solve watchdog (`--timeout`); task deadlines scale from it
     executor_name: str = "local"  # where sandbox tasks run: "local" or "ray" (`--executor`)
     ray_address: str | None = None  # `--ray-address` / RAY_ADDRESS; none: Ray starts a local cluster
     run: RunScope | None = None  # inside a discovery run: the defaults of its agents' tool calls
+    static_checker: StaticChecker | None = None  # None: check_source in this process
     _backend: SandboxBackend | None = None
     _executor: TaskExecutor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -87,6 +102,13 @@ class ToolContext:
                 self._backend, self.sandbox_reason = choose(self.sandbox)
             return self._backend
 
+    def check_source(self, source: str) -> StaticReport:
+        """The static checks of a controller source, as every tool runs them: in the context's checker when it
+        has one (the tool server's pool of bounded worker processes), else in this process, bounded by size
+        (a source over the cap is refused before it is parsed)."""
+        checker = self.static_checker
+        return checker.check(source) if checker is not None else check_source(source)
+
     def visible(self, env: EnvironmentInfo) -> bool:
         """May this caller see the environment?"""
         if self.expose_heldout:
@@ -108,10 +130,13 @@ class ToolContext:
                 raise StoreError(f"unknown environment {name!r} (known: {hint})")
 
     def close(self) -> None:
-        """Release the executor and the sandbox (warm containers, temp dirs)."""
+        """Release the executor, the sandbox (warm containers, temp dirs) and the static checker."""
         with self._lock:
             backend, self._backend = self._backend, None
             executor, self._executor = self._executor, None
+            checker, self.static_checker = self.static_checker, None
+        if checker is not None:
+            checker.close()
         if executor is not None:
             executor.close()
         if backend is not None:

@@ -17,7 +17,13 @@ from autotts_graph.sandbox.runtime.bayes import BAYES_N_MAX
 from autotts_graph.sandbox.runtime.contract import MAX_BRANCHES, TRACE_KEYS
 from autotts_graph.sandbox.runtime.primitives import beta_confidence
 from autotts_graph.sandbox.runtime.validate import BETA_GRID
-from autotts_graph.sandbox.static_checks import ALLOWED_DUNDERS, ALLOWED_IMPORTS, COST_READOUTS, FORBIDDEN_NAMES
+from autotts_graph.sandbox.static_checks import (
+    ALLOWED_DUNDERS,
+    ALLOWED_IMPORTS,
+    COST_READOUTS,
+    FORBIDDEN_NAMES,
+    MAX_SOURCE_CHARS,
+)
 from pydantic import BaseModel, Field
 
 CONTRACT_VERSION = "2"  # 2: answers are opaque labels (the relabelling audit)
@@ -108,10 +114,16 @@ numbers. Accuracy is the exact string match of your returned answer with the gol
 * One Python file defining exactly **one** subclass of `autotts_runtime.Controller`.
 * Imports: only {imports}. Everything the runtime offers comes from
   `from autotts_runtime import {exports}`.
-* Not allowed: {calls}, as calls or as any other reference (an alias is caught too); attributes starting with `_` on
-  anything but `self`/`cls` (the question object's internals are hidden information); dunder attributes
-  other than {dunders}; file, network or process access. The code runs in a locked-down sandbox
-  (no network, read-only file system, CPU/memory/time limits) and violations fail the evaluation.
+* Not allowed: {calls}, as calls or as any other reference (an alias is caught too); a module used as a
+  value (`np.mean(x)` is fine, `N = np` or passing `np` around is not); private attributes (starting with
+  `_`) except `self._name`/`cls._name` inside your own class's methods for attributes your class defines
+  (the question object's internals are hidden information, and their names are reserved everywhere);
+  dunder attributes other than {dunders}, assigning `__class__`, special methods beyond the ordinary data
+  model (`__init__`, `__eq__`, `__lt__`, `__repr__`, ...), class keywords (`metaclass=`); attribute fields
+  in `str.format` templates (use f-strings); numpy file I/O (`np.load`, `np.fromfile`, `ndarray.tofile`,
+  ...) or `ndarray.ctypes`; file, network or process access; more than {max_chars} characters. The code
+  runs in a locked-down sandbox (no network, read-only file system, CPU/memory/time limits) and
+  violations fail the evaluation.
 * Deterministic: no randomness, no clocks, no state carried from one question to the next.
 
 ## The class
@@ -267,6 +279,7 @@ def contract_text() -> str:
         exports=", ".join(["Controller", *sorted(n for n in RUNTIME_EXPORTS if n != "Controller")]),
         calls=", ".join(f"`{n}()`" for n in sorted(FORBIDDEN_NAMES)),
         dunders=_code_list(ALLOWED_DUNDERS),
+        max_chars=f"{MAX_SOURCE_CHARS:,}",
         readouts=", ".join(f"`{n}()`" for n in sorted(COST_READOUTS)),
         grid=", ".join(f"{b:g}" for b in BETA_GRID),
         max_branches=MAX_BRANCHES,

@@ -9,22 +9,40 @@ from pydantic import BaseModel, Field
 
 from .context import ToolContext
 
+ENV_NAME_CHARS = 200  # the longest environment name a tool accepts ('Model/dataset')
+
 
 class EnvironmentList(BaseModel):
     environments: list[EnvironmentInfo]
 
 
 class DescribeInput(BaseModel):
-    env: str = Field(description="Environment name, e.g. 'Qwen3-4B/aime24'.")
+    env: str = Field(max_length=ENV_NAME_CHARS, description="Environment name, e.g. 'Qwen3-4B/aime24'.")
+
+
+class QuestionSummary(BaseModel):
+    """Statistics of one question's recorded branches, and whether their most common final answer is right."""
+
+    question_index: int
+    branches: int = Field(description="Recorded branches.")
+    mean_tokens: float = Field(description="Mean branch length in tokens.")
+    mean_probes: float = Field(description="Mean probes (chunks) per branch.")
+    branch_accuracy: float = Field(description="Fraction of branches whose final answer is correct.")
+    err_probe_fraction: float = Field(description="Fraction of probes with no extractable answer ('ERR').")
+    modal_final_answer: str | None = Field(description="The most common final answer of the branches.")
+    modal_final_correct: bool = Field(description="Whether that most common final answer is correct.")
+    gold_answer: str | None = Field(default=None, description="The gold answer: only on a server started with "
+                                    "--expose-gold (trusted local analysis), else null.")
 
 
 class EnvironmentDescription(BaseModel):
-    """Summary plus per-question statistics (gold answers included: they are the search set's labels)."""
+    """Summary plus per-question statistics: correctness of the branches' answers, not the gold answers (those
+    stay on the host unless the server exposes them)."""
 
     info: EnvironmentInfo
     source: str
     spec: dict[str, Any]
-    questions: list[dict[str, Any]]
+    questions: list[QuestionSummary]
 
 
 def list_visible_environments(ctx: ToolContext) -> EnvironmentList:
@@ -33,8 +51,10 @@ def list_visible_environments(ctx: ToolContext) -> EnvironmentList:
 
 
 def describe_visible_environment(ctx: ToolContext, inp: DescribeInput) -> EnvironmentDescription:
-    """One visible environment in detail."""
+    """One visible environment in detail (gold answers only when the context exposes them)."""
     ctx.require_visible([inp.env])
     d = describe_environment(ctx.store, inp.env)
     info = EnvironmentInfo(**{k: d[k] for k in EnvironmentInfo.model_fields})
-    return EnvironmentDescription(info=info, source=d["source"], spec=d["spec"], questions=d["questions"])
+    questions = [QuestionSummary(**{**q, "gold_answer": q["gold_answer"] if ctx.expose_gold else None})
+                 for q in d["questions"]]
+    return EnvironmentDescription(info=info, source=d["source"], spec=d["spec"], questions=questions)

@@ -3,12 +3,13 @@
 Queries never run against the store file itself. They run against a *snapshot*: a separate DuckDB file
 holding copies of an allow-list of tables, filtered to what the caller may see (held-out environments,
 their questions and branches, and every evaluation that touched them are left out; run reports and
-configs, which may name held-out results, are dropped). The snapshot is opened read-only with external
-access disabled (no files, no network, no extensions, no ATTACH, no COPY) and its configuration locked,
-only single SELECT/EXPLAIN statements are accepted, results are capped in rows and size, and a timer
-interrupts queries that run too long. A snapshot is rebuilt when the store file has changed, at most once
-per SNAPSHOT_MIN_INTERVAL_S (so answers may lag writes by about a second); building it holds the store
-only for the copy, so writers in other processes are not blocked for long.
+configs, which may name held-out results, are dropped), and without the gold answers
+(``questions.gold_answer``) unless the caller's context exposes them (``--expose-gold``). The snapshot is
+opened read-only with external access disabled (no files, no network, no extensions, no ATTACH, no COPY)
+and its configuration locked, only single SELECT/EXPLAIN statements are accepted, results are capped in
+rows and size, and a timer interrupts queries that run too long. A snapshot is rebuilt when the store
+file has changed, at most once per SNAPSHOT_MIN_INTERVAL_S (so answers may lag writes by about a second);
+building it holds the store only for the copy, so writers in other processes are not blocked for long.
 """
 
 from __future__ import annotations
@@ -79,11 +80,24 @@ FILTERED_TABLES: dict[str, str] = {
     "spend": "SELECT * FROM main.spend",
     "archive": "SELECT * FROM main.archive",  # search-set fitness only (graph/archive.py)
 }
+# Columns that state a gold answer, left out of every snapshot unless the caller may see gold answers.
+GOLD_COLUMNS: dict[str, tuple[str, ...]] = {"questions": ("gold_answer",)}
+
+
+def _without_gold(table: str, select: str, expose_gold: bool) -> str:
+    """``select`` (a ``SELECT * ...`` of ``table``) without the table's gold columns unless they are exposed."""
+    hidden = () if expose_gold else GOLD_COLUMNS.get(table, ())
+    if not hidden:
+        return select
+    assert select.startswith("SELECT * "), select
+    return "SELECT * EXCLUDE (" + ", ".join(hidden) + ") " + select[len("SELECT * "):]
 
 SCHEMA_HELP = """Tables (DuckDB SQL; JSON columns are text, query them with ->> or json_extract):
 - environments(name, model, dataset, n_questions, n_branches, probe_freq, content_hash, origin, source, spec,
   split, created_at): one row per replay environment (model x benchmark), e.g. name 'Qwen3-4B/aime24'.
-- questions(env, question_index, question, gold_answer, probe_freq, final_answers_trace, key_order)
+- questions(env, question_index, question, probe_freq, final_answers_trace, key_order): gold answers are not
+  served (gold_answer only on a server started with --expose-gold); per-question correctness is in outcomes
+  and traces (of evaluated answers).
 - branches(env, question_index, branch_index, probe_answers VARCHAR[], branch_tokens, final_answer): the
   recorded reasoning branches in file order; probe_answers[k] is the answer after (k+1)*probe_freq tokens.
 - evaluations(evaluation_id, run_id, candidate_id, code_hash, label, split, protocol, status, error,
@@ -202,10 +216,12 @@ class Snapshot:
                         " AND schema_name = 'main' AND NOT temporary").fetchall()]
                     for name in names:
                         q = name.replace('"', '""')
-                        con.execute(f'CREATE TABLE snap."{q}" AS SELECT * FROM main."{q}"')
+                        select = _without_gold(name, f'SELECT * FROM main."{q}"', ctx.expose_gold)
+                        con.execute(f'CREATE TABLE snap."{q}" AS {select}')
                 else:
                     for name, select in FILTERED_TABLES.items():
                         params = {"envs": envs} if "$envs" in select else None
+                        select = _without_gold(name, select, ctx.expose_gold)
                         con.execute(f"CREATE TABLE snap.{name} AS {select}", params)
             finally:
                 con.execute("DETACH snap")
@@ -230,7 +246,7 @@ _SNAPSHOTS_LOCK = threading.Lock()
 
 def snapshot_for(ctx: ToolContext) -> Snapshot:
     """The snapshot shared by every context with the same store and the same visibility."""
-    key = (str(ctx.store.path.resolve()), ctx.expose_heldout, tuple(sorted(ctx.hidden_envs)))
+    key = (str(ctx.store.path.resolve()), ctx.expose_heldout, ctx.expose_gold, tuple(sorted(ctx.hidden_envs)))
     with _SNAPSHOTS_LOCK:
         snap = _SNAPSHOTS.get(key)
         if snap is None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+from autotts_graph.sandbox.static_checks import MAX_SOURCE_CHARS
 from autotts_graph.store.db import Store, StoreError
 from autotts_graph.store.trajectories import EnvironmentInfo, list_environments
 from pydantic import BaseModel, Field, ValidationError
@@ -25,6 +26,7 @@ from .baselines import METHODS, BaselineInput, BaselineRow, run_baseline
 from .context import ToolContext
 from .contract import ContractDoc, controller_contract
 from .environments import (
+    ENV_NAME_CHARS,
     DescribeInput,
     EnvironmentDescription,
     EnvironmentList,
@@ -113,6 +115,9 @@ def thread_safe(ctx: ToolContext) -> ToolContext:
 # Inputs and outputs of the tools that wrap a lower-level function.
 
 
+EnvName = Annotated[str, Field(min_length=1, max_length=ENV_NAME_CHARS)]
+
+
 class NoInput(BaseModel):
     """This tool takes no arguments."""
 
@@ -120,11 +125,11 @@ class NoInput(BaseModel):
 class EvaluateToolInput(BaseModel):
     """Evaluate a controller source over environments and betas."""
 
-    source: str = Field(min_length=1, max_length=200_000,
+    source: str = Field(min_length=1, max_length=MAX_SOURCE_CHARS,
                         description="Complete Python source of one autotts_runtime.Controller subclass "
                                     "(see controller_contract).")
-    envs: list[str] = Field(min_length=1, max_length=16,
-                            description="Environment names from list_environments, e.g. ['Qwen3-4B/aime24'].")
+    envs: list[EnvName] = Field(min_length=1, max_length=16,
+                                description="Environment names from list_environments, e.g. ['Qwen3-4B/aime24'].")
     # None: the run's protocol inside a discovery run (ToolContext.run), else the stand-alone default. Explicit
     # None rather than "left out": not every transport tells a left-out argument from its default.
     betas: list[Annotated[float, Field(ge=0.0, le=1.0)]] | None = Field(
@@ -146,7 +151,7 @@ class BaselineToolInput(BaseModel):
 
     method: Literal[tuple(METHODS)] = Field(  # type: ignore[valid-type]
         description="; ".join(f"{name}: {m.about}" for name, m in METHODS.items()) + ".")
-    envs: list[str] = Field(min_length=1, max_length=16, description="Environment names.")
+    envs: list[EnvName] = Field(min_length=1, max_length=16, description="Environment names.")
     configs: list[dict[str, Any]] | None = Field(
         default=None, max_length=32,
         description="Explicit configurations in the method's own parameters: sc {'k': 8}; asc "
@@ -184,7 +189,7 @@ def scoped(ctx: ToolContext, value: Any, name: str) -> Any:
 
 def _describe(ctx: ToolContext, inp: DescribeInput) -> EnvironmentDescription:
     visible = tuple(sorted(e.name for e in ctx.environments()))
-    return _MEMO.get(ctx.store, ("describe", inp.env, visible),
+    return _MEMO.get(ctx.store, ("describe", inp.env, visible, ctx.expose_gold),
                      lambda: describe_visible_environment(ctx, inp))
 
 
@@ -246,9 +251,10 @@ TOOL_SPECS: list[ToolSpec] = [
         NoInput, EnvironmentList, lambda ctx, inp: list_visible_environments(ctx)),
     ToolSpec(
         "describe_environment",
-        "Describe one environment in detail: its summary plus per-question statistics (gold answer, "
-        "branches, mean tokens, mean probes, single-branch accuracy, share of 'ERR' probes, most common "
-        "final answer). Use it to see which questions are easy or hard before designing a controller.",
+        "Describe one environment in detail: its summary plus per-question statistics (branches, mean tokens, "
+        "mean probes, single-branch accuracy, share of 'ERR' probes, the most common final answer and whether "
+        "it is correct). Gold answers are not given (answers are opaque labels; a controller never sees them "
+        "either). Use it to see which questions are easy or hard before designing a controller.",
         DescribeInput, EnvironmentDescription, _describe),
     ToolSpec(
         "controller_contract",

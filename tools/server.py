@@ -6,8 +6,11 @@ pydantic models (structured output). Calls run in worker threads behind a gate: 
 (``validate_controller``, ``evaluate_controller``, ``run_baseline``) share a fixed number of slots and
 queue when all are busy (nothing is dropped); every call has a timeout measured from when it starts
 running. Held-out environments are invisible unless the context exposes them (see ``tools/traces.py`` and
-``tools/query_store.py``). ``serve_http`` adds a bearer-token check and refuses a non-loopback address
-without one. The MCP SDK is imported only inside the functions that need it.
+``tools/query_store.py``), and so are gold answers (``ToolContext.expose_gold``). Static checks run in a
+pool of bounded worker processes (``sandbox/checker_pool.py``), never on the server's interpreter lock, and
+every text argument is capped; over HTTP a request body is capped too. A bad argument is refused in one
+line. ``serve_http`` adds a bearer-token check and refuses a non-loopback address without one. The MCP
+SDK is imported only inside the functions that need it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ DEFAULT_MAX_CONCURRENT = 4
 DEFAULT_HEAVY_TIMEOUT_S = 900.0
 DEFAULT_LIGHT_TIMEOUT_S = 120.0
 LIGHT_WORKERS = 16
+# The largest HTTP request body: a source at the cap (200k characters) is at most 1.2 MB as JSON (\uXXXX).
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -177,6 +182,24 @@ def _tool_function(spec: ToolSpec, ctx: ToolContext, gate: CallGate) -> Callable
     return tool
 
 
+def _fastmcp_class() -> type:
+    """FastMCP whose argument errors are one line: the SDK validates arguments against the advertised schema
+    first and reports pydantic's multi-line text; our own models then say the same in one line."""
+    from mcp.server.fastmcp import FastMCP
+    from mcp.server.fastmcp.exceptions import ToolError
+
+    class OneLineErrors(FastMCP):
+        async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+            try:
+                return await super().call_tool(name, arguments)
+            except ToolError as exc:
+                if isinstance(exc.__cause__, ValidationError):
+                    raise ToolError(one_line_error(exc.__cause__)) from None
+                raise
+
+    return OneLineErrors
+
+
 def make_server(ctx: ToolContext, *, name: str = SERVER_NAME, host: str = "127.0.0.1", port: int = 8000,
                 max_concurrent: int = DEFAULT_MAX_CONCURRENT,
                 heavy_timeout_s: float = DEFAULT_HEAVY_TIMEOUT_S,
@@ -187,18 +210,23 @@ def make_server(ctx: ToolContext, *, name: str = SERVER_NAME, host: str = "127.0
     ``host``/``port`` only matter for HTTP (they set FastMCP's DNS-rebinding guard: on a loopback host,
     requests with foreign Host headers are refused). The ``process`` sandbox is refused unless
     ``allow_process_sandbox`` (tests of machines without Docker or bwrap): it is no security boundary.
+    A context without a static checker gets the bounded out-of-process pool (closed with the context).
     """
-    from mcp.server.fastmcp import FastMCP
+    from autotts_graph.sandbox.checker_pool import CheckerPool
     from mcp.types import ToolAnnotations
 
     if ctx.sandbox == "process" and not allow_process_sandbox:
         raise ValueError("the tool server runs foreign code: use the docker or bwrap sandbox (auto), "
                          "never 'process'")
     thread_safe(ctx)
+    if ctx.static_checker is None:
+        ctx.static_checker = CheckerPool()
     gate = CallGate(max_concurrent, heavy_timeout_s, light_timeout_s)
     visibility = ("Held-out environments are visible on this server." if ctx.expose_heldout else
                   "Held-out environments are hidden: tools only see and accept search environments.")
-    mcp = FastMCP(name, instructions=(
+    visibility += (" Gold answers are exposed (trusted local analysis)." if ctx.expose_gold else
+                   " Gold answers stay on the host: tools report whether answers are correct, never the gold.")
+    mcp = _fastmcp_class()(name, instructions=(
         "autotts-graph: design and score test-time-scaling controllers for reasoning models on recorded "
         "(replayed) reasoning branches. Start with controller_contract and list_environments, check code "
         "with validate_controller, score it with evaluate_controller, inspect results with get_evaluation "
@@ -268,9 +296,50 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+class BodyLimit:
+    """ASGI middleware: an HTTP request body over ``max_bytes`` is refused with 413 before it is parsed (one
+    client must not make the server buffer, parse and validate tens of megabytes)."""
+
+    def __init__(self, app: Any, max_bytes: int = MAX_REQUEST_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _refuse(self, send: Callable) -> None:
+        body = json.dumps({"error": "request_too_large",
+                           "message": f"the request body is over {self.max_bytes:,} bytes; send a smaller one"})
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body.encode()})
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def bounded_receive() -> dict:
+            nonlocal seen
+            if seen > self.max_bytes:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:  # a streamed body without a length grew past the cap: end it here,
+                    # so the app parses at most the cap (and refuses the cut JSON) instead of buffering it all
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            return message
+
+        await self.app(scope, bounded_receive, send)
+
+
 def http_app(mcp: Any, token: str | None = None) -> Any:
-    """The streamable-HTTP ASGI app (endpoint ``/mcp``), behind a bearer check when a token is given."""
-    app = mcp.streamable_http_app()
+    """The streamable-HTTP ASGI app (endpoint ``/mcp``), body-capped, behind a bearer check when a token is
+    given (the token is checked first: nobody unauthenticated gets to send a body)."""
+    app = BodyLimit(mcp.streamable_http_app())
     return BearerAuth(app, token) if token else app
 
 

@@ -15,6 +15,7 @@ from autotts_graph.store.db import StoreError
 from pydantic import BaseModel, Field
 
 from .context import ToolContext
+from .environments import ENV_NAME_CHARS
 
 # The one set of trace limits, for every reader: the MCP tool, the graph's agents and the diagnose node.
 MAX_PAGE = 50
@@ -26,12 +27,14 @@ MAX_STEP_CHARS = 2_000
 # A page fits what an agent may read in one tool answer (tools/langchain.py); follow next_offset for more.
 MAX_PAGE_CHARS = 56_000
 OMITTED_EVENT = "omitted"
+EVALUATION_ID_CHARS = 100  # ids are 'ev-' and ten hex digits
 
 
 class GetEvaluationInput(BaseModel):
     """Which evaluation to show."""
 
     evaluation_id: str = Field(
+        max_length=EVALUATION_ID_CHARS,
         description="The id returned by evaluate_controller or run_baseline, e.g. 'ev-3f2a9c1b0d'.")
     per_question: bool = Field(
         default=False, description="Also return, for every (env, beta), each question's accuracy over seeds "
@@ -75,8 +78,9 @@ class EvaluationDetail(BaseModel):
 class GetTracesInput(BaseModel):
     """Filters and page of the sampled traces of one evaluation."""
 
-    evaluation_id: str = Field(description="The evaluation to read traces from.")
-    env: str | None = Field(default=None, description="Only this environment, e.g. 'Qwen3-4B/aime24'.")
+    evaluation_id: str = Field(max_length=EVALUATION_ID_CHARS, description="The evaluation to read traces from.")
+    env: str | None = Field(default=None, max_length=ENV_NAME_CHARS,
+                            description="Only this environment, e.g. 'Qwen3-4B/aime24'.")
     beta: float | None = Field(default=None, ge=0.0, le=1.0, description="Only this beta.")
     question_index: int | None = Field(default=None, ge=0, description="Only this question (0-based).")
     failures_only: bool = Field(default=False, description="Only questions answered wrongly.")

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 from autotts_graph.sandbox.backends.base import SandboxError, SandboxTask, run_with_fallback
-from autotts_graph.sandbox.static_checks import ALLOWED_IMPORTS, COST_READOUTS, FORBIDDEN_CALLS, check_source
+from autotts_graph.sandbox.static_checks import (
+    ALLOWED_IMPORTS,
+    COST_READOUTS,
+    FORBIDDEN_CALLS,
+    MAX_SOURCE_CHARS,
+    check_source,
+)
 from autotts_graph.store.trajectories import pack_path
 from pydantic import BaseModel, Field
 
 from .context import ToolContext
+from .environments import ENV_NAME_CHARS
 
 __all__ = ["ALLOWED_IMPORTS", "COST_READOUTS", "FORBIDDEN_CALLS", "ValidateInput", "ValidationReport", "static_issues",
            "validate_controller"]
 
 
 class ValidateInput(BaseModel):
-    source: str = Field(description="Complete controller source.")
-    env: str | None = Field(default=None, description="Environment for the smoke solve (default: first visible).")
+    source: str = Field(min_length=1, max_length=MAX_SOURCE_CHARS,
+                        description=f"Complete controller source (at most {MAX_SOURCE_CHARS:,} characters).")
+    env: str | None = Field(default=None, max_length=ENV_NAME_CHARS,
+                            description="Environment for the smoke solve (default: first visible).")
     smoke_questions: int = Field(default=3, ge=1, le=30)
 
 
@@ -38,7 +47,7 @@ def static_issues(source: str) -> tuple[list[str], list[str]]:
 
 def validate_controller(ctx: ToolContext, inp: ValidateInput) -> ValidationReport:
     """Static checks, then the sandbox's contract check (schedule over the beta grid, smoke solve)."""
-    static = check_source(inp.source)
+    static = ctx.check_source(inp.source)
     errors, warnings = static.errors, static.warnings
     if errors:
         return ValidationReport(ok=False, errors=errors, warnings=warnings)

@@ -35,6 +35,7 @@ from ..pool import (
     PoolStats,
     Slot,
     host_oom_kills,
+    open_exec_stream,
     sweep_leftovers,
     task_command,
 )
@@ -248,8 +249,7 @@ class DockerBackend:
                 if exc.status_code in (404, 409):  # no such container / container is not running
                     raise _ExecNotStarted(exc.explanation or str(exc)) from None
                 raise
-            sock = api.exec_start(exec_id, socket=True)._sock
-            sock.settimeout(None)  # not the client's HTTP timeout: the task's own limit governs
+            sock = open_exec_stream(api, exec_id)
         killed = threading.Event()
 
         def kill_now() -> None:

@@ -169,3 +169,46 @@ def test_silent_task_outlasting_the_client_timeout(sandbox_image, make_task) -> 
         assert result.ok, result.error
     finally:
         backend.close()
+
+
+def _collect_while_the_sdk_holds_responses(client) -> None:
+    """Make the cyclic collector run at the two moments that decide the rare EBADF, every time.
+
+    docker-py hands back an exec's stream as the connection's SocketIO with the HTTP response attached to it:
+    a reference cycle only the cyclic collector frees. A young-generation collection while requests still
+    holds the response (it does when its response hooks run) puts the urllib3 response ahead of the
+    SocketIO in the collector's list; a full collection later finalises the response first, which closes
+    its connection and the very socket the task's reader is blocked on. Both happen by chance in a busy
+    process (a server's pool beside a CLI's); here every response runs both collections.
+    """
+    import gc
+
+    def collect(response, *args, **kwargs):
+        gc.collect(0)  # the reordering collection, while requests holds the response
+        gc.collect()  # the finalising one: frees every earlier exec's response cycle
+        return response
+
+    client.api.hooks["response"].append(collect)
+
+
+def test_exec_streams_survive_the_garbage_collector(sandbox_image, make_task) -> None:
+    """Both exec paths (the pre-started runner, a fresh exec for another interpreter) keep their stream
+    whatever the collector frees meanwhile: the stream is ours alone, not the SDK's."""
+    import docker
+    from autotts_graph.sandbox.backends.docker import DockerBackend
+
+    client = docker.from_env(timeout=30)
+    _collect_while_the_sdk_holds_responses(client)
+    backend = DockerBackend(ADVERSARIAL_LIMITS.model_copy(update={"timeout_s": 60}), pool_size=1, client=client,
+                            image=sandbox_image)
+    try:
+        backend.pool.start(wait=True)
+        assert backend.pool._ready and backend.pool._ready[0].runner is not None  # a runner waits (pypy)
+        # The task outlasts the exec polls (every 0.2 s), whose responses run the collections mid-task.
+        slow = adversarial_source("import time\ntime.sleep(0.3)")
+        for interpreter in ("cpython", "pypy", "cpython"):  # cpython: no pre-started runner, a fresh exec
+            result = backend.run(make_task(slow, interpreter=interpreter))
+            assert result.ok, (interpreter, result.error)
+            assert result.interpreter == interpreter
+    finally:
+        backend.close()

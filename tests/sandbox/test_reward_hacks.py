@@ -18,31 +18,10 @@ from autotts_graph.store.trajectories import import_records
 from autotts_graph.tools.context import ToolContext
 from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
 
+from .bypasses import BYPASSES, HEAD, MEMO, ORACLE_TAIL, Bypass
 from .conftest import need
 
 ENV = "Hack/env"
-HEAD = "from autotts_runtime import Controller, majority, safe_probe_new, safe_full_read\n"
-
-# Reads every branch's final answer from data it never observed, then opens branches until that answer
-# shows up, so the answer it returns is one it "observed": only the audit can tell.
-ORACLE_TAIL = '''
-class Oracle(Controller):
-    def solve(self, question):
-        self.trace.record("start")
-        finals = hidden_finals(question)
-        target = majority(finals)
-        seen = []
-        while True:
-            got = safe_probe_new(question)
-            if got is None:
-                break
-            seen.append(got[0])
-            if got[0] == target:
-                break
-        self.trace.record("finish")
-        return target if target in seen else majority(seen)
-'''
-
 NUMPY_LOAD = '''import numpy
 from autotts_runtime import Controller, majority, safe_probe_new
 _PACK = numpy.load("/packs/0.npz")
@@ -78,31 +57,6 @@ def hidden_finals(question):
     return list(frame.f_locals["pack"].questions[frame.f_locals["qi"]].finals)
 ''' + ORACLE_TAIL
 
-MEMO = HEAD + '''
-MEMORY = {}
-class Memo(Controller):
-    def solve(self, question):
-        self.trace.record("start")
-        first = safe_probe_new(question)
-        key = first[0]
-        if key not in MEMORY:
-            answers = [first[0]]
-            for _ in range(6):
-                got = safe_full_read(question)
-                if got is not None:
-                    answers.append(got)
-            MEMORY[key] = majority(answers)
-            self.trace.record("finish")
-            return MEMORY[key]
-        seen = [first[0]]
-        while MEMORY[key] not in seen:
-            got = safe_probe_new(question)
-            if got is None:
-                break
-            seen.append(got[0])
-        self.trace.record("finish")
-        return MEMORY[key] if MEMORY[key] in seen else majority(seen)
-'''
 
 STR_SUBCLASS = HEAD + '''
 class Always(str):
@@ -236,30 +190,52 @@ def _assert_rejected(ctx: ToolContext, source: str, kinds: set[str], fragment: s
 
 @pytest.fixture
 def no_static_checks(monkeypatch):
-    """Switch the static layer off (an attacker who found a bypass); the interpreter is the parameter."""
+    """Switch the static layer off (an attacker who found a bypass); the interpreter is the parameter.
+
+    Both ways a tool reaches the checks are switched: the function and the context's method."""
     def permissive(interpreter: str):
-        monkeypatch.setattr("autotts_graph.tools.evaluate.check_source",
-                            lambda source: StaticReport(interpreter=interpreter))
+        def report(*args: object) -> StaticReport:
+            return StaticReport(interpreter=interpreter)
+
+        monkeypatch.setattr("autotts_graph.tools.evaluate.check_source", report, raising=False)
+        monkeypatch.setattr(ToolContext, "check_source", report)
     return permissive
 
 
 @pytest.mark.parametrize(("name", "source"), [("attrgetter", ATTRGETTER), ("frame walk", FRAME_WALK),
                                               ("forged result line", FORGED_RESULT),
-                                              ("thread", THREAD_LEFT_RUNNING)])
+                                              ("thread", THREAD_LEFT_RUNNING), ("numpy.load", NUMPY_LOAD),
+                                              ("str.format", FORMAT_LEAK)])
 def test_static_checks_stop_reflection_and_io(name, source):
     assert check_source(source).errors, name
+
+
+# One attack of each bypass class, through the judged path: refused before any sandbox, nothing recorded.
+JUDGED_BYPASSES = [next(b for b in BYPASSES if b.kind == kind) for kind in dict.fromkeys(b.kind for b in BYPASSES)]
+
+
+@pytest.mark.parametrize("bypass", JUDGED_BYPASSES, ids=lambda b: b.kind)
+def test_static_bypasses_end_as_contract_errors(hack_ctx, bypass: Bypass):
+    summary = _assert_rejected(hack_ctx, bypass.source, {"contract"}, "controller rules")
+    assert bypass.fragment in " ".join(summary.error.details), summary.error.details
 
 
 @pytest.mark.parametrize(("name", "source", "kinds", "fragment"), [
     ("str subclass equal to everything", STR_SUBCLASS, {"contract"}, "plain str or None"),
     ("answer never observed", UNOBSERVED, {"contract"}, "observed"),
     ("lone surrogate answer", SURROGATE, {"contract"}, ""),
-    ("numpy.load of the task's pack", NUMPY_LOAD, {"audit"}, "audit"),
-    ("private data through str.format", FORMAT_LEAK, {"audit"}, "audit"),
     ("memory across seeds", MEMO, {"audit"}, "audit"),
 ])
 def test_reward_hacks_end_as_errors(hack_ctx, name, source, kinds, fragment):
     _assert_rejected(hack_ctx, source, kinds, fragment)
+
+
+MATCH_CLASS = HEAD + '''
+def hidden_finals(question):
+    match question:
+        case object(_finals=finals):
+            return list(finals)
+''' + ORACLE_TAIL
 
 
 @pytest.mark.parametrize("interpreter", ["pypy", "cpython"])
@@ -267,17 +243,25 @@ def test_reward_hacks_end_as_errors(hack_ctx, name, source, kinds, fragment):
     ("attrgetter on private lists", ATTRGETTER, {"audit"}),
     ("frame walk into the evaluator", FRAME_WALK, {"audit"}),
     ("forged result line on the real stdout", FORGED_RESULT, {"contract"}),
+    ("private data through str.format", FORMAT_LEAK, {"audit"}),
+    ("private data through a class pattern", MATCH_CLASS, {"audit"}),
+    ("numpy.load of the task's pack", NUMPY_LOAD, {"audit"}),
 ])
 def test_hacks_past_the_static_checks_meet_the_judge_and_audit(hack_ctx, no_static_checks, interpreter, name,
                                                                source, kinds):
     if interpreter not in hack_ctx.backend.interpreters:
         need(f"{interpreter} is not available in the {hack_ctx.backend.name} sandbox")
+    if source is NUMPY_LOAD and interpreter == "pypy":
+        pytest.skip("PyPy in the box has no numpy")
     no_static_checks(interpreter)
     _assert_rejected(hack_ctx, source, kinds)
 
 
-def test_patched_cost_read_outs_change_nothing(hack_ctx):
-    """The box's ledger is the controller's to break; the judge prices the reads it made: two probes."""
+def test_patched_cost_read_outs_change_nothing(hack_ctx, no_static_checks):
+    """The box's ledger is the controller's to break; the judge prices the reads it made: two probes. (The
+    static checks refuse ``type(question)``, the way to the class; the judge holds without them.)"""
+    assert any("'type'" in e for e in check_source(PATCHED_LEDGER).errors)
+    no_static_checks("cpython")
     summary = _evaluate(hack_ctx, PATCHED_LEDGER)
     assert summary.ok, summary.error
     assert {p.avg_cost for p in summary.points} == {1000.0}

@@ -8,10 +8,12 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
 
+from ..sandbox.bypasses import MEMO
 from .conftest import REPO, SEARCH_ENV, baseline_src, http_session, mcp_error, mcp_result
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO.parent)}
@@ -34,31 +36,37 @@ def served_url(proc: subprocess.Popen) -> str:
     raise AssertionError("the server did not print its URL")
 
 
-def test_stdio_with_the_client_sdk(store, sandbox):
+@asynccontextmanager
+async def stdio_session(store, *flags: str):
+    """An initialised MCP ClientSession with `autotts-graph serve` spawned over stdio (its stderr dropped)."""
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
+    params = StdioServerParameters(command=sys.executable, args=serve_args(store, *flags)[1:], env=ENV)
+    with open(os.devnull, "w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write):
+            async with ClientSession(read, write) as s:
+                await s.initialize()
+                yield s
+
+
+def test_stdio_with_the_client_sdk(store, sandbox):
     if sandbox == "process":
         pytest.skip("neither docker nor bwrap works here, and `serve` refuses the process backend")
-    params = StdioServerParameters(command=sys.executable, args=serve_args(store, "--sandbox", sandbox)[1:],
-                                   env=ENV)
 
     async def go():
-        with open(os.devnull, "w") as errlog:
-            async with stdio_client(params, errlog=errlog) as (read, write):
-                async with ClientSession(read, write) as s:
-                    await s.initialize()
-                    listed = mcp_result(await s.call_tool("list_environments", {}))["environments"]
-                    assert SEARCH_ENV in {e["name"] for e in listed}
-                    assert "Tiny/secret" not in {e["name"] for e in listed}
-                    summary = mcp_result(await s.call_tool("evaluate_controller", {
-                        "source": baseline_src("esc"), "envs": [SEARCH_ENV], "betas": [0.5], "seeds": 3}))
-                    assert summary["ok"] and summary["backend"] in ("docker", "bwrap")
-                    page = mcp_result(await s.call_tool(
-                        "get_traces", {"evaluation_id": summary["evaluation_id"], "limit": 1}))
-                    assert page["total"] == 3 and len(page["traces"]) == 1
-                    err = mcp_error(await s.call_tool("describe_environment", {"env": "Tiny/secret"}))
-                    assert "unknown environment" in err
+        async with stdio_session(store, "--sandbox", sandbox) as s:
+            listed = mcp_result(await s.call_tool("list_environments", {}))["environments"]
+            assert SEARCH_ENV in {e["name"] for e in listed}
+            assert "Tiny/secret" not in {e["name"] for e in listed}
+            summary = mcp_result(await s.call_tool("evaluate_controller", {
+                "source": baseline_src("esc"), "envs": [SEARCH_ENV], "betas": [0.5], "seeds": 3}))
+            assert summary["ok"] and summary["backend"] in ("docker", "bwrap")
+            page = mcp_result(await s.call_tool(
+                "get_traces", {"evaluation_id": summary["evaluation_id"], "limit": 1}))
+            assert page["total"] == 3 and len(page["traces"]) == 1
+            err = mcp_error(await s.call_tool("describe_environment", {"env": "Tiny/secret"}))
+            assert "unknown environment" in err
 
     asyncio.run(go())
 
@@ -105,29 +113,6 @@ def test_import_is_light():
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
-ORACLE = '''import numpy
-from autotts_runtime import Controller, majority, safe_probe_new
-_PACK = numpy.load("/packs/0.npz")
-_VOCAB = [str(v) for v in _PACK["vocab"]]
-_OFFSETS = [int(x) for x in _PACK["question_offsets"]]
-_CALLS = [0]
-class Oracle(Controller):
-    def solve(self, question):
-        self.trace.record("start")
-        qi = _CALLS[0] % (len(_OFFSETS) - 1)
-        _CALLS[0] += 1
-        target = majority([_VOCAB[c] for c in _PACK["finals"][_OFFSETS[qi]:_OFFSETS[qi + 1]]])
-        seen = []
-        while target not in seen:
-            got = safe_probe_new(question)
-            if got is None:
-                break
-            seen.append(got[0])
-        self.trace.record("finish")
-        return target if target in seen else majority(seen)
-'''
-
-
 def test_one_container_pool_cheater_then_honest_client_then_shutdown(store, sandbox):
     """Through the server with a pool of one container: a cheating client is flagged and leaves nothing for
     the next client, whose baseline equals the in-process figures; stopping the server removes its containers."""
@@ -159,7 +144,7 @@ def test_one_container_pool_cheater_then_honest_client_then_shutdown(store, sand
         async def go():
             async with http_session(url) as cheater:
                 flagged = mcp_result(await cheater.call_tool("evaluate_controller", {
-                    "source": ORACLE, "envs": ["Tiny/wide"], "betas": [0.5, 1.0], "seeds": 4}))
+                    "source": MEMO, "envs": ["Tiny/wide"], "betas": [0.5, 1.0], "seeds": 4}))
             assert not flagged["ok"] and flagged["error"]["kind"] == "audit", flagged
             async with http_session(url) as honest:
                 return mcp_result(await honest.call_tool("run_baseline", {

@@ -19,7 +19,7 @@ from autotts_graph.tools.server import (
     running_http_server,
 )
 
-from .conftest import REPO, SEARCH_ENV, SEARCH_ENV_2, baseline_src, http_session, mcp_result, serve
+from .conftest import REPO, SEARCH_ENV, SEARCH_ENV_2, baseline_src, http_session, mcp_error, mcp_result, serve
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
@@ -231,3 +231,74 @@ def test_unexpected_http_calls_get_errors_not_hangs(make_ctx):
         assert 400 <= r.status_code < 500
         r = httpx.get(url.replace("/mcp", "/nope"), timeout=10)
         assert r.status_code == 404
+
+
+def _at_the_cap() -> str:
+    """A source at the size cap that is slow to parse (100k names in one list), ending in a forbidden import:
+    the checks must read all of it to find the error, and no sandbox runs."""
+    from autotts_graph.sandbox.static_checks import MAX_SOURCE_CHARS
+
+    source = "X = [" + ",".join(["a"] * ((MAX_SOURCE_CHARS - 30) // 2)) + "]\nimport os\n"
+    assert len(source) <= MAX_SOURCE_CHARS
+    return source
+
+
+def test_large_sources_do_not_stall_another_client(make_ctx):
+    """Four clients send sources at the cap while a fifth lists environments: its calls stay quick, because
+    the checks parse in worker processes, not on the server's interpreter lock. (Measured on a 2-core host
+    at load 10: worst light call 0.28 s with the worker pool; 2.5 s with the checks in the server process,
+    the state before issue 20; `benchmarks/server_static_checks.py` measures the 3 MB case.)"""
+    mcp = serve(make_ctx())
+    heavy = _at_the_cap()
+    from autotts_graph.sandbox.static_checks import MAX_SOURCE_CHARS
+
+    async def go(url: str):
+        async with http_session(url) as light:
+            mcp_result(await light.call_tool("list_environments", {}))
+            latencies: list[float] = []
+            done = asyncio.Event()
+
+            async def poll() -> None:
+                while not done.is_set():
+                    started = time.perf_counter()
+                    mcp_result(await light.call_tool("list_environments", {}))
+                    latencies.append(time.perf_counter() - started)
+                    await asyncio.sleep(0.01)
+
+            async def one(source: str):
+                async with http_session(url) as s:
+                    return await s.call_tool("validate_controller", {"source": source})
+
+            poller = asyncio.create_task(poll())
+            results = await asyncio.gather(*[one(heavy) for _ in range(4)], one(heavy + "#" * MAX_SOURCE_CHARS))
+            done.set()
+            await poller
+        return results, latencies
+
+    with running_http_server(mcp) as url:
+        results, latencies = asyncio.run(go(url))
+    for res in results[:4]:
+        report = mcp_result(res)
+        assert not report["ok"] and any("import of 'os'" in e for e in report["errors"]), report["errors"][:2]
+    over = mcp_error(results[4])
+    assert over == f"invalid argument source: String should have at most {MAX_SOURCE_CHARS} characters"
+    assert len(latencies) >= 5 and max(latencies) < 1.0, sorted(latencies)[-5:]
+
+
+def test_a_request_body_over_the_cap_is_refused_before_it_is_read(make_ctx):
+    from autotts_graph.tools.server import MAX_REQUEST_BYTES
+
+    mcp = serve(make_ctx())
+    body = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "validate_controller", "arguments": {"source": "x" * (MAX_REQUEST_BYTES + 10)}}}).encode()
+    with running_http_server(mcp) as url:
+        r = httpx.post(url, content=body, headers=ACCEPT, timeout=30)
+        assert r.status_code == 413 and "request body is over" in r.json()["message"]
+
+        def chunks():  # no Content-Length: the cap is counted while the body streams in
+            for i in range(0, len(body), 1 << 20):
+                yield body[i:i + (1 << 20)]
+
+        r = httpx.post(url, content=chunks(), headers=ACCEPT, timeout=30)
+        assert 400 <= r.status_code < 500
+        assert httpx.post(url, json=INIT, headers=ACCEPT, timeout=10).status_code == 200  # still serving

@@ -217,3 +217,27 @@ def test_run_baseline(make_ctx):
             assert "configs[0]: sc needs k" in err
 
     run(go())
+
+
+@pytest.mark.parametrize("tool", ["validate_controller", "evaluate_controller"])
+def test_a_source_too_deep_to_parse_is_one_contract_error(make_ctx, tool):
+    """Deep enough that the parser itself gives up (MemoryError, RecursionError): a contract error in one
+    line, never an internal error."""
+    mcp = serve(make_ctx())
+    deep = [baseline_src("asc") + "\nX = " + "-" * 100_000 + "1\n", "X = a" + ".b" * 50_000 + "\n"]
+
+    async def go():
+        async with memory_session(mcp) as s:
+            out = []
+            for source in deep:
+                args = {"source": source} if tool == "validate_controller" else {
+                    "source": source, "envs": [SEARCH_ENV], "betas": [0.5], "seeds": 2}
+                out.append(mcp_result(await s.call_tool(tool, args)))
+            return out
+
+    for report in asyncio.run(go()):
+        assert report["ok"] is False
+        errors = report["errors"] if tool == "validate_controller" else [report["error"]["message"]]
+        assert len(errors) == 1 and "nested too deeply" in errors[0] and "\n" not in errors[0], errors
+        if tool == "evaluate_controller":
+            assert report["error"]["kind"] == "contract"
