@@ -33,7 +33,6 @@ from autotts_graph.sandbox.backends.base import (
     SandboxTask,
     runtime_hash,
 )
-from autotts_graph.sandbox.static_checks import check_source
 from autotts_graph.store import history
 from autotts_graph.store.packs import key_path
 from autotts_graph.store.trajectories import pack_path
@@ -192,7 +191,7 @@ def plan_evaluation(ctx: ToolContext, inp: EvaluateInput) -> EvaluationPlan:
     configs = _configs(inp)
     seeds, trace_seeds = list(range(inp.seeds)), list(range(inp.trace_seeds))
     code = history.code_hash(inp.source)
-    static = check_source(inp.source)
+    static = ctx.check_source(inp.source)  # the server's is bounded and out of process
     # The interpreter the source is meant for keys the cache; a backend without PyPy runs it on CPython
     # with identical figures, and the protocol records what actually ran.
     rt = f"{runtime_hash()}:{JUDGE_VERSION}:{static.interpreter}"

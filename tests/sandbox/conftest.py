@@ -155,3 +155,19 @@ def bwrap_backend():
         return BwrapBackend(ADVERSARIAL_LIMITS)
     except BwrapUnavailable as exc:
         need(str(exc))
+
+
+@pytest.fixture
+def no_static_checks(monkeypatch):
+    """Switch the static layer off (an attacker who found a bypass); the interpreter is the parameter.
+
+    Every way a tool reaches the checks is switched: the context's method (evaluate, validate)."""
+    from autotts_graph.sandbox.static_checks import StaticReport
+    from autotts_graph.tools.context import ToolContext
+
+    def permissive(interpreter: str):
+        def report(*args: object) -> StaticReport:
+            return StaticReport(interpreter=interpreter)
+
+        monkeypatch.setattr(ToolContext, "check_source", report)
+    return permissive

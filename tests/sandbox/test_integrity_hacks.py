@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import pytest
 from autotts_graph.sandbox.audit import CounterfactualAudit
-from autotts_graph.sandbox.static_checks import StaticReport
 from autotts_graph.store import history
 from autotts_graph.store.db import Store
 from autotts_graph.store.trajectories import import_records
@@ -229,17 +228,8 @@ class Rare(Controller):
 '''
 
 
-@pytest.fixture
-def no_static_checks(monkeypatch):
-    """Switch the static layer off (an attacker who found a bypass); the interpreter is the parameter."""
-    def permissive(interpreter: str):
-        monkeypatch.setattr("autotts_graph.tools.evaluate.check_source",
-                            lambda source: StaticReport(interpreter=interpreter))
-    return permissive
-
-
 def _first_probe_share(store: Store, env: str, seeds: int) -> list[str]:
-    """First-probe answers that together open about 10 % of the solves (seeds x questions) of ``env``."""
+    """First-probe answers that together open 10-12 % of the solves (seeds x questions) of ``env``."""
     from autotts_graph.sandbox.runtime.replay import load_pack, shuffle_order
     from autotts_graph.store.trajectories import pack_path
 
@@ -251,10 +241,10 @@ def _first_probe_share(store: Store, env: str, seeds: int) -> list[str]:
             counts[first] = counts.get(first, 0) + 1
     total, chosen, share = sum(counts.values()), [], 0
     for answer, n in sorted(counts.items(), key=lambda kv: (kv[1], kv[0])):
-        if share + n <= 0.11 * total:
+        if share + n <= 0.12 * total:
             chosen.append(answer)
             share += n
-    assert 0.08 * total <= share, share / total
+    assert 0.10 * total <= share, share / total
     return chosen
 
 
@@ -274,7 +264,7 @@ def test_a_controller_that_cheats_on_a_tenth_of_its_solves_is_caught(real_ctx, n
             caught += 1
     with capsys.disabled():
         print(f"\n[{real_ctx.backend.name}] rare cheater (10 % of solves) caught {caught} of {attempts}")
-    assert caught >= attempts - 2  # P(3 or more escape) < 0.1 % at the audit's 1 % bound
+    assert caught >= attempts - 3  # each escapes with probability < 1 %: 4 or more escape with P < 0.01 %
 
 
 @pytest.mark.parametrize("interpreter", ["pypy", "cpython"])

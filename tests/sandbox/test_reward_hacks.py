@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from autotts_graph.sandbox.static_checks import StaticReport, check_source
+from autotts_graph.sandbox.static_checks import check_source
 from autotts_graph.store import history
 from autotts_graph.store.db import Store
 from autotts_graph.store.trajectories import import_records
@@ -186,20 +186,6 @@ def _assert_rejected(ctx: ToolContext, source: str, kinds: set[str], fragment: s
                              [code]).fetchone()[0]
     assert forged == 0  # nothing recorded, so nothing can be served from the cache
     return summary
-
-
-@pytest.fixture
-def no_static_checks(monkeypatch):
-    """Switch the static layer off (an attacker who found a bypass); the interpreter is the parameter.
-
-    Both ways a tool reaches the checks are switched: the function and the context's method."""
-    def permissive(interpreter: str):
-        def report(*args: object) -> StaticReport:
-            return StaticReport(interpreter=interpreter)
-
-        monkeypatch.setattr("autotts_graph.tools.evaluate.check_source", report, raising=False)
-        monkeypatch.setattr(ToolContext, "check_source", report)
-    return permissive
 
 
 @pytest.mark.parametrize(("name", "source"), [("attrgetter", ATTRGETTER), ("frame walk", FRAME_WALK),
