@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotts_graph.store import history
 from autotts_graph.store.ledger import RunStatus
 
 from ..deps import Deps
@@ -18,14 +17,14 @@ def select(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str
     compete, and nothing held out is read."""
     cfg = deps.config
     ranked = []
-    for order, c in enumerate(history.list_candidates(deps.store, cfg.run_id)):
-        if c["candidate_id"] not in state.evaluated or not c["evaluation_id"] or (c["stage"] or 0) < 2:
+    for order, c in enumerate(deps.ledger.candidates()):
+        if c.candidate_id not in state.evaluated or not c.evaluation_id or (c.stage or 0) < 2:
             continue
-        res = evaluation_result(deps, c["evaluation_id"], cfg.selection, deps.baselines())
+        res = evaluation_result(deps, c.evaluation_id, cfg.selection, deps.baselines())
         if not res.ok or res.score is None:
             continue
         mean_tokens = sum(p.avg_cost for p in res.curve) / max(len(res.curve), 1)
-        ranked.append((-res.score, mean_tokens, order, c["candidate_id"]))
+        ranked.append((-res.score, mean_tokens, order, c.candidate_id))
     if not ranked:
         message = "no candidate passed its checks and evaluation; nothing to select"
         deps.ledger.no_candidate(state.stop_reason or message, baseline_evaluations=state.baseline_evaluations,
