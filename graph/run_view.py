@@ -507,6 +507,16 @@ class CandidateView(BaseModel):
     spend: SpendTotals = Field(default_factory=SpendTotals)
     selected: bool = False  # the run's winner
 
+    @property
+    def added(self) -> int:
+        """Lines the diff adds."""
+        return sum(1 for line in self.diff if line.startswith("+") and not line.startswith("+++"))
+
+    @property
+    def removed(self) -> int:
+        """Lines the diff removes."""
+        return sum(1 for line in self.diff if line.startswith("-") and not line.startswith("---"))
+
 
 def source_diff(parent: str, child: str, parent_name: str, child_name: str) -> list[str]:
     """The unified diff of two controller sources (lines without their newlines)."""
