@@ -52,7 +52,7 @@ def _free_port(host: str) -> int:
 def ui_command(
     store: StoreOption = DEFAULT_STORE,
     host: Annotated[str, typer.Option(help="Interface to listen on (loopback unless --allow-remote).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: a free one).")] = 8765,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: a free one).")] = 8770,
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a --host other machines can reach "
                                                                       "(the app has no login).")] = False,
 ) -> None:

@@ -60,6 +60,7 @@ class Browser:
 
     def screenshot(self, path: Path) -> Path:
         """A full-page PNG (the window grown to the page's height first)."""
+        self.driver.set_window_size(1400, 1000)  # a page shorter than the last one must not keep its height
         height = self.driver.execute_script("return Math.min(document.documentElement.scrollHeight, 12000)")
         self.driver.set_window_size(1400, max(1000, int(height)))
         self.driver.save_screenshot(str(path))
