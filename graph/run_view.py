@@ -403,6 +403,11 @@ def _split_figures(store: Store, split: Split, winner_cand: CandidateRow | None,
 
 def build_run_view(store: Store, run_id: str) -> RunView:
     """The run's view, read from the store in a handful of queries (StoreError for an unknown run)."""
+    with store.connect(read_only=True):  # one connection for every read below (opening one costs ~30 ms)
+        return _build_run_view(store, run_id)
+
+
+def _build_run_view(store: Store, run_id: str) -> RunView:
     run = history.get_run(store, run_id)
     cands = history.candidates(store, run_id)
     members = history.list_archive(store, run_id)
@@ -560,6 +565,11 @@ def _audit(ev: EvaluationRow) -> AuditVerdict:
 def build_candidate_view(store: Store, view: RunView, candidate_id: str, *, traces: int = 6) -> CandidateView:
     """One candidate of ``view`` in full (StoreError for a candidate the run does not have). Held-out
     evaluations are shown for the selected candidate only, and only once selection is over."""
+    with store.connect(read_only=True):  # one connection for every read below
+        return _build_candidate_view(store, view, candidate_id, traces)
+
+
+def _build_candidate_view(store: Store, view: RunView, candidate_id: str, traces: int) -> CandidateView:
     from autotts_graph.tools.context import ToolContext
 
     cand = view.candidate(candidate_id)

@@ -13,7 +13,7 @@ from typing import Any
 from autotts_graph.graph import scoring
 from autotts_graph.graph.evidence import points_with_outcomes
 from autotts_graph.graph.run_view import Curve, RunView, baseline_title
-from autotts_graph.store.db import StoreError
+from autotts_graph.store.db import Store, StoreError
 from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -28,6 +28,14 @@ from .source import BrowserSource
 
 HERE = Path(__file__).resolve().parent
 MAX_COMPARE = 8
+CANDIDATES_PER_PAGE = 200  # a 2,000-candidate run's table in ten pages: the page stays quick to draw
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
 
 
 class NotFound(HTTPException):
@@ -138,12 +146,16 @@ class Pages:
                                                                  _title(p, "held-out", "held-out, after selection")))
                           for p in figures.panels(curves)]
         lineages = [(cid, view.lineage(cid), view.ancestors(cid)) for cid in shown]
+        pages = max(1, -(-len(view.candidates) // CANDIDATES_PER_PAGE))
+        page = min(max(_int(request.query_params.get("page")), 0), pages - 1)
+        rows = view.candidates[page * CANDIDATES_PER_PAGE:(page + 1) * CANDIDATES_PER_PAGE]
         islands = sorted({c.island for c in view.cells})
         niches = sorted({c.niche for c in view.cells})
         grid = {(c.island, c.niche): c for c in view.cells}
         return self._page(request, "run.html", view=view, run=view.run, plots=plots, held_plots=held_plots,
                           fitness=figures.fitness_figure(view), lineages=lineages, islands=islands, niches=niches,
-                          grid=grid, chosen=set(chosen), stamp=self.source.stamp())
+                          grid=grid, chosen=set(chosen), stamp=self.source.stamp(), rows=rows, page=page,
+                          pages=pages, hidden=[c for c in chosen if c not in {r.candidate_id for r in rows}])
 
     def run_stamp(self, request: Request) -> Response:
         view = self._view(request.path_params["run_id"])
@@ -187,11 +199,13 @@ class Pages:
         interval of the accuracy difference over questions)."""
         if len(curves) < 2:
             return []
-        store = self.source.store()
-        ref = curves[0]
-        ref_points = points_with_outcomes(store, ref.evaluation_id)
-        return [(c, ref, scoring.dominance_table(points_with_outcomes(store, c.evaluation_id), ref_points))
-                for c in curves[1:]]
+        def build(store: Store) -> list[tuple[Curve, Curve, list[scoring.Verdict]]]:
+            with store.connect(read_only=True):
+                ref = points_with_outcomes(store, curves[0].evaluation_id)
+                return [(c, curves[0], scoring.dominance_table(points_with_outcomes(store, c.evaluation_id), ref))
+                        for c in curves[1:]]
+
+        return self.source.computed(build, "verdicts", *(c.evaluation_id for c in curves))
 
     # -- errors
     async def not_found(self, request: Request, exc: Exception) -> Response:

@@ -12,7 +12,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 from autotts_graph.graph.run_view import CandidateView, RunView, build_candidate_view, build_run_view
@@ -68,7 +68,14 @@ class RunSummary(RunRow):
 
 
 class BrowserSource:
-    """The store as the browser reads it: snapshots, and the views built from the current one."""
+    """The store as the browser reads it: snapshots, and the views built from the current one.
+
+    A background thread follows the store: when it changed, a new snapshot is built and the views asked for
+    lately are built again from it, and only then does the new snapshot serve the pages. A page therefore
+    never waits for a copy or for a view of a large run, and what it shows lags the store by a second or two.
+    """
+
+    REFRESH_S = 0.5
 
     def __init__(self, path: Path) -> None:
         self.path = path.absolute()
@@ -78,47 +85,116 @@ class BrowserSource:
         self._ctx = ToolContext(store=Store(self.path), expose_heldout=True)
         self._snapshot = Snapshot()
         self._lock = threading.Lock()
+        self._building: dict[tuple, threading.Lock] = {}
         self._views: OrderedDict[tuple, object] = OrderedDict()
+        self._current = self._snapshot.current(self._ctx)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="autotts-ui-snapshot", daemon=True)
+        self._thread.start()
 
     def store(self) -> Store:
-        """The current snapshot as a store (rebuilt first if the store changed)."""
-        return Store(self._snapshot.current(self._ctx))
+        """The snapshot that serves the pages now."""
+        return Store(self._current)
 
-    def _cached(self, key: tuple, build: Callable[[Store], T]) -> T:
-        store = self.store()
-        full = (str(store.path), *key)
+    def _follow(self) -> None:
+        self._warm(self._current, [("runs",), *[("run", r.run_id) for r in self.runs()[:1]]])
+        while not self._stop.wait(self.REFRESH_S):
+            try:
+                fresh = self._snapshot.current(self._ctx)
+                if fresh != self._current:
+                    with self._lock:
+                        recent = [key[1:] for key in reversed(self._views) if key[0] == str(self._current)]
+                    self._warm(fresh, recent[:8])
+                    self._current = fresh
+            except Exception:  # noqa: BLE001 - a failed refresh keeps the last snapshot serving; retried next turn
+                continue
+
+    def _warm(self, snapshot: Path, keys: list[tuple]) -> None:
+        for key in keys:
+            if self._stop.is_set():
+                return
+            try:
+                self._cached(key, snapshot)
+            except StoreError:
+                pass  # a run or candidate that no longer resolves: its page says so when asked
+
+    def _build(self, key: tuple, snapshot: Path) -> object:
+        store = Store(snapshot)
+        if key[0] == "runs":
+            return _run_summaries(store)
+        if key[0] == "run":
+            return build_run_view(store, key[1])
+        if key[0] == "candidate":
+            return build_candidate_view(store, self._cached(("run", key[1]), snapshot), key[2])
+        if key[0] == "compare":
+            return key[1](store)
+        raise KeyError(key)
+
+    def _cached(self, key: tuple, snapshot: Path | None = None) -> Any:
+        snapshot = snapshot or self._current
+        full = (str(snapshot), *key)
         with self._lock:
             if full in self._views:
                 self._views.move_to_end(full)
-                return self._views[full]  # type: ignore[return-value]
-        value = build(store)
-        with self._lock:
-            self._views[full] = value
-            while len(self._views) > CACHED_VIEWS:
-                self._views.popitem(last=False)
+                return self._views[full]
+            building = self._building.setdefault(full, threading.Lock())
+        with building:  # one build per view: a second request for it waits for the first
+            with self._lock:
+                if full in self._views:
+                    return self._views[full]
+            value = self._build(key, snapshot)
+            with self._lock:
+                self._views[full] = value
+                self._building.pop(full, None)
+                while len(self._views) > CACHED_VIEWS:
+                    self._views.popitem(last=False)
         return value
 
     def runs(self) -> list[RunSummary]:
         """Every run, newest first, with its counts and spend."""
-        def build(store: Store) -> list[RunSummary]:
-            totals, spend = history.run_totals(store), history.spend_by_run(store)
-            return [RunSummary(**r.model_dump(), totals=totals.get(r.run_id, RunTotals(run_id=r.run_id)),
-                               spend=spend.get(r.run_id, SpendTotals())) for r in history.list_runs(store)]
-        return self._cached(("runs",), build)
+        return self._cached(("runs",))
 
     def run(self, run_id: str) -> RunView:
         """A run's view (StoreError for an unknown run)."""
-        return self._cached(("run", run_id), lambda store: build_run_view(store, run_id))
+        return self._cached(("run", run_id))
 
     def candidate(self, run_id: str, candidate_id: str) -> CandidateView:
         """One candidate in full (StoreError for an unknown run or candidate)."""
-        view = self.run(run_id)
-        return self._cached(("candidate", run_id, candidate_id),
-                            lambda store: build_candidate_view(store, view, candidate_id))
+        return self._cached(("candidate", run_id, candidate_id))
+
+    def computed(self, build: Callable[[Store], T], *key: Any) -> T:
+        """Something a page computes from the current snapshot (``build(store)``), cached like the views under
+        ``key``, which names what ``build`` depends on."""
+        return self._cached(("compare", _Keyed(build, key)))
 
     def stamp(self) -> str:
         """Changes when the store was written since (the snapshot that serves the pages)."""
-        return self.store().path.name
+        return self._current.name
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
         self._snapshot.close()
+
+
+class _Keyed:
+    """A build function that caches by its key, not by its identity."""
+
+    def __init__(self, build: Callable[[Store], Any], key: tuple) -> None:
+        self.build, self.key = build, key
+
+    def __call__(self, store: Store) -> Any:
+        return self.build(store)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Keyed) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+def _run_summaries(store: Store) -> list[RunSummary]:
+    with store.connect(read_only=True):  # one connection for the three reads
+        totals, spend, runs = history.run_totals(store), history.spend_by_run(store), history.list_runs(store)
+    return [RunSummary(**r.model_dump(), totals=totals.get(r.run_id, RunTotals(run_id=r.run_id)),
+                       spend=spend.get(r.run_id, SpendTotals())) for r in runs]

@@ -2,20 +2,28 @@
 (function () {
   "use strict";
 
-  function drawPlots() {
-    document.querySelectorAll("script.plot-spec").forEach(function (el) {
-      var target = document.getElementById(el.dataset.target);
-      var spec = JSON.parse(el.textContent);
-      Plotly.newPlot(target, spec.data, spec.layout, {responsive: true, displaylogo: false});
-      target.dataset.drawn = "1";
-      // A point that names a candidate page (the fitness plot) opens it.
-      target.on("plotly_click", function (ev) {
-        var point = ev.points && ev.points[0];
-        if (point && typeof point.customdata === "string") {
-          window.location.href = window.location.pathname.replace(/\/$/, "") + "/" + point.customdata;
-        }
-      });
+  function draw(el) {
+    var target = document.getElementById(el.dataset.target);
+    var spec = JSON.parse(el.textContent);
+    Plotly.newPlot(target, spec.data, spec.layout, {responsive: true, displaylogo: false});
+    target.dataset.drawn = "1";
+    // A point that names a candidate page (the fitness plot) opens it.
+    target.on("plotly_click", function (ev) {
+      var point = ev.points && ev.points[0];
+      if (point && typeof point.customdata === "string") {
+        window.location.href = window.location.pathname.replace(/\/$/, "") + "/" + point.customdata;
+      }
     });
+  }
+
+  // One plot per task, in page order: the page shows (and scrolls) while the plots below are still drawn.
+  function drawPlots() {
+    var todo = Array.prototype.slice.call(document.querySelectorAll("script.plot-spec"));
+    (function next() {
+      if (!todo.length) { return; }
+      draw(todo.shift());
+      setTimeout(next, 0);
+    })();
   }
 
   function signed(x) {
