@@ -16,8 +16,8 @@ from autotts_graph.graph.run_view import (
     SplitFigures,
     baseline_title,
     build_run_view,
-    total,
 )
+from autotts_graph.graph.state import total_of
 from autotts_graph.store.db import Store
 from autotts_graph.store.rows import SpendTotals
 
@@ -102,7 +102,7 @@ def _baseline_table(fig: SplitFigures | None, title: str) -> list[str]:
 
 def spend_line(spend: dict[str, SpendTotals], wall_s: float) -> str:
     """'$X and Y minutes' (LLM dollars, the run's wall time), plus tokens."""
-    t = total(spend.values())
+    t = total_of(spend)
     return f"${t.usd:.2f} and {wall_s / 60:.1f} minutes ({t.llm_tokens:,} LLM tokens)"
 
 

@@ -43,7 +43,7 @@ def question_outcomes(ctx: ToolContext, evaluation_id: str) -> list[QuestionOutc
         if r.env not in visible:
             continue
         if r.env not in gold:
-            gold[r.env] = [q["gold_answer"] for q in describe_environment(ctx.store, r.env)["questions"]]
+            gold[r.env] = [q.gold_answer or "" for q in describe_environment(ctx.store, r.env).questions]
         for qi, (ok, tok, ans) in enumerate(zip(r.correct, r.tokens, r.answers, strict=True)):
             agg.setdefault((r.env, r.beta, qi), []).append((bool(ok), int(tok), ans))
     out = []

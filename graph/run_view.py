@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from . import archive, evidence, scoring
 from .agents.roles import Diagnosis, TraceSample
+from .state import total_of
 
 Split = Literal["search", "heldout"]
 # The hand-crafted baselines: the paper's and the field's other answer-only controllers. The frontier a
@@ -234,7 +235,7 @@ class RunView(BaseModel):
 
     @property
     def total_spend(self) -> SpendTotals:
-        return total(self.spend.values())
+        return total_of(self.spend)
 
     @property
     def screened(self) -> int:
@@ -293,15 +294,6 @@ class RunView(BaseModel):
 
     def children(self, candidate_id: str) -> list[CandidateRow]:
         return [c for c in self.candidates if c.parent == candidate_id or crossover_mate(c) == candidate_id]
-
-
-def total(rows: Any) -> SpendTotals:
-    """Spend summed over rows."""
-    out = SpendTotals()
-    for s in rows:
-        out = SpendTotals(llm_tokens=out.llm_tokens + s.llm_tokens, usd=out.usd + s.usd,
-                          seconds=out.seconds + s.seconds, calls=out.calls + s.calls)
-    return out
 
 
 _MATE = re.compile(r"crossover with (?:inspiration )?(\S+?)[;,.)]?(?:\s|$)")

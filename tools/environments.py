@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotts_graph.store.trajectories import EnvironmentInfo, describe_environment
+from autotts_graph.store.trajectories import EnvironmentInfo, QuestionStats, describe_environment
 from pydantic import BaseModel, Field
 
 from .context import ToolContext
@@ -24,7 +24,7 @@ class EnvironmentDescription(BaseModel):
     info: EnvironmentInfo
     source: str
     spec: dict[str, Any]
-    questions: list[dict[str, Any]]
+    questions: list[QuestionStats]
 
 
 def list_visible_environments(ctx: ToolContext) -> EnvironmentList:
@@ -36,5 +36,5 @@ def describe_visible_environment(ctx: ToolContext, inp: DescribeInput) -> Enviro
     """One visible environment in detail."""
     ctx.require_visible([inp.env])
     d = describe_environment(ctx.store, inp.env)
-    info = EnvironmentInfo(**{k: d[k] for k in EnvironmentInfo.model_fields})
-    return EnvironmentDescription(info=info, source=d["source"], spec=d["spec"], questions=d["questions"])
+    info = EnvironmentInfo(**d.model_dump(include=set(EnvironmentInfo.model_fields)))
+    return EnvironmentDescription(info=info, source=d.source or "", spec=d.spec, questions=d.questions)
