@@ -36,7 +36,7 @@ def test_kill_9_mid_round_then_resume(tiny_env_store, subprocess_env, tmp_path):
         return any(c.round == 1 for c in cands)
 
     kill_9_at(proc, in_round_1, 180)
-    run_id = history.list_runs(store)[0]["run_id"]
+    run_id = history.list_runs(store)[0].run_id
     before = {c.candidate_id: c for c in history.candidates(store, run_id)}
     round0 = [c for c in before.values() if c.round == 0 and c.status == "evaluated"]
     assert len(round0) == 1
@@ -83,7 +83,7 @@ def test_kill_9_mid_generation_then_resume(tiny_env_store, subprocess_env):
         return bool(done) and len(done) < 3
 
     kill_9_at(proc, mid_generation_1, 240)
-    run_id = history.list_runs(store)[0]["run_id"]
+    run_id = history.list_runs(store)[0].run_id
     before = {c.candidate_id: c for c in history.candidates(store, run_id)}
     assert sorted((c.round, c.slot) for c in before.values() if c.round == 0) == [(0, 0), (0, 1), (0, 2)]
     assert history.get_run(store, run_id).status == "running"

@@ -110,7 +110,7 @@ def test_cli_run_with_config_file_then_report(graph_store, tmp_path):
     res = _run(["run", "--config", str(toml), "--store", str(graph_store.path), "--rounds", "1", "--no-live"])
     assert res.exit_code == 0, res.output
     (run,) = history.list_runs(graph_store)
-    assert f"run {run['run_id']}: done" in res.output
+    assert f"run {run.run_id}: done" in res.output
     assert "spend: $0.00 and" in res.output
     assert history.get_run(graph_store, run.run_id).config["rounds"] == 1
     out = tmp_path / "rep"

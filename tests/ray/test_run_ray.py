@@ -112,7 +112,7 @@ def test_kill_9_driver_mid_run_then_resume(two_nodes, tmp_path: Path, sandbox: s
                                   for c in history.candidates(store, runs[0].run_id))
 
     kill_9_at(proc, screening_in_generation_1, 240)
-    run_id = history.list_runs(store)[0]["run_id"]
+    run_id = history.list_runs(store)[0].run_id
     assert history.get_run(store, run_id).status == "running"
     before = {c.candidate_id: c for c in history.candidates(store, run_id)}
     assert sorted((c.round, c.slot, c.status) for c in before.values()) == [
