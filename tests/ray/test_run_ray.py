@@ -50,7 +50,7 @@ def figures(store) -> dict:
     (run,) = history.list_runs(store)
     run = history.get_run(store, run.run_id)
     cands = history.candidates(store, run.run_id)
-    slot_of = {c.candidate_id: f"g{c['round']}s{c['slot']}a{c['attempt']}" for c in cands}
+    slot_of = {c.candidate_id: f"g{c.round}s{c.slot}a{c.attempt}" for c in cands}
 
     def mask(text: str | None) -> str | None:
         return None if text is None else CANDIDATE_ID.sub(lambda m: slot_of.get(m.group(0), "?"), text)
