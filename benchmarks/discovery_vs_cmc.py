@@ -66,11 +66,11 @@ def observer(started: float):
 
 def throughput(store: Store, run_id: str, state) -> list[str]:
     spend = history.run_spend(store, run_id)
-    before = spend.get("prepare", {}).get("seconds", 0.0)
-    after = spend.get("heldout", {}).get("seconds", 0.0)
+    before = spend["prepare"].seconds if "prepare" in spend else 0.0
+    after = spend["heldout"].seconds if "heldout" in spend else 0.0
     wall = max(state.wall_s - before - after, 1e-9)
     members = history.list_archive(store, run_id)
-    screened = state.screened or len({m["candidate_id"] for m in members})
+    screened = state.screened or len({m.candidate_id for m in members})
     full = len(state.evaluated)
     return ["## Throughput", "",
             f"- discovery wall time {wall / 60:.1f} min on {os.cpu_count()} cores (baselines before it "
@@ -122,13 +122,14 @@ def versus_cmc(verdicts: list[scoring.Verdict], envs: list[str], title: str) -> 
 def versus_baselines(store: Store, run_id: str) -> list[str]:
     """Per β on the mean over environments, search and held-out: the baseline configurations (every one the run
     evaluated, CMC included) that dominate the selected controller, as the run report shows them."""
-    from autotts_graph.cli.run_report import collect, domination_lines
+    from autotts_graph.cli.run_report import domination_lines
+    from autotts_graph.graph.run_view import build_run_view
 
-    data = collect(store, run_id)
-    return [*domination_lines(data["search"], data["baselines"].get("search", {}),
-                              "Search set (AIME24): the selected controller vs every baseline configuration"),
-            *domination_lines(data["heldout"], data["baselines"].get("heldout", {}),
-                              "Held-out (AIME25): the selected controller vs every baseline configuration")]
+    view = build_run_view(store, run_id)
+    return [*domination_lines(view.search, "Search set (AIME24): the selected controller vs every baseline "
+                                           "configuration"),
+            *(domination_lines(view.heldout, "Held-out (AIME25): the selected controller vs every baseline "
+                                             "configuration") if view.heldout else [])]
 
 
 def targets(rate: float, held: dict) -> list[str]:
@@ -181,22 +182,21 @@ def main() -> None:
         state = start_run(cfg, provider, observer=observer(started))
     run_id = state.config.run_id
     run = history.get_run(store, run_id)
-    out = [f"# Discovery vs CMC: run {run_id} ({run['status']}; stop: {state.stop_reason or '-'})", "",
+    out = [f"# Discovery vs CMC: run {run_id} ({run.status}; stop: {state.stop_reason or '-'})", "",
            f"Search: {', '.join(SEARCH)}; held out: {', '.join(HELD)}; population {state.config.population}, "
            f"{state.config.seeds} seeds (screen {state.config.screen_seeds} seeds at β "
            f"{state.config.screen_protocol()[0]}), selection by {state.config.selection}.", ""]
     out += throughput(store, run_id, state)
     out += fitness_by_generation(state)
-    best = run["best_candidate"]
-    ids = (run["report"] or {}).get("baseline_evaluations", {})
+    best = run.best_candidate
+    ids = (run.report or {}).get("baseline_evaluations", {})
     if best is None:
         out.append("No controller was selected.")
         print("\n".join(out))
         return
-    cand = next(c for c in history.list_candidates(store, run_id) if c["candidate_id"] == best)
-    genome = cand.get("genome")
-    out += [f"## Selected controller: {cand['name']} ({best}, generation {cand['round']})", "",
-            f"- mechanisms: {_describe(genome)}", f"- origin: {cand['origin']}", ""]
+    cand = history.get_candidate(store, run_id, best)
+    out += [f"## Selected controller: {cand.name} ({best}, generation {cand.round})", "",
+            f"- mechanisms: {_describe(cand.genome)}", f"- origin: {cand.origin}", ""]
     search_ev = history.find_evaluation(store, run_id=run_id, candidate_id=best, split="search")
     search_rows = evidence.cmc_verdicts(store, search_ev, ids.get("cmc@search"))
     lines, _ = versus_cmc(search_rows, SEARCH, "Search set (AIME24), for reference: the selected controller vs CMC")
@@ -206,9 +206,9 @@ def main() -> None:
     lines, held = versus_cmc(held_rows, HELD, "Held-out (AIME25): the selected controller vs CMC")
     out += lines
     out += versus_baselines(store, run_id)
-    wall = state.wall_s - sum(history.run_spend(store, run_id).get(n, {}).get("seconds", 0.0)
-                              for n in ("prepare", "heldout"))
-    screened = state.screened or len({m["candidate_id"] for m in history.list_archive(store, run_id)})
+    node_spend = history.run_spend(store, run_id)
+    wall = state.wall_s - sum(node_spend[n].seconds for n in ("prepare", "heldout") if n in node_spend)
+    screened = state.screened or len({m.candidate_id for m in history.list_archive(store, run_id)})
     out += targets(screened / max(wall, 1e-9) * 3600, held)
     print("\n".join(out))
     if tmp is not None:

@@ -208,24 +208,28 @@ def eval_command(
 
 
 def _report(out: dict[str, Any], label: str, reason: str, where: str, as_json: bool) -> None:
-    """Print an evaluation summary (as a dict) the way `eval` does, failing with one line on an error."""
-    if out["backend"] == "cache":
+    """Print an evaluation summary (``EvaluationSummary`` as JSON) the way `eval` does, failing with one line on
+    an error."""
+    from autotts_graph.tools.evaluate import EvaluationSummary
+
+    summary = EvaluationSummary.model_validate(out)
+    if summary.backend == "cache":
         typer.echo("sandbox: not needed (every point was already in the store)", err=True)
     elif reason:
-        typer.echo(f"sandbox: {out['backend']} ({reason})", err=True)
+        typer.echo(f"sandbox: {summary.backend} ({reason})", err=True)
     if where:
         typer.echo(where, err=True)
     if as_json:
         print_json(out)
-    if not out["ok"]:
-        err = out["error"]
-        details = f" | {' | '.join(err['details'][-3:])}" if err["details"] else ""
-        fail(f"{label}: {err['kind']} error: {err['message']}{details}")
+    if not summary.ok:
+        err = summary.error
+        details = f" | {' | '.join(err.details[-3:])}" if err and err.details else ""
+        fail(f"{label}: {err.kind.value if err else 'unknown'} error: {err.message if err else ''}{details}")
     if not as_json:
-        print_table(f"{label} — evaluation {out['evaluation_id']}", ["env", "β", "accuracy %", "tokens/question",
-                                                                     "std %"],
-                    [[p["env"], p["beta"], f"{p['accuracy']:.2f}", f"{int(p['avg_cost']):,}", f"{p['std_acc']:.2f}"]
-                     for p in out["points"]])
+        print_table(f"{label} — evaluation {summary.evaluation_id}", ["env", "β", "accuracy %", "tokens/question",
+                                                                         "std %"],
+                    [[p.env, p.beta, f"{p.accuracy:.2f}", f"{int(p.avg_cost):,}", f"{p.std_acc:.2f}"]
+                     for p in summary.points])
 
 
 @user_errors

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import cluster_cmd, eval_cmd, run_cmd, sandbox_cmd, serve_cmd, store_cmd
+from . import cluster_cmd, eval_cmd, run_cmd, sandbox_cmd, serve_cmd, store_cmd, ui_cmd
 
 app = typer.Typer(name="autotts-graph", no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Agents discover test-time-scaling controllers, scored by exact replay.")
@@ -17,6 +17,7 @@ app.command("run")(run_cmd.run_command)
 app.command("report")(run_cmd.report_command)
 app.command("studio")(run_cmd.studio_command)
 app.command("serve")(serve_cmd.serve)
+app.command("ui")(ui_cmd.ui_command)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ LangGraph and LangChain are imported inside the commands only, so the rest of th
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 import tomllib
@@ -285,6 +286,7 @@ def _finish(store_path: Path, state: Any, out: Path | None) -> None:
                f"{state.wall_s / 60:.1f} min")
     typer.echo(f"spend: {spend_line(history.run_spend(store, state.config.run_id), state.wall_s)}")
     typer.echo(f"report: {md}" + (f"\nplot: {png}" if png else ""))
+    typer.echo(f"browse: autotts-graph ui --store {shlex.quote(str(store.path))}")
     if state.status == "failed":
         typer.echo(f"resume with: autotts-graph run --resume {state.config.run_id}", err=True)
         raise typer.Exit(1)
@@ -435,7 +437,7 @@ def _role_update(store: Path, run_id: str, role: str, given: dict[str, Any]):
     from autotts_graph.store import history
     from autotts_graph.store.db import Store
 
-    stored = history.get_run(Store(store), run_id)["config"].get(role, {})
+    stored = history.get_run(Store(store), run_id).config.get(role, {})
     settings = RoleSettings.model_validate({**stored, **{k: v for k, v in given.items() if v is not None}})
     return settings.model_copy(update={"kind": resolve_kind(settings)})
 
@@ -461,8 +463,8 @@ def report_command(
             typer.echo("no runs in this store")
             return
         print_table("runs", ["run", "status", "created", "best", "search", "held-out"],
-                    [[r["run_id"], r["status"], r["created_at"][:19], r["best_candidate"] or "",
-                      ", ".join(r["search_envs"] or []), ", ".join(r["heldout_envs"] or [])] for r in rows])
+                    [[r.run_id, r.status, r.created_at[:19], r.best_candidate or "", ", ".join(r.search_envs),
+                      ", ".join(r.heldout_envs)] for r in rows])
         return
     md, png = write_report(st, run_id, out)
     if show:

@@ -158,17 +158,17 @@ def show(
 
     d = describe_environment(Store(store), env)
     if as_json:
-        print_json(d)
+        print_json(d.model_dump())
         return
-    typer.echo(f"{d['name']}  split={d['split']}  origin={d['origin']}  source={d['source']}")
-    typer.echo(f"{d['n_questions']} questions x {d['n_branches']} branches, probe every {d['probe_freq']} tokens, "
-               f"mean branch {d['mean_branch_tokens']:,.0f} tokens, single-branch accuracy "
-               f"{100 * d['single_branch_accuracy']:.2f}%")
+    typer.echo(f"{d.name}  split={d.split}  origin={d.origin}  source={d.source}")
+    typer.echo(f"{d.n_questions} questions x {d.n_branches} branches, probe every {d.probe_freq} tokens, "
+               f"mean branch {d.mean_branch_tokens:,.0f} tokens, single-branch accuracy "
+               f"{100 * d.single_branch_accuracy:.2f}%")
     print_table(None, ["q", "gold", "branches", "mean tokens", "mean probes", "branch acc", "ERR probes",
                        "modal final"],
-                [[q["question_index"], q["gold_answer"], q["branches"], f"{q['mean_tokens']:,.0f}", q["mean_probes"],
-                  f"{100 * q['branch_accuracy']:.1f}%", f"{100 * q['err_probe_fraction']:.1f}%",
-                  q["modal_final_answer"]] for q in d["questions"]])
+                [[q.question_index, q.gold_answer, q.branches, f"{q.mean_tokens:,.0f}", q.mean_probes,
+                  f"{100 * q.branch_accuracy:.1f}%", f"{100 * q.err_probe_fraction:.1f}%", q.modal_final_answer]
+                 for q in d.questions])
 
 
 @app.command("export")

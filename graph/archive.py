@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
 from typing import Any
 
 from autotts_graph.store import history
+from autotts_graph.store.rows import ArchiveRow
 
 from . import evidence
 from .agents.roles import BaselinePoint, CurvePoint, Diagnosis, HistoryEntry
@@ -88,27 +88,8 @@ def island_of(cfg: RunConfig, slot: int) -> int:
 
 # --------------------------------------------------------------------------- the archive view
 
-@dataclass(frozen=True)
-class Member:
-    """One archive row (a candidate on an island)."""
-
-    candidate_id: str
-    island: int
-    generation: int
-    slot: int
-    niche: str
-    cost_band: int
-    family: str
-    stage: int
-    fitness: float | None
-    screen_fitness: float | None
-    mean_tokens: float | None
-    code_hash: str
-    migrated_from: int | None = None
-
-    @property
-    def order(self) -> tuple[int, int]:
-        return (self.generation, self.slot)
+# One archive row is a member: the store's own row model (with its ``order``), no copy of it.
+Member = ArchiveRow
 
 
 def _by_fitness(m: Member) -> tuple:
@@ -122,8 +103,8 @@ def _by_screen(m: Member) -> tuple:
 class Archive:
     """A read-only view of a run's archive rows with the selection rules."""
 
-    def __init__(self, rows: list[dict[str, Any]]) -> None:
-        self.members = [Member(**{k: r[k] for k in Member.__dataclass_fields__}) for r in rows]
+    def __init__(self, rows: list[ArchiveRow]) -> None:
+        self.members = list(rows)
 
     @classmethod
     def load(cls, store: Any, run_id: str) -> Archive:
@@ -259,22 +240,19 @@ def _distance(a: Member, b: Member) -> float:
 def member_row(run_id: str, *, candidate_id: str, island: int, generation: int, slot: int, genome: dict | None,
                screen_curve: list[CurvePoint], stage: int, fitness: float | None, screen_fitness: float | None,
                search_accuracy: float | None, code_hash: str, evaluation_id: str | None,
-               screen_evaluation_id: str | None) -> dict[str, Any]:
+               screen_evaluation_id: str | None) -> ArchiveRow:
     """The archive row of a screened candidate (its niche computed from its screen)."""
     tokens = mean_tokens(screen_curve)
     band, fam = cost_band(tokens), family(genome)
-    return {"run_id": run_id, "candidate_id": candidate_id, "island": island, "generation": generation,
-            "slot": slot, "niche": niche_of(band, fam), "cost_band": band, "family": fam, "stage": stage,
-            "fitness": fitness, "screen_fitness": screen_fitness, "mean_tokens": tokens,
-            "search_accuracy": search_accuracy, "code_hash": code_hash, "evaluation_id": evaluation_id,
-            "screen_evaluation_id": screen_evaluation_id, "migrated_from": None}
+    return ArchiveRow(run_id=run_id, candidate_id=candidate_id, island=island, generation=generation, slot=slot,
+                      niche=niche_of(band, fam), cost_band=band, family=fam, stage=stage, fitness=fitness,
+                      screen_fitness=screen_fitness, mean_tokens=tokens, search_accuracy=search_accuracy,
+                      code_hash=code_hash, evaluation_id=evaluation_id, screen_evaluation_id=screen_evaluation_id)
 
 
-def migrant_row(store: Any, run_id: str, member: Member, dest: int, generation: int) -> dict[str, Any]:
+def migrant_row(member: Member, dest: int, generation: int) -> ArchiveRow:
     """A copy of ``member``'s row on island ``dest``."""
-    row = next(r for r in history.list_archive(store, run_id)
-               if r["candidate_id"] == member.candidate_id and r["island"] == member.island)
-    return {**row, "island": dest, "generation": generation, "migrated_from": member.island}
+    return member.model_copy(update={"island": dest, "generation": generation, "migrated_from": member.island})
 
 
 # --------------------------------------------------------------------------- what agents see
@@ -287,56 +265,59 @@ def history_entries(store: Any, run_id: str, *, before_generation: int | None = 
     slot ``own`` = (generation, slot)'s own earlier attempts: the other lanes of a generation run at the
     same time, and what a proposal sees must not depend on their timing. Curves come from one batched read.
     """
-    cands = history.list_candidates(store, run_id)
     keep = []
-    for c in cands:
-        status = FINAL_STATUS.get(c["status"] or "")
+    for c in history.candidates(store, run_id):
+        status = FINAL_STATUS.get(c.status)
         if status is None:
             continue
-        if before_generation is not None and c["round"] >= before_generation:
-            if own is None or (c["round"], c["slot"] or 0) != own:
+        if before_generation is not None and c.round >= before_generation:
+            if own is None or (c.round, c.slot) != own:
                 continue
         keep.append((c, status))
-    points = history.evaluation_points(store, [c["evaluation_id"] for c, _ in keep if c["evaluation_id"]])
+    points = history.evaluation_points(store, [c.evaluation_id for c, _ in keep if c.evaluation_id])
     diagnoses = history.get_diagnoses(store, run_id)
-    placed: dict[str, dict[str, Any]] = {}
-    for r in history.list_archive(store, run_id):
-        if r["migrated_from"] is None or r["candidate_id"] not in placed:
-            placed[r["candidate_id"]] = r
+    placed = placements(history.list_archive(store, run_id))
     entries = []
     for c, status in keep:
-        ev = points.get(c["evaluation_id"] or "")
-        curve = evidence.curve_from_points(ev["points"]) if ev and ev["split"] == "search" else []
+        ev = points.get(c.evaluation_id or "")
+        curve = evidence.curve_from_points(ev.points) if ev and ev.split == "search" else []
         notes: list[str] = []
-        if c["check_result"] and not c["check_result"].get("ok", True):
-            notes += [f"check: {e}" for e in c["check_result"].get("errors", [])]
-        if c["critic"] and not c["critic"].get("approve", True):
-            notes += [f"critic: {r}" for r in c["critic"].get("reasons", [])]
-        diag = diagnoses.get(c["candidate_id"])
-        row = placed.get(c["candidate_id"])
-        fitness = None
-        if row is not None:
-            fitness = row["fitness"] if row["stage"] >= 2 else row["screen_fitness"]
+        if c.check_result and not c.check_result.get("ok", True):
+            notes += [f"check: {e}" for e in c.check_result.get("errors", [])]
+        if c.critic and not c.critic.get("approve", True):
+            notes += [f"critic: {r}" for r in c.critic.get("reasons", [])]
+        diag = diagnoses.get(c.candidate_id)
+        row = placed.get(c.candidate_id)
         entries.append(HistoryEntry(
-            candidate_id=c["candidate_id"], round=c["round"], name=c["name"] or "", origin=c["origin"] or "",
-            parent=c["parent"], code_hash=c["code_hash"] or "", source=c["source"] if with_source else "",
-            status=status, curve=curve, search_accuracy=c["search_accuracy"], genome=c["genome"],
-            diagnosis=Diagnosis.model_validate(diag) if diag else None, notes=notes, fitness=fitness,
-            niche=row["niche"] if row else None, stage=c["stage"] if status == "evaluated" else None))
+            candidate_id=c.candidate_id, round=c.round, name=c.name, origin=c.origin, parent=c.parent,
+            code_hash=c.code_hash, source=c.source if with_source else "", status=status, curve=curve,
+            search_accuracy=c.search_accuracy, genome=c.genome,
+            diagnosis=Diagnosis.model_validate(diag) if diag else None, notes=notes,
+            fitness=row.score if row else None, niche=row.niche if row else None,
+            stage=c.stage if status == "evaluated" else None))
     return entries
+
+
+def placements(members: list[Member]) -> dict[str, Member]:
+    """Each candidate's own archive row (a migrant is a copy on another island; the first row is its own)."""
+    placed: dict[str, Member] = {}
+    for m in members:
+        if m.migrated_from is None or m.candidate_id not in placed:
+            placed[m.candidate_id] = m
+    return placed
 
 
 def load_baselines(store: Any, run_id: str) -> list[BaselinePoint]:
     """The run's baseline points on the search environments, read back from its recorded evaluations."""
     from autotts_graph.tools.baselines import point_label
 
-    report = history.get_run(store, run_id)["report"] or {}
+    report = history.get_run(store, run_id).report or {}
     points: list[BaselinePoint] = []
     for key, evaluation_id in (report.get("baseline_evaluations") or {}).items():
         method, _, split = key.partition("@")
         if split != "search":
             continue
         ev = history.get_evaluation(store, evaluation_id)
-        points += [BaselinePoint(method=method, label=point_label(method, p["config"]), env=p["env"],
-                                 accuracy=p["accuracy"], avg_cost=p["avg_cost"]) for p in ev["points"]]
+        points += [BaselinePoint(method=method, label=point_label(method, p.config), env=p.env,
+                                 accuracy=p.accuracy, avg_cost=p.avg_cost) for p in ev.points]
     return points

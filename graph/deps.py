@@ -134,7 +134,7 @@ class DepsProvider:
         from autotts_graph.store.db import StoreError
 
         try:
-            stored = history.get_run(self.store(), config.run_id)["config"]
+            stored = history.get_run(self.store(), config.run_id).config
         except StoreError:
             return config
         try:

@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Any
 
 from autotts_graph.store import history
+from autotts_graph.store.rows import OutcomeRow
 from autotts_graph.tools.context import ToolContext
 
 from . import scoring
@@ -19,13 +20,9 @@ from .agents.roles import BaselinePoint, CurvePoint, QuestionOutcome, TraceSampl
 
 
 def curve_from_points(points: list[Any]) -> list[CurvePoint]:
-    """Curve points from evaluation point dicts (``get_evaluation``) or ``PointSummary`` objects."""
-    out = []
-    for p in points:
-        d = p if isinstance(p, dict) else p.model_dump()
-        out.append(CurvePoint(env=d["env"], beta=d.get("beta"), accuracy=float(d["accuracy"]),
-                              avg_cost=float(d["avg_cost"])))
-    return out
+    """Curve points from evaluation points (the history's rows or a tool's ``PointSummary``)."""
+    return [CurvePoint(env=p.env, beta=p.beta, accuracy=float(p.accuracy), avg_cost=float(p.avg_cost))
+            for p in points]
 
 
 def mean_curve(curve: list[CurvePoint]) -> list[tuple[float, float, float]]:
@@ -43,12 +40,12 @@ def question_outcomes(ctx: ToolContext, evaluation_id: str) -> list[QuestionOutc
     gold: dict[str, list[str]] = {}
     agg: dict[tuple[str, float | None, int], list[tuple[bool, int, str | None]]] = {}
     for r in rows:
-        if r["env"] not in visible:
+        if r.env not in visible:
             continue
-        if r["env"] not in gold:
-            gold[r["env"]] = [q["gold_answer"] for q in describe_environment(ctx.store, r["env"])["questions"]]
-        for qi, (ok, tok, ans) in enumerate(zip(r["correct"], r["tokens"], r["answers"], strict=True)):
-            agg.setdefault((r["env"], r["beta"], qi), []).append((bool(ok), int(tok), ans))
+        if r.env not in gold:
+            gold[r.env] = [q.gold_answer or "" for q in describe_environment(ctx.store, r.env).questions]
+        for qi, (ok, tok, ans) in enumerate(zip(r.correct, r.tokens, r.answers, strict=True)):
+            agg.setdefault((r.env, r.beta, qi), []).append((bool(ok), int(tok), ans))
     out = []
     for (env, beta, qi), cases in sorted(agg.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0.0, kv[0][2])):
         answers = Counter(a for _, _, a in cases if a is not None)
@@ -118,16 +115,16 @@ def points_with_outcomes(store: Any, evaluation_id: str | None) -> list[dict[str
         ev = history.get_evaluation(store, evaluation_id)
     except Exception:  # noqa: BLE001 - an id from an edited store
         return []
-    if ev["status"] != "ok":
+    if not ev.ok:
         return []
-    rows: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    rows: dict[tuple[int, str], list[OutcomeRow]] = {}
     for o in history.get_outcomes(store, evaluation_id):
-        rows.setdefault((o["point_index"], o["env"]), []).append(o)
+        rows.setdefault((o.point_index, o.env), []).append(o)
     out = []
-    for p in ev["points"]:
-        seeds = rows.get((p["point_index"], p["env"]), [])
-        out.append({**p, "correct": [[int(x) for x in o["correct"]] for o in seeds],
-                    "tokens": [list(o["tokens"]) for o in seeds]})
+    for p in ev.points:
+        seeds = rows.get((p.point_index, p.env), [])
+        out.append({**p.model_dump(), "correct": [[int(x) for x in o.correct] for o in seeds],
+                    "tokens": [list(o.tokens) for o in seeds]})
     return out
 
 

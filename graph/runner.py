@@ -158,7 +158,7 @@ def resume_run(run_id: str, provider: DepsProvider, *, reviewer: Reviewer | None
         if not snapshot.values:
             raise StoreError(f"run {run_id} has an empty checkpoint; start it again")
         state = DiscoveryState.model_validate(snapshot.values)
-        live = RunConfig.model_validate(run["config"]) if run["config"] else state.config
+        live = RunConfig.model_validate(run.config) if run.config else state.config
         if config_update:
             live = live.model_copy(update=config_update)
             RunLedger(store, run_id).reconfigure(config=live.model_dump(mode="json"), search_envs=live.search_envs,

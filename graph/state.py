@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from autotts_graph.store.rows import SpendTotals
 from pydantic import BaseModel, Field, field_validator
 
 from .agents.roles import BaselinePoint, CriticVerdict, CurvePoint, Diagnosis
@@ -174,13 +175,9 @@ class Best(BaseModel):
     evaluation_id: str
 
 
-class NodeSpend(BaseModel):
-    """What one node has consumed over the run."""
-
-    llm_tokens: int = 0
-    usd: float = 0.0
-    seconds: float = 0.0
-    calls: int = 0
+class NodeSpend(SpendTotals):
+    """What one node has consumed over the run: the ledger's spend row shape, as a type of the graph's state (the
+    checkpoint serializer restores the state's own types only)."""
 
 
 class HeldoutResult(BaseModel):
@@ -211,7 +208,7 @@ def _merge(old: dict | None, new: dict | None) -> dict:
     return {**(old or {}), **(new or {})}
 
 
-def total_of(spend: dict[str, NodeSpend]) -> NodeSpend:
+def total_of(spend: dict[str, SpendTotals]) -> NodeSpend:
     """Spend summed over nodes."""
     total = NodeSpend()
     for s in spend.values():

@@ -2,7 +2,8 @@
 diagnoses and spend. Everything a discovery run did is kept here.
 
 Evaluations and the program archive are written here; a run's own state (the run, its candidates, their
-diagnoses and the spend per node) is written by the run ledger (``store/ledger.py``) and read back here."""
+diagnoses and the spend per node) is written by the run ledger (``store/ledger.py``) and read back here.
+Reads return the row models of ``store/rows.py``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,19 @@ import uuid
 from typing import Any
 
 from .db import Store, StoreError
+from .rows import (
+    ArchiveRow,
+    CandidateRow,
+    EvaluationRow,
+    EvaluationSummary,
+    OutcomeRow,
+    PointRow,
+    PointSummary,
+    RunRow,
+    RunTotals,
+    SpendTotals,
+    TraceRow,
+)
 
 
 def new_id(prefix: str) -> str:
@@ -113,30 +127,45 @@ def cached_points(store: Store, keys: list[str], strict_audit: bool = False) -> 
     return found
 
 
-def get_evaluation(store: Store, evaluation_id: str) -> dict[str, Any]:
-    """An evaluation's metadata and point summaries (no per-seed outcomes)."""
+def get_evaluation(store: Store, evaluation_id: str) -> EvaluationRow:
+    """An evaluation's metadata and point summaries (no per-seed outcomes); StoreError when unknown."""
+    found = get_evaluations(store, [evaluation_id])
+    if evaluation_id not in found:
+        raise StoreError(f"unknown evaluation {evaluation_id!r}")
+    return found[evaluation_id]
+
+
+def get_evaluations(store: Store, evaluation_ids: list[str]) -> dict[str, EvaluationRow]:
+    """Many evaluations with their points in two queries, by id (unknown ids are left out)."""
+    if not evaluation_ids:
+        return {}
     with store.connect(read_only=True) as con:
-        row = con.execute("SELECT evaluation_id, run_id, candidate_id, code_hash, label, split, protocol, status,"
-                          " error, elapsed_s, created_at FROM evaluations WHERE evaluation_id = ?",
-                          [evaluation_id]).fetchone()
-        if row is None:
-            raise StoreError(f"unknown evaluation {evaluation_id!r}")
-        points = con.execute("SELECT point_index, env, config, beta, description, accuracy, avg_cost, std_acc,"
-                             " params FROM evaluation_points WHERE evaluation_id = ? ORDER BY point_index, env",
-                             [evaluation_id]).fetchall()
-    keys = ("evaluation_id", "run_id", "candidate_id", "code_hash", "label", "split", "protocol", "status",
-            "error", "elapsed_s", "created_at")
-    out = dict(zip(keys, row, strict=True))
-    out["protocol"] = json.loads(out["protocol"] or "{}")
-    out["error"] = json.loads(out["error"]) if out["error"] else None
-    out["created_at"] = str(out["created_at"])
-    out["points"] = [{"point_index": p[0], "env": p[1], "config": json.loads(p[2]), "beta": p[3],
-                      "description": p[4], "accuracy": p[5], "avg_cost": p[6], "std_acc": p[7],
-                      "params": json.loads(p[8])} for p in points]
+        evs = con.execute(f"SELECT {', '.join(_EVAL_COLS)} FROM evaluations WHERE list_contains(?, evaluation_id)",
+                          [evaluation_ids]).fetchall()
+        pts = con.execute(f"SELECT evaluation_id, {', '.join(_POINT_COLS)} FROM evaluation_points"
+                          " WHERE list_contains(?, evaluation_id) ORDER BY evaluation_id, point_index, env",
+                          [evaluation_ids]).fetchall()
+    points: dict[str, list[PointRow]] = {}
+    for r in pts:
+        d = dict(zip(_POINT_COLS, r[1:], strict=True))
+        d["config"], d["params"] = json.loads(d["config"] or "{}"), json.loads(d["params"] or "{}")
+        points.setdefault(r[0], []).append(PointRow.model_validate(d))
+    out = {}
+    for r in evs:
+        d = dict(zip(_EVAL_COLS, r, strict=True))
+        d["protocol"] = json.loads(d["protocol"] or "{}")
+        d["error"] = json.loads(d["error"]) if d["error"] else None
+        d["created_at"] = str(d["created_at"])
+        out[d["evaluation_id"]] = EvaluationRow(**d, points=points.get(d["evaluation_id"], []))
     return out
 
 
-def get_outcomes(store: Store, evaluation_id: str, env: str | None = None) -> list[dict[str, Any]]:
+_EVAL_COLS = ("evaluation_id", "run_id", "candidate_id", "code_hash", "label", "split", "protocol", "status", "error",
+              "elapsed_s", "created_at")
+_POINT_COLS = ("point_index", "env", "config", "beta", "description", "accuracy", "avg_cost", "std_acc", "params")
+
+
+def get_outcomes(store: Store, evaluation_id: str, env: str | None = None) -> list[OutcomeRow]:
     """Per-seed outcomes (correct, tokens, answers per question) of an evaluation."""
     sql = ("SELECT o.point_index, o.env, p.beta, o.seed, o.correct, o.tokens, o.answers FROM outcomes o"
            " JOIN evaluation_points p ON p.evaluation_id = o.evaluation_id AND p.point_index = o.point_index"
@@ -147,13 +176,13 @@ def get_outcomes(store: Store, evaluation_id: str, env: str | None = None) -> li
         args.append(env)
     with store.connect(read_only=True) as con:
         rows = con.execute(sql + " ORDER BY o.env, o.point_index, o.seed", args).fetchall()
-    return [{"point_index": r[0], "env": r[1], "beta": r[2], "seed": r[3], "correct": r[4], "tokens": r[5],
-             "answers": r[6]} for r in rows]
+    return [OutcomeRow(point_index=r[0], env=r[1], beta=r[2], seed=r[3], correct=r[4], tokens=r[5], answers=r[6])
+            for r in rows]
 
 
 def get_traces(store: Store, evaluation_id: str, *, env: str | None = None, beta: float | None = None,
                question_index: int | None = None, failures_only: bool = False, offset: int = 0,
-               limit: int = 20) -> tuple[list[dict[str, Any]], int]:
+               limit: int = 20) -> tuple[list[TraceRow], int]:
     """Sampled traces of an evaluation with filters, paginated; returns (page, total matching)."""
     where = ["t.evaluation_id = ?"]
     args: list[Any] = [evaluation_id]
@@ -175,61 +204,79 @@ def get_traces(store: Store, evaluation_id: str, *, env: str | None = None, beta
         rows = con.execute("SELECT t.env, p.beta, t.point_index, t.seed, t.question_index, t.is_correct, t.cost,"
                            " t.answer, t.steps" + body + " ORDER BY t.env, t.point_index, t.seed, t.question_index"
                            " LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
-    page = [{"env": r[0], "beta": r[1], "point_index": r[2], "seed": r[3], "question_index": r[4],
-             "is_correct": r[5], "cost": r[6], "answer": r[7], "steps": json.loads(r[8])} for r in rows]
+    page = [TraceRow(env=r[0], beta=r[1], point_index=r[2], seed=r[3], question_index=r[4], is_correct=r[5],
+                     cost=r[6], answer=r[7], steps=json.loads(r[8]) or []) for r in rows]
     return page, total
 
 
 # ---- discovery runs (graph/): runs, candidates, diagnoses, spend, read back ------------------------------
-# Written by store/ledger.py only (the run ledger, with its status enums and row models).
+# Written by store/ledger.py only (the run ledger, with its status enums); the row models are store/rows.py's.
 
 _RUN_COLS = ("run_id", "created_at", "status", "config", "search_envs", "heldout_envs", "best_candidate", "report",
              "finished_at", "error", "wall_s")
 CANDIDATE_COLS = ("candidate_id", "run_id", "round", "attempt", "code_hash", "source", "parent", "origin", "name",
-              "rationale", "status", "check_result", "critic", "evaluation_id", "search_accuracy", "genome",
-              "slot", "stage", "screen_evaluation_id", "created_at")
+                  "rationale", "status", "check_result", "critic", "evaluation_id", "search_accuracy", "genome",
+                  "slot", "stage", "screen_evaluation_id", "created_at")
+_CANDIDATE_JSON = ("check_result", "critic", "genome")
 
 
-def get_run(store: Store, run_id: str) -> dict[str, Any]:
+def _run_row(row: tuple) -> RunRow:
+    d = dict(zip(_RUN_COLS, row, strict=True))
+    d["config"] = json.loads(d["config"] or "{}")
+    d["report"] = json.loads(d["report"]) if d["report"] else None
+    d["created_at"] = str(d["created_at"])
+    d["finished_at"] = str(d["finished_at"]) if d["finished_at"] else None
+    return RunRow.model_validate(d)
+
+
+def get_run(store: Store, run_id: str) -> RunRow:
     """A run's row; StoreError when unknown."""
     with store.connect(read_only=True) as con:
         row = con.execute(f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE run_id = ?", [run_id]).fetchone()
     if row is None:
         raise StoreError(f"unknown run {run_id!r} (see `autotts-graph report --list`)")
-    out = dict(zip(_RUN_COLS, row, strict=True))
-    out["config"] = json.loads(out["config"] or "{}")
-    out["report"] = json.loads(out["report"]) if out["report"] else None
-    out["created_at"] = str(out["created_at"])
-    out["finished_at"] = str(out["finished_at"]) if out["finished_at"] else None
-    return out
+    return _run_row(row)
 
 
-def list_runs(store: Store) -> list[dict[str, Any]]:
-    """Every run, newest first (id, status, created, best candidate)."""
+def list_runs(store: Store) -> list[RunRow]:
+    """Every run, newest first."""
     with store.connect(read_only=True) as con:
-        rows = con.execute("SELECT run_id, status, created_at, best_candidate, search_envs, heldout_envs FROM runs"
-                           " ORDER BY created_at DESC").fetchall()
-    return [{"run_id": r[0], "status": r[1], "created_at": str(r[2]), "best_candidate": r[3], "search_envs": r[4],
-             "heldout_envs": r[5]} for r in rows]
+        rows = con.execute(f"SELECT {', '.join(_RUN_COLS)} FROM runs ORDER BY created_at DESC, run_id").fetchall()
+    return [_run_row(r) for r in rows]
 
 
-def list_candidates(store: Store, run_id: str) -> list[dict[str, Any]]:
-    """A run's candidates in a reproducible order (generation, slot, attempt, then creation), with parsed check
-    and critic results. Candidates of one generation are created concurrently: their creation times are not
-    an order a seeded run may depend on."""
+def candidates(store: Store, run_id: str, candidate_ids: list[str] | None = None) -> list[CandidateRow]:
+    """A run's candidates (or the named ones) in a reproducible order: generation, slot, attempt, then creation.
+    Candidates of one generation are created concurrently: their creation times are not an order a seeded run
+    may depend on."""
+    sql, args = f"SELECT {', '.join(CANDIDATE_COLS)} FROM candidates WHERE run_id = ?", [run_id]
+    if candidate_ids is not None:
+        sql += " AND list_contains(?, candidate_id)"
+        args.append(candidate_ids)
     with store.connect(read_only=True) as con:
-        rows = con.execute(f"SELECT {', '.join(CANDIDATE_COLS)} FROM candidates WHERE run_id = ?"
-                           " ORDER BY round, coalesce(slot, 0), coalesce(attempt, 0), created_at, candidate_id",
-                           [run_id]).fetchall()
+        rows = con.execute(sql + " ORDER BY round, coalesce(slot, 0), coalesce(attempt, 0), created_at, candidate_id",
+                           args).fetchall()
     out = []
     for r in rows:
         d = dict(zip(CANDIDATE_COLS, r, strict=True))
-        d["check_result"] = json.loads(d["check_result"]) if d["check_result"] else None
-        d["critic"] = json.loads(d["critic"]) if d["critic"] else None
-        d["genome"] = json.loads(d["genome"]) if d["genome"] else None
+        for col in _CANDIDATE_JSON:
+            d[col] = json.loads(d[col]) if d[col] else None
         d["created_at"] = str(d["created_at"])
-        out.append(d)
+        out.append(CandidateRow.model_validate(d))
     return out
+
+
+def get_candidate(store: Store, run_id: str, candidate_id: str) -> CandidateRow:
+    """One candidate of a run; StoreError when the run has no such candidate."""
+    found = candidates(store, run_id, [candidate_id])
+    if not found:
+        raise StoreError(f"unknown candidate {candidate_id!r} in run {run_id!r}")
+    return found[0]
+
+
+def list_candidates(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """``candidates`` as plain dicts, for the one reader not yet on the rows (graph/agents/tools.py)."""
+    return [c.model_dump() for c in candidates(store, run_id)]
 
 
 def find_evaluation(store: Store, *, run_id: str, candidate_id: str, split: str,
@@ -258,41 +305,73 @@ def count_evaluations(store: Store, *, run_id: str, candidate_id: str | None = N
         return int(con.execute(sql, args).fetchone()[0])
 
 
+def run_evaluations(store: Store, run_id: str, candidate_id: str | None = None) -> list[EvaluationSummary]:
+    """Every evaluation recorded under a run (or one of its candidates): screens, full evaluations, held-out
+    ones; without points, oldest first (the point summaries are ``evaluation_points``')."""
+    sql, args = "SELECT evaluation_id, split, status, candidate_id, label FROM evaluations WHERE run_id = ?", [run_id]
+    if candidate_id is not None:
+        sql += " AND candidate_id = ?"
+        args.append(candidate_id)
+    with store.connect(read_only=True) as con:
+        rows = con.execute(sql + " ORDER BY created_at, evaluation_id", args).fetchall()
+    return [EvaluationSummary(evaluation_id=r[0], split=r[1], status=r[2], candidate_id=r[3], label=r[4])
+            for r in rows]
+
+
 def get_diagnoses(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
-    """Diagnoses of a run by candidate id."""
+    """Diagnoses of a run by candidate id (each the diagnostician's JSON document, graph/agents/roles.Diagnosis)."""
     with store.connect(read_only=True) as con:
         rows = con.execute("SELECT candidate_id, diagnosis FROM diagnoses WHERE run_id = ? ORDER BY created_at",
                            [run_id]).fetchall()
     return {r[0]: json.loads(r[1]) for r in rows}
 
 
-def candidate_spend(store: Store, run_id: str) -> dict[str, dict[str, float]]:
-    """Spend of a run per candidate (lane nodes only): {candidate_id: {llm_tokens, usd, seconds, calls}}."""
+def _spend(sql: str, args: list[Any], store: Store) -> dict[str, SpendTotals]:
     with store.connect(read_only=True) as con:
-        rows = con.execute("SELECT candidate_id, sum(llm_tokens), sum(usd), sum(seconds), count(*) FROM spend"
-                           " WHERE run_id = ? AND candidate_id IS NOT NULL GROUP BY candidate_id"
-                           " ORDER BY candidate_id", [run_id]).fetchall()
-    return {r[0]: {"llm_tokens": int(r[1] or 0), "usd": float(r[2] or 0), "seconds": float(r[3] or 0),
-                   "calls": int(r[4])} for r in rows}
+        rows = con.execute(sql, args).fetchall()
+    return {r[0]: SpendTotals(llm_tokens=int(r[1] or 0), usd=float(r[2] or 0), seconds=float(r[3] or 0),
+                              calls=int(r[4])) for r in rows}
 
 
-def run_spend(store: Store, run_id: str) -> dict[str, dict[str, float]]:
-    """Spend of a run per node: {node: {llm_tokens, usd, seconds, calls}}."""
+def candidate_spend(store: Store, run_id: str) -> dict[str, SpendTotals]:
+    """Spend of a run per candidate (lane nodes only)."""
+    return _spend("SELECT candidate_id, sum(llm_tokens), sum(usd), sum(seconds), count(*) FROM spend WHERE run_id = ?"
+                  " AND candidate_id IS NOT NULL GROUP BY candidate_id ORDER BY candidate_id", [run_id], store)
+
+
+def run_spend(store: Store, run_id: str) -> dict[str, SpendTotals]:
+    """Spend of a run per node."""
+    return _spend("SELECT node, sum(llm_tokens), sum(usd), sum(seconds), count(*) FROM spend WHERE run_id = ?"
+                  " GROUP BY node ORDER BY node", [run_id], store)
+
+
+def spend_by_run(store: Store) -> dict[str, SpendTotals]:
+    """Spend summed per run, for every run (one query)."""
+    return _spend("SELECT run_id, sum(llm_tokens), sum(usd), sum(seconds), count(*) FROM spend GROUP BY run_id"
+                  " ORDER BY run_id", [], store)
+
+
+def run_totals(store: Store) -> dict[str, RunTotals]:
+    """Every run's counts (candidates and generations proposed, archive members screened and fully evaluated, the
+    best full fitness) in two queries."""
     with store.connect(read_only=True) as con:
-        rows = con.execute("SELECT node, sum(llm_tokens), sum(usd), sum(seconds), count(*) FROM spend"
-                           " WHERE run_id = ? GROUP BY node ORDER BY node", [run_id]).fetchall()
-    return {r[0]: {"llm_tokens": int(r[1] or 0), "usd": float(r[2] or 0), "seconds": float(r[3] or 0),
-                   "calls": int(r[4])} for r in rows}
+        cands = con.execute("SELECT run_id, count(DISTINCT round), count(*) FROM candidates GROUP BY run_id").fetchall()
+        arch = con.execute("SELECT run_id, count(*), count(*) FILTER (WHERE stage >= 2),"
+                           " max(fitness) FILTER (WHERE stage >= 2) FROM archive WHERE migrated_from IS NULL"
+                           " GROUP BY run_id").fetchall()
+    out = {r[0]: RunTotals(run_id=r[0], generations=r[1], candidates=r[2]) for r in cands}
+    for run_id, screened, full, best in arch:
+        row = out.setdefault(run_id, RunTotals(run_id=run_id))
+        row.screened, row.fully_evaluated, row.best_fitness = screened, full, best
+    return out
 
 
 # ---- the program archive (graph/archive.py): MAP-Elites niches x islands -----------------------------------
 
-ARCHIVE_COLS = ("run_id", "candidate_id", "island", "generation", "slot", "niche", "cost_band", "family", "stage",
-                "fitness", "screen_fitness", "mean_tokens", "search_accuracy", "code_hash", "evaluation_id",
-                "screen_evaluation_id", "migrated_from")
+ARCHIVE_COLS = tuple(ArchiveRow.model_fields)
 
 
-def record_archive(store: Store, rows: list[dict[str, Any]]) -> None:
+def record_archive(store: Store, rows: list[ArchiveRow]) -> None:
     """Insert or replace archive members, keyed by (run, candidate, island): a fan-in re-run after a crash
     writes the same rows, and a migrant is a second row of the same candidate on another island."""
     if not rows:
@@ -302,34 +381,35 @@ def record_archive(store: Store, rows: list[dict[str, Any]]) -> None:
         try:
             for row in rows:
                 con.execute("DELETE FROM archive WHERE run_id = ? AND candidate_id = ? AND island = ?",
-                            [row["run_id"], row["candidate_id"], row["island"]])
+                            [row.run_id, row.candidate_id, row.island])
                 con.execute(f"INSERT INTO archive ({', '.join(ARCHIVE_COLS)}) VALUES "
-                            f"({', '.join(['?'] * len(ARCHIVE_COLS))})", [row.get(c) for c in ARCHIVE_COLS])
+                            f"({', '.join(['?'] * len(ARCHIVE_COLS))})", [getattr(row, c) for c in ARCHIVE_COLS])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
 
 
-def list_archive(store: Store, run_id: str) -> list[dict[str, Any]]:
+def list_archive(store: Store, run_id: str) -> list[ArchiveRow]:
     """A run's archive members in a reproducible order (generation, slot, island)."""
     with store.connect(read_only=True) as con:
         rows = con.execute(f"SELECT {', '.join(ARCHIVE_COLS)} FROM archive WHERE run_id = ?"
                            " ORDER BY generation, slot, island", [run_id]).fetchall()
-    return [dict(zip(ARCHIVE_COLS, r, strict=True)) for r in rows]
+    return [ArchiveRow.model_validate(dict(zip(ARCHIVE_COLS, r, strict=True))) for r in rows]
 
 
-def evaluation_points(store: Store, evaluation_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Split, status and point summaries of many evaluations in one query: {id: {split, status, points}}."""
+def evaluation_points(store: Store, evaluation_ids: list[str]) -> dict[str, EvaluationSummary]:
+    """Split, status and point summaries of many evaluations in one query, by id."""
     if not evaluation_ids:
         return {}
     with store.connect(read_only=True) as con:
-        evs = con.execute("SELECT evaluation_id, split, status FROM evaluations WHERE list_contains(?, evaluation_id)",
-                          [evaluation_ids]).fetchall()
+        evs = con.execute("SELECT evaluation_id, split, status, candidate_id, label FROM evaluations"
+                          " WHERE list_contains(?, evaluation_id)", [evaluation_ids]).fetchall()
         pts = con.execute("SELECT evaluation_id, env, beta, accuracy, avg_cost FROM evaluation_points"
                           " WHERE list_contains(?, evaluation_id) ORDER BY evaluation_id, point_index, env",
                           [evaluation_ids]).fetchall()
-    out = {r[0]: {"split": r[1], "status": r[2], "points": []} for r in evs}
+    out = {r[0]: EvaluationSummary(evaluation_id=r[0], split=r[1], status=r[2], candidate_id=r[3], label=r[4])
+           for r in evs}
     for eid, env, beta, acc, cost in pts:
-        out[eid]["points"].append({"env": env, "beta": beta, "accuracy": acc, "avg_cost": cost})
+        out[eid].points.append(PointSummary(env=env, beta=beta, accuracy=acc, avg_cost=cost))
     return out

@@ -16,36 +16,16 @@ has is allowed (a node re-run after a crash writes the same row again); any othe
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .db import Store, StoreError
-from .history import CANDIDATE_COLS, code_hash, get_run, list_candidates
+from .history import CANDIDATE_COLS, candidates, code_hash, get_run
+from .rows import CandidateRow, CandidateStatus, RunRow, RunStatus
 
-
-class RunStatus(StrEnum):
-    """Where a run stands (``runs.status``)."""
-
-    RUNNING = "running"
-    DONE = "done"  # selected and evaluated on the held-out environments
-    FAILED = "failed"  # stopped by an error; resumable from its checkpoint
-    NO_CANDIDATE = "no_candidate"  # finished without a candidate to select
-
-
-class CandidateStatus(StrEnum):
-    """Where a candidate stands (``candidates.status``)."""
-
-    PENDING = "pending"  # recorded, not checked yet
-    CHECKED = "checked"
-    CHECK_FAILED = "check_failed"
-    APPROVED = "approved"  # by the critic (and the reviewer, with --review)
-    REJECTED = "rejected"
-    SCREENED = "screened"  # stage 1 of the cascade
-    EVALUATED = "evaluated"  # stage 2: the full β grid x seeds
-    CRASHED = "crashed"  # an evaluation stage failed (crash, timeout, contract, audit)
-    FLAGGED = "flagged"  # fully evaluated, then flagged by the strict audit before selection: never selected
+__all__ = ["CandidateRow", "CandidateStatus", "CandidateUpdate", "LedgerError", "RunLedger", "RunRow", "RunStatus",
+           "SpendRow"]
 
 
 _NEXT: dict[CandidateStatus, frozenset[CandidateStatus]] = {
@@ -62,45 +42,6 @@ _STATUS_OF = {s.value: s for s in CandidateStatus}
 
 class LedgerError(StoreError):
     """A write the ledger refuses (unknown run or candidate, a status move the lane cannot make)."""
-
-
-class RunRow(BaseModel):
-    """A run as stored."""
-
-    run_id: str
-    status: RunStatus
-    config: dict[str, Any] = Field(default_factory=dict)
-    search_envs: list[str] = Field(default_factory=list)
-    heldout_envs: list[str] = Field(default_factory=list)
-    best_candidate: str | None = None
-    report: dict[str, Any] | None = None
-    created_at: str = ""
-    finished_at: str | None = None
-    error: str | None = None
-    wall_s: float | None = None  # the run's wall time so far (parallel lanes counted once)
-
-
-class CandidateRow(BaseModel):
-    """A candidate as stored (``code_hash`` is derived from ``source``)."""
-
-    candidate_id: str = Field(min_length=1)
-    run_id: str = Field(min_length=1)
-    round: int = Field(ge=0)
-    attempt: int = Field(0, ge=0)
-    source: str
-    parent: str | None = None
-    origin: str = ""
-    name: str = ""
-    rationale: str = ""
-    status: CandidateStatus = CandidateStatus.PENDING
-    check_result: dict[str, Any] | None = None
-    critic: dict[str, Any] | None = None
-    evaluation_id: str | None = None
-    search_accuracy: float | None = None
-    genome: dict[str, Any] | None = None  # the offline proposer's structured description of the code
-    slot: int = Field(0, ge=0)  # index in its generation (``round``)
-    stage: int | None = Field(None, ge=1, le=2)  # how far the cascade took it: 1 screened, 2 full
-    screen_evaluation_id: str | None = None
 
 
 class CandidateUpdate(BaseModel):
@@ -128,7 +69,7 @@ class SpendRow(BaseModel):
     candidate_id: str | None = None
 
 
-_CAND_COLS = tuple(c for c in CANDIDATE_COLS if c != "created_at")  # the creation time is the ledger's own
+_CAND_COLS = tuple(c for c in CANDIDATE_COLS if c != "created_at")  # the creation time is the store's own
 _JSON_COLS = frozenset({"check_result", "critic", "genome"})
 
 
@@ -209,7 +150,7 @@ class RunLedger:
 
     def run(self) -> RunRow:
         """The run's row (StoreError when it is not recorded)."""
-        return RunRow.model_validate(get_run(self.store, self.run_id))
+        return get_run(self.store, self.run_id)
 
     def _set(self, *, finished: bool = False, **cols: Any) -> None:
         sets = [f"{col} = ?" for col in cols]
@@ -263,7 +204,7 @@ class RunLedger:
 
     def candidates(self) -> list[CandidateRow]:
         """The run's candidates in a reproducible order (generation, slot, attempt)."""
-        return [CandidateRow.model_validate(c) for c in list_candidates(self.store, self.run_id)]
+        return candidates(self.store, self.run_id)
 
     def record_diagnosis(self, candidate_id: str, round: int, diagnosis: dict[str, Any]) -> None:
         """A candidate's diagnosis (replacing an earlier one of the same candidate)."""

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .db import Store, StoreError
 from .packs import key_path, pack_stem, write_pack
@@ -248,7 +248,29 @@ def pack_path(store: Store, name: str) -> Path:
     return write_pack(name, export_records(store, name), store.packs_dir, stem=path.stem)
 
 
-def describe_environment(store: Store, name: str) -> dict[str, Any]:
+class QuestionStats(BaseModel):
+    """One question of an environment over its recorded branches."""
+
+    question_index: int
+    gold_answer: str | None
+    branches: int
+    mean_tokens: float
+    mean_probes: float
+    branch_accuracy: float  # share of branches whose final answer is the gold one
+    err_probe_fraction: float  # share of probes that read ERR (no answer yet)
+    modal_final_answer: str | None
+    modal_final_correct: bool  # whether that most common final answer is the gold one
+
+
+class EnvironmentDetail(EnvironmentInfo):
+    """An environment with its source, its spec and per-question statistics (``store show``)."""
+
+    source: str | None = None
+    spec: dict[str, Any] = Field(default_factory=dict)
+    questions: list[QuestionStats] = Field(default_factory=list)
+
+
+def describe_environment(store: Store, name: str) -> EnvironmentDetail:
     """Summary and per-question statistics of one environment (no question text; gold answers included: this
     is the host's view, tools/environments.py decides what a tool caller sees)."""
     require_environments(store, [name])
@@ -264,10 +286,10 @@ def describe_environment(store: Store, name: str) -> dict[str, Any]:
             WHERE q.env = ? GROUP BY ALL ORDER BY q.question_index""", [name]).fetchall()
         spec = con.execute("SELECT spec, source FROM environments WHERE name = ?", [name]).fetchone()
     per_question = [
-        {"question_index": r[0], "gold_answer": r[1], "branches": r[2], "mean_tokens": round(r[3], 1),
-         "mean_probes": round(r[4], 2), "branch_accuracy": round(r[5], 4), "err_probe_fraction": round(r[6], 4),
-         "modal_final_answer": r[7], "modal_final_correct": r[7] == r[1]}
+        QuestionStats(question_index=r[0], gold_answer=r[1], branches=r[2], mean_tokens=round(r[3], 1),
+                      mean_probes=round(r[4], 2), branch_accuracy=round(r[5], 4), err_probe_fraction=round(r[6], 4),
+                      modal_final_answer=r[7], modal_final_correct=r[7] == r[1])
         for r in rows
     ]
-    return {**info.model_dump(), "source": spec[1], "spec": json.loads(spec[0] or "{}"),
-            "questions": per_question}
+    return EnvironmentDetail(**info.model_dump(), source=spec[1], spec=json.loads(spec[0] or "{}"),
+                             questions=per_question)

@@ -42,16 +42,16 @@ def assert_nothing_lost_or_redone(store, run_id: str, before: dict, slots: int) 
     once per candidate, prepare once, record once per generation. Returns the candidates by id."""
     from autotts_graph.store import history
 
-    after = {c["candidate_id"]: c for c in history.list_candidates(store, run_id)}
+    after = {c.candidate_id: c for c in history.candidates(store, run_id)}
     for cid, c in before.items():
-        assert cid in after and after[cid]["source"] == c["source"] and after[cid]["slot"] == c["slot"]
-    assert sorted((c["round"], c["slot"]) for c in after.values()) == [(g, s) for g in (0, 1) for s in range(slots)]
-    assert all(c["status"] == "evaluated" for c in after.values())
-    best = history.get_run(store, run_id)["best_candidate"]
+        assert cid in after and after[cid].source == c.source and after[cid].slot == c.slot
+    assert sorted((c.round, c.slot) for c in after.values()) == [(g, s) for g in (0, 1) for s in range(slots)]
+    assert all(c.status == "evaluated" for c in after.values())
+    best = history.get_run(store, run_id).best_candidate
     for cid in after:  # one evaluation each, and the selected one's strict audit
         assert history.count_evaluations(store, run_id=run_id, candidate_id=cid, split="search") == 1 + (cid == best)
     spend = history.run_spend(store, run_id)
     for node in ("propose", "check", "critique", "evaluate", "diagnose"):
-        assert spend[node]["calls"] == 2 * slots, (node, spend[node])
-    assert spend["prepare"]["calls"] == 1 and spend["record"]["calls"] == 2
+        assert spend[node].calls == 2 * slots, (node, spend[node])
+    assert spend["prepare"].calls == 1 and spend["record"].calls == 2
     return after

@@ -2,8 +2,9 @@
 
 * the replay runtime (``sandbox/runtime/``, copied into the sandbox as ``autotts_runtime``) imports only the
   standard library, numpy and itself;
-* sandbox <- store <- tools <- graph <- cli: a module imports from its own layer and the layers to its left,
-  never from one to its right.
+* sandbox <- store <- tools <- graph <- ui <- cli: a module imports from its own layer and the layers to its
+  left, never from one to its right;
+* the run browser (``ui/`` and ``autotts-graph ui``) never imports LangGraph or LangChain.
 
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 PACKAGE = "autotts_graph"
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("sandbox", "store", "tools", "graph", "cli")
+LAYERS = ("sandbox", "store", "tools", "graph", "ui", "cli")
 RUNTIME = ROOT / "sandbox" / "runtime"
 RUNTIME_THIRD_PARTY = frozenset({"numpy"})
 
@@ -85,7 +86,7 @@ def test_the_runtime_imports_only_the_standard_library_and_numpy():
 
 def test_no_layer_imports_from_a_layer_above_it():
     found = sorted(upward_imports())
-    assert not found, ("upward imports (sandbox <- store <- tools <- graph <- cli):\n"
+    assert not found, ("upward imports (sandbox <- store <- tools <- graph <- ui <- cli):\n"
                        + "\n".join(f"{path} imports {module}" for path, module in found))
 
 
@@ -96,4 +97,15 @@ def test_the_import_reader_sees_what_the_rules_need(tmp_path):
     assert "autotts_graph.tools.context" in found and "autotts_graph.store.db" in found
     nested = ROOT / "graph" / "agents" / "llm.py"
     assert "autotts_graph.tools.contract" in {m for _, m in imports(nested)}  # imported inside load_prompt
-    assert _layer("autotts_graph.cli.main") == 4 and _layer("numpy") is None
+    assert _layer("autotts_graph.cli.main") == 5 and _layer("autotts_graph.ui.app") == 4 and _layer("numpy") is None
+
+
+def test_the_run_browser_imports_no_agent_framework():
+    """Starting `autotts-graph ui` (the command, the app and every page's view) loads no LangGraph or LangChain."""
+    import subprocess
+
+    code = ("import sys, autotts_graph.cli.ui_cmd, autotts_graph.ui.app, autotts_graph.ui.pages; "
+            "from autotts_graph.graph import run_view; "
+            "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(('langgraph', 'langchain'))}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

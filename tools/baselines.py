@@ -335,6 +335,7 @@ def _run_fitted(ctx: ToolContext, inp: BaselineInput, source: str, configs: list
     """Fit, evaluate every distinct stop table per environment, stitch per-question results, record them."""
     from autotts_graph.sandbox.judge import aggregate  # numpy: only fitted baselines need it here
     from autotts_graph.store import history
+    from autotts_graph.store.rows import OutcomeRow, TraceRow
     from autotts_graph.store.trajectories import pack_path
 
     started = time.perf_counter()
@@ -374,25 +375,25 @@ def _run_fitted(ctx: ToolContext, inp: BaselineInput, source: str, configs: list
         cached += folds.cached_points
         if not folds.ok:
             return folds
-        outcomes: dict[int, list[dict[str, Any]]] = {}
+        outcomes: dict[int, list[OutcomeRow]] = {}
         for o in history.get_outcomes(ctx.store, folds.evaluation_id, env=env):
-            outcomes.setdefault(o["point_index"], []).append(o)
+            outcomes.setdefault(o.point_index, []).append(o)
         fold_points = {p.point_index: p for p in folds.points}
-        traces: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        traces: dict[tuple[int, int], list[TraceRow]] = {}
         if inp.trace_seeds:
             page, _ = history.get_traces(ctx.store, folds.evaluation_id, env=env, limit=10**7)
             for t in page:
-                traces.setdefault((t["point_index"], t["question_index"]), []).append(t)
+                traces.setdefault((t.point_index, t.question_index), []).append(t)
         fit_envs = fit_sets[env]
         for c, config in enumerate(configs):
             shown = {**config, "prior": "fitted", "fit_envs": fit_envs, "leave_one_out": env in fit_envs}
             runs = use[c]
-            seeds = [o["seed"] for o in outcomes[runs[0]]]
+            seeds = [o.seed for o in outcomes[runs[0]]]
             correct, tokens, answers = [], [], []
             for s in range(len(seeds)):
-                correct.append([int(outcomes[runs[j]][s]["correct"][j]) for j in range(len(runs))])
-                tokens.append([outcomes[runs[j]][s]["tokens"][j] for j in range(len(runs))])
-                answers.append([outcomes[runs[j]][s]["answers"][j] for j in range(len(runs))])
+                correct.append([int(outcomes[runs[j]][s].correct[j]) for j in range(len(runs))])
+                tokens.append([outcomes[runs[j]][s].tokens[j] for j in range(len(runs))])
+                answers.append([outcomes[runs[j]][s].answers[j] for j in range(len(runs))])
             first = fold_points[runs[0]]
             threshold, n_max = bayes_schedule(config)
             digest = hashlib.sha256(json.dumps([code, env, shown, [json.dumps(distinct[r]["stop_at"]) for r in runs],
@@ -405,11 +406,11 @@ def _run_fitted(ctx: ToolContext, inp: BaselineInput, source: str, configs: list
                 "params": {"threshold": threshold, "max_samples": n_max, "prior": "fitted"}, "seeds": seeds,
                 "correct": correct, "tokens": tokens, "answers": answers,
                 "traces": sorted((t2 for j, r in enumerate(runs) for t2 in traces.get((r, j), [])),
-                                 key=lambda t2: (t2["seed"], t2["question_index"])),
+                                 key=lambda t2: (t2.seed, t2.question_index)),
             })
     for p in stitched:  # the stored trace shape (history.record_evaluation)
-        p["traces"] = [{"shuffle_seed": t["seed"], "question_index": t["question_index"], "is_correct": t["is_correct"],
-                        "cost": t["cost"], "answer": t["answer"], "trace": t["steps"]} for t in p["traces"]]
+        p["traces"] = [{"shuffle_seed": t.seed, "question_index": t.question_index, "is_correct": t.is_correct,
+                        "cost": t.cost, "answer": t.answer, "trace": t.steps} for t in p["traces"]]
     evaluation_id = history.new_id("ev")
     protocol = {"seeds": inp.seeds, "trace_seeds": inp.trace_seeds, "envs": inp.envs,
                 "configs": [p["config"] for p in stitched[: len(configs)]], "backend": backend,

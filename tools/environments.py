@@ -54,7 +54,7 @@ def describe_visible_environment(ctx: ToolContext, inp: DescribeInput) -> Enviro
     """One visible environment in detail (gold answers only when the context exposes them)."""
     ctx.require_visible([inp.env])
     d = describe_environment(ctx.store, inp.env)
-    info = EnvironmentInfo(**{k: d[k] for k in EnvironmentInfo.model_fields})
-    questions = [QuestionSummary(**{**q, "gold_answer": q["gold_answer"] if ctx.expose_gold else None})
-                 for q in d["questions"]]
-    return EnvironmentDescription(info=info, source=d["source"], spec=d["spec"], questions=questions)
+    info = EnvironmentInfo(**d.model_dump(include=set(EnvironmentInfo.model_fields)))
+    questions = [QuestionSummary(**q.model_dump(exclude={"gold_answer"}),
+                                 gold_answer=q.gold_answer if ctx.expose_gold else None) for q in d.questions]
+    return EnvironmentDescription(info=info, source=d.source or "", spec=d.spec, questions=questions)

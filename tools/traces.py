@@ -12,6 +12,7 @@ from typing import Any
 
 from autotts_graph.store import history
 from autotts_graph.store.db import StoreError
+from autotts_graph.store.rows import EvaluationRow, OutcomeRow, TraceRow
 from pydantic import BaseModel, Field
 
 from .context import ToolContext
@@ -117,20 +118,20 @@ class TracePage(BaseModel):
     truncated: bool = Field(description="True when the page was cut short or steps shortened (size cap).")
 
 
-def evaluation_visible(ctx: ToolContext, evaluation: dict[str, Any]) -> bool:
+def evaluation_visible(ctx: ToolContext, evaluation: EvaluationRow) -> bool:
     """May this caller see the evaluation (all its environments visible, not a held-out evaluation)?"""
     if ctx.expose_heldout:
         return True
-    if evaluation.get("split") == "heldout":
+    if evaluation.split == "heldout":
         return False
     visible = {e.name for e in ctx.environments()}
-    envs = set((evaluation.get("protocol") or {}).get("envs") or [])
-    envs |= {p["env"] for p in evaluation.get("points", [])}
+    envs = set(evaluation.protocol.get("envs") or [])
+    envs |= {p.env for p in evaluation.points}
     return envs <= visible
 
 
-def load_visible_evaluation(ctx: ToolContext, evaluation_id: str) -> dict[str, Any]:
-    """The evaluation dict from the history, or StoreError 'unknown evaluation' when hidden or missing."""
+def load_visible_evaluation(ctx: ToolContext, evaluation_id: str) -> EvaluationRow:
+    """The evaluation from the history, or StoreError 'unknown evaluation' when hidden or missing."""
     try:
         evaluation = history.get_evaluation(ctx.store, evaluation_id)
     except StoreError:
@@ -144,24 +145,24 @@ def get_evaluation(ctx: ToolContext, inp: GetEvaluationInput) -> EvaluationDetai
     """An evaluation's metadata and results per (environment, beta)."""
     ev = load_visible_evaluation(ctx, inp.evaluation_id)
     per_q: dict[tuple[str, int], tuple[list[float], list[float]]] = {}
-    if inp.per_question and ev["points"]:
-        rows: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    if inp.per_question and ev.points:
+        rows: dict[tuple[str, int], list[OutcomeRow]] = {}
         for o in history.get_outcomes(ctx.store, inp.evaluation_id):
-            rows.setdefault((o["env"], o["point_index"]), []).append(o)
+            rows.setdefault((o.env, o.point_index), []).append(o)
         for key, seeds in rows.items():
             n = len(seeds)
-            acc = [sum(bool(s["correct"][q]) for s in seeds) / n for q in range(len(seeds[0]["correct"]))]
-            tok = [sum(s["tokens"][q] for s in seeds) / n for q in range(len(seeds[0]["tokens"]))]
+            acc = [sum(bool(s.correct[q]) for s in seeds) / n for q in range(len(seeds[0].correct))]
+            tok = [sum(s.tokens[q] for s in seeds) / n for q in range(len(seeds[0].tokens))]
             per_q[key] = (acc, tok)
     points = []
-    for p in ev["points"]:
-        acc_tok = per_q.get((p["env"], p["point_index"]))
-        points.append(EvaluationPoint(**p, question_accuracy=acc_tok[0] if acc_tok else None,
+    for p in ev.points:
+        acc_tok = per_q.get((p.env, p.point_index))
+        points.append(EvaluationPoint(**p.model_dump(), question_accuracy=acc_tok[0] if acc_tok else None,
                                       question_tokens=acc_tok[1] if acc_tok else None))
-    return EvaluationDetail(evaluation_id=ev["evaluation_id"], status=ev["status"], error=ev["error"],
-                            label=ev["label"] or "", code_hash=ev["code_hash"] or "", run_id=ev["run_id"],
-                            candidate_id=ev["candidate_id"], protocol=ev["protocol"],
-                            elapsed_s=float(ev["elapsed_s"] or 0.0), created_at=ev["created_at"],
+    return EvaluationDetail(evaluation_id=ev.evaluation_id, status=ev.status, error=ev.error,
+                            label=ev.label or "", code_hash=ev.code_hash or "", run_id=ev.run_id,
+                            candidate_id=ev.candidate_id, protocol=ev.protocol,
+                            elapsed_s=float(ev.elapsed_s or 0.0), created_at=ev.created_at,
                             points=points)
 
 
@@ -246,6 +247,15 @@ def cap_steps(steps: list[Any], max_steps: int = MAX_STEPS_PER_TRACE,
     return out, len(capped) - len(kept), True
 
 
+def trace_record(row: TraceRow) -> tuple[TraceRecord, bool]:
+    """A stored trace as every reader gets it (shortened by ``cap_steps``), and whether it was shortened."""
+    steps, omitted, shortened = cap_steps(row.steps)
+    return TraceRecord(env=row.env, beta=row.beta, point_index=row.point_index, seed=row.seed,
+                       question_index=row.question_index, is_correct=bool(row.is_correct), cost=int(row.cost),
+                       answer=row.answer, steps=steps, steps_total=len(row.steps),
+                       steps_omitted=omitted), shortened
+
+
 def get_traces(ctx: ToolContext, inp: GetTracesInput) -> TracePage:
     """A filtered, paginated, size-capped page of the sampled traces of one evaluation."""
     load_visible_evaluation(ctx, inp.evaluation_id)
@@ -258,11 +268,7 @@ def get_traces(ctx: ToolContext, inp: GetTracesInput) -> TracePage:
     used = 0
     truncated = False
     for r in rows:
-        steps, omitted, shortened = cap_steps(r["steps"] or [])
-        rec = TraceRecord(env=r["env"], beta=r["beta"], point_index=r["point_index"], seed=r["seed"],
-                          question_index=r["question_index"], is_correct=bool(r["is_correct"]),
-                          cost=int(r["cost"]), answer=r["answer"], steps=steps,
-                          steps_total=len(r["steps"] or []), steps_omitted=omitted)
+        rec, shortened = trace_record(r)
         size = len(rec.model_dump_json())
         truncated = truncated or shortened
         if traces and used + size > MAX_PAGE_CHARS:

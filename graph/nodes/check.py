@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotts_graph.store import history
 from autotts_graph.store.ledger import CandidateRow, CandidateStatus
 from autotts_graph.tools.validate import ValidateInput, validate_controller
 
@@ -21,16 +20,16 @@ def record_candidate(deps: Deps, state: LaneState) -> None:
                                            name=c.name, rationale=c.rationale, genome=c.genome, slot=state.slot))
 
 
-def _duplicate(deps: Deps, state: LaneState) -> dict[str, Any] | None:
+def _duplicate(deps: Deps, state: LaneState) -> CandidateRow | None:
     """An evaluated candidate with the same code from an earlier generation or from this slot.
 
     Other slots of this generation are left out: whether they were evaluated yet depends on timing, and a
     seeded run must not. (Identical code in one generation costs nothing twice: the evaluation cache.)"""
     c = state.candidate
-    for x in history.list_candidates(deps.store, deps.config.run_id):
-        mine = x["round"] == state.generation and (x["slot"] or 0) == state.slot
-        if (x["code_hash"] == c.code_hash and x["evaluation_id"] and x["candidate_id"] != c.candidate_id
-                and (x["round"] < state.generation or mine)):
+    for x in deps.ledger.candidates():
+        mine = x.round == state.generation and x.slot == state.slot
+        if (x.code_hash == c.code_hash and x.evaluation_id and x.candidate_id != c.candidate_id
+                and (x.round < state.generation or mine)):
             return x
     return None
 
@@ -41,7 +40,7 @@ def check(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]
     record_candidate(deps, state)
     duplicate = _duplicate(deps, state)
     if duplicate is not None:
-        result = CheckResult(ok=False, errors=[f"identical to candidate {duplicate['candidate_id']}, which was "
+        result = CheckResult(ok=False, errors=[f"identical to candidate {duplicate.candidate_id}, which was "
                                                "already evaluated: propose something different"])
     else:
         with deps.sandbox_slots:

@@ -32,13 +32,13 @@ FULL_LABEL = "candidate "
 def evaluation_result(deps: Deps, evaluation_id: str, criterion: str, baselines: list) -> EvalResult:
     """An EvalResult read back from the store."""
     ev = history.get_evaluation(deps.store, evaluation_id)
-    if ev["status"] != "ok":
-        err = ev["error"] or {}
+    if not ev.ok:
+        err = ev.error or {}
         text = err.get("message", "evaluation failed")
         if err.get("details"):
-            text += "\n" + "\n".join(err["details"][-12:])
+            text += "\n" + "\n".join(err.get("details", [])[-12:])
         return EvalResult(evaluation_id=evaluation_id, ok=False, error_kind=err.get("kind", "runtime"), error=text)
-    curve = evidence.curve_from_points(ev["points"])
+    curve = evidence.curve_from_points(ev.points)
     return EvalResult(evaluation_id=evaluation_id, ok=True, curve=curve,
                       search_accuracy=scoring.search_accuracy(curve),
                       score=scoring.score(curve, criterion, baselines))

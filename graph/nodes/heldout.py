@@ -23,20 +23,20 @@ def evaluate_heldout(deps: Deps, selected: str) -> tuple[HeldoutResult | None, d
     cfg = deps.config
     if not cfg.heldout_envs:
         return None, {}, {}
-    cand = next(c for c in history.list_candidates(deps.store, cfg.run_id) if c["candidate_id"] == selected)
+    cand = history.get_candidate(deps.store, cfg.run_id, selected)
     evaluation_id = history.find_evaluation(deps.store, run_id=cfg.run_id, candidate_id=selected, split="heldout")
     if evaluation_id is None:
         progress = (lambda d, t: deps.progress("heldout", d, t)) if deps.progress else None
         summary = evaluate_controller(deps.full_ctx, EvaluateInput(
-            source=cand["source"], envs=cfg.heldout_envs, betas=cfg.betas, seeds=cfg.seeds, trace_seeds=0,
-            label=f"heldout {cand['name'] or selected}", split="heldout", audit="strict", run_id=cfg.run_id,
+            source=cand.source, envs=cfg.heldout_envs, betas=cfg.betas, seeds=cfg.seeds, trace_seeds=0,
+            label=f"heldout {cand.title}", split="heldout", audit="strict", run_id=cfg.run_id,
             candidate_id=selected), progress)
         evaluation_id = summary.evaluation_id
     ev = history.get_evaluation(deps.store, evaluation_id)
-    err = ev["error"]
-    result = HeldoutResult(evaluation_id=evaluation_id, ok=ev["status"] == "ok",
+    err = ev.error
+    result = HeldoutResult(evaluation_id=evaluation_id, ok=ev.ok,
                            error=f"{err.get('kind')}: {err.get('message')}" if err else None,
-                           curve=evidence.curve_from_points(ev["points"]))
+                           curve=evidence.curve_from_points(ev.points))
     ids: dict[str, str] = {}
     for method in cfg.baselines:
         summary, _ = run_baseline(deps.full_ctx, BaselineInput(method=method, envs=cfg.heldout_envs, seeds=cfg.seeds,

@@ -23,7 +23,7 @@ def record(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str
     results = generation_results(state, generation)
     arch = archive.Archive.load(deps.store, cfg.run_id)
     known_hashes, known = arch.code_hashes(), arch.candidates()
-    cands = {c["candidate_id"]: c for c in history.list_candidates(deps.store, cfg.run_id)}
+    cands = {c.candidate_id: c for c in deps.ledger.candidates()}
     screens = history.evaluation_points(deps.store, [r.screen_evaluation_id for r in results
                                                      if r.stage >= 1 and r.screen_evaluation_id])
     rows = []
@@ -31,20 +31,20 @@ def record(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str
         if r.stage < 1 or r.candidate_id is None or r.candidate_id in known:
             continue
         c = cands[r.candidate_id]
-        if c["code_hash"] in known_hashes:  # the same program twice in one generation: the lower slot stays
+        if c.code_hash in known_hashes:  # the same program twice in one generation: the lower slot stays
             continue
-        known_hashes.add(c["code_hash"])
-        curve = evidence.curve_from_points(screens[r.screen_evaluation_id]["points"])
+        known_hashes.add(c.code_hash)
+        curve = evidence.curve_from_points(screens[r.screen_evaluation_id].points)
         rows.append(archive.member_row(cfg.run_id, candidate_id=r.candidate_id, island=r.island, generation=generation,
-                                       slot=r.slot, genome=c["genome"], screen_curve=curve, stage=r.stage,
+                                       slot=r.slot, genome=c.genome, screen_curve=curve, stage=r.stage,
                                        fitness=r.fitness if r.stage >= 2 else None, screen_fitness=r.screen_fitness,
-                                       search_accuracy=r.search_accuracy, code_hash=c["code_hash"],
+                                       search_accuracy=r.search_accuracy, code_hash=c.code_hash,
                                        evaluation_id=r.evaluation_id, screen_evaluation_id=r.screen_evaluation_id))
     history.record_archive(deps.store, rows)
     arch = archive.Archive.load(deps.store, cfg.run_id)
     moves = arch.migrants(cfg, generation)
     if moves:
-        history.record_archive(deps.store, [archive.migrant_row(deps.store, cfg.run_id, m, dest, generation)
+        history.record_archive(deps.store, [archive.migrant_row(m, dest, generation)
                                             for m, dest in moves])
         arch = archive.Archive.load(deps.store, cfg.run_id)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from autotts_graph.store import history
-from autotts_graph.store.ledger import CandidateStatus, RunStatus
+from autotts_graph.store.ledger import CandidateRow, CandidateStatus, RunStatus
 from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
 
 from ..agents.roles import DiagnoseInput
@@ -22,18 +22,18 @@ from .evaluate import evaluation_result
 STRICT_LABEL = "strict audit "
 
 
-def strict_audit(deps: Deps, candidate: dict[str, Any]) -> str:
+def strict_audit(deps: Deps, candidate: CandidateRow) -> str:
     """The candidate's search evaluation under the strict audit: found in the store (a re-run node), else run."""
     cfg = deps.config
-    found = history.find_evaluation(deps.store, run_id=cfg.run_id, candidate_id=candidate["candidate_id"],
+    found = history.find_evaluation(deps.store, run_id=cfg.run_id, candidate_id=candidate.candidate_id,
                                     split="search", label_prefix=STRICT_LABEL)
     if found is not None:
         return found
     with deps.sandbox_slots:
         summary = evaluate_controller(deps.ctx, EvaluateInput(
-            source=candidate["source"], envs=cfg.search_envs, betas=cfg.betas, seeds=cfg.seeds, trace_seeds=0,
-            label=f"{STRICT_LABEL}{candidate['name'] or candidate['candidate_id']}", split="search",
-            audit="strict", run_id=cfg.run_id, candidate_id=candidate["candidate_id"]))
+            source=candidate.source, envs=cfg.search_envs, betas=cfg.betas, seeds=cfg.seeds, trace_seeds=0,
+            label=f"{STRICT_LABEL}{candidate.title}", split="search", audit="strict", run_id=cfg.run_id,
+            candidate_id=candidate.candidate_id))
     return summary.evaluation_id
 
 
@@ -44,17 +44,17 @@ def select(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str
     cfg = deps.config
     ranked = []
     candidates = {}
-    for order, c in enumerate(history.list_candidates(deps.store, cfg.run_id)):
-        if c["candidate_id"] not in state.evaluated or not c["evaluation_id"] or (c["stage"] or 0) < 2:
+    for order, c in enumerate(deps.ledger.candidates()):
+        if c.candidate_id not in state.evaluated or not c.evaluation_id or (c.stage or 0) < 2:
             continue
-        if c["status"] == CandidateStatus.FLAGGED.value:
+        if c.status == CandidateStatus.FLAGGED:
             continue
-        res = evaluation_result(deps, c["evaluation_id"], cfg.selection, deps.baselines())
+        res = evaluation_result(deps, c.evaluation_id, cfg.selection, deps.baselines())
         if not res.ok or res.score is None:
             continue
         mean_tokens = sum(p.avg_cost for p in res.curve) / max(len(res.curve), 1)
-        ranked.append((-res.score, mean_tokens, order, c["candidate_id"]))
-        candidates[c["candidate_id"]] = c
+        ranked.append((-res.score, mean_tokens, order, c.candidate_id))
+        candidates[c.candidate_id] = c
     for *_, candidate_id in sorted(ranked):
         c = candidates[candidate_id]
         audited = evaluation_result(deps, strict_audit(deps, c), cfg.selection, deps.baselines())
@@ -64,7 +64,7 @@ def select(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str
         deps.ledger.update_candidate(candidate_id, CandidateStatus.FLAGGED)
         with deps.llm_slots:
             diagnosis = roles["diagnostician"].diagnose(DiagnoseInput(
-                candidate_id=candidate_id, source=c["source"], error_kind=audited.error_kind, error=audited.error,
+                candidate_id=candidate_id, source=c.source, error_kind=audited.error_kind, error=audited.error,
                 baselines=deps.baselines()))
         diagnosis.crashed = True
         deps.ledger.record_diagnosis(candidate_id, state.generation, diagnosis.model_dump(mode="json"))

@@ -31,10 +31,10 @@ def test_llm_roles_full_run(run_graph, graph_store):
     diag = fake([diagnosis_call("first"), diagnosis_call("second")])
     state, _, _ = run_graph(rounds=2, chat_models={"proposer": proposer, "critic": critic, "diagnostician": diag})
     assert state.status == "done", state.error
-    cands = history.list_candidates(graph_store, state.config.run_id)
-    assert [c["status"] for c in cands] == ["rejected", "evaluated", "evaluated"]
-    assert cands[0]["critic"]["reasons"] == ["the stop threshold falls with beta"]
-    assert all(c["origin"].startswith("llm:") for c in cands)
+    cands = history.candidates(graph_store, state.config.run_id)
+    assert [c.status for c in cands] == ["rejected", "evaluated", "evaluated"]
+    assert cands[0].critic["reasons"] == ["the stop threshold falls with beta"]
+    assert all(c.origin.startswith("llm:") for c in cands)
     # The proposer used its tools, saw the critic's reasons, and (round 2) the first candidate's traces.
     text = all_text(proposer)
     assert "the stop threshold falls with beta" in text
@@ -43,8 +43,8 @@ def test_llm_roles_full_run(run_graph, graph_store):
     assert quick and all(q["ok"] for q in quick)
     for q in quick:
         ev = history.get_evaluation(graph_store, q["evaluation_id"])
-        assert ev["protocol"]["seeds"] == 2 and ev["run_id"] == state.config.run_id
-        assert sorted({p["beta"] for p in ev["points"]}) == [0.0, 0.5, 1.0]
+        assert ev.protocol["seeds"] == 2 and ev.run_id == state.config.run_id
+        assert sorted({p.beta for p in ev.points}) == [0.0, 0.5, 1.0]
     traces = [m.content for msgs in proposer.seen for m in msgs if getattr(m, "tool_call_id", None) == "t1"]
     assert traces and '"steps"' in traces[-1] and '"event":"start"' in traces[-1]
     # Diagnoses are stored as structured objects; spend counts the fake usage.
@@ -61,8 +61,8 @@ def test_malformed_structured_output_is_retried_then_stops_cleanly(run_graph, gr
     assert "malformed structured output 3 times" in state.error
     assert len(critic.seen) == 3
     # Everything recorded so far is kept: the run and its checked candidate.
-    assert history.get_run(graph_store, state.config.run_id)["status"] == "failed"
-    assert len(history.list_candidates(graph_store, state.config.run_id)) == 1
+    assert history.get_run(graph_store, state.config.run_id).status == "failed"
+    assert len(history.candidates(graph_store, state.config.run_id)) == 1
 
 
 def test_malformed_then_valid_structured_output_recovers(run_graph):
@@ -111,7 +111,7 @@ def test_unreachable_endpoint_stops_cleanly(run_graph, graph_store, monkeypatch)
                             real_roles=("critic",))
     assert state.status == "failed"
     assert "critic: cannot reach http://127.0.0.1" in state.error
-    assert len(history.list_candidates(graph_store, state.config.run_id)) == 1
+    assert len(history.candidates(graph_store, state.config.run_id)) == 1
 
 
 class _Reject401(http.server.BaseHTTPRequestHandler):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from autotts_graph.graph import archive
 from autotts_graph.graph.state import RunConfig
 from autotts_graph.store import history
+from autotts_graph.store.rows import ArchiveRow
 from scripted_roles import ScriptedProposer
 
 
@@ -13,26 +14,26 @@ def test_generation_fans_out_and_back_in(run_graph, graph_store):
     state, _, _ = run_graph(proposer=proposer, population=3, rounds=2, islands=2, migrate_every=1)
     assert state.status == "done", state.error
     run_id = state.config.run_id
-    cands = history.list_candidates(graph_store, run_id)
+    cands = history.candidates(graph_store, run_id)
     # Three lanes per generation, one candidate each, every one fully evaluated (tiny grid: no cascade).
-    assert [(c["round"], c["slot"]) for c in cands] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
-    assert [c["status"] for c in cands] == ["evaluated"] * 6 and all(c["stage"] == 2 for c in cands)
+    assert [(c.round, c.slot) for c in cands] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert [c.status for c in cands] == ["evaluated"] * 6 and all(c.stage == 2 for c in cands)
     assert len(state.evaluated) == 6 and state.screened == 6 and state.round == 2
     assert [g.candidates for g in state.generations] == [3, 3]
     # The fan-in ran once per generation; each lane's nodes ran once per candidate.
     spend = history.run_spend(graph_store, run_id)
-    assert spend["record"]["calls"] == 2 and spend["plan"]["calls"] == 3  # the third plan stops
-    assert spend["propose"]["calls"] == spend["evaluate"]["calls"] == 6
+    assert spend["record"].calls == 2 and spend["plan"].calls == 3  # the third plan stops
+    assert spend["propose"].calls == spend["evaluate"].calls == 6
     assert state.spend["propose"].calls == 6  # the lanes' spend reached the run's ledger
     per_candidate = history.candidate_spend(graph_store, run_id)
-    assert set(per_candidate) == {c["candidate_id"] for c in cands}
-    assert {v["calls"] for v in per_candidate.values()} == {6}  # propose, check, critique, screen, evaluate, diagnose
+    assert set(per_candidate) == {c.candidate_id for c in cands}
+    assert {v.calls for v in per_candidate.values()} == {6}  # propose, check, critique, screen, evaluate, diagnose
     # Every candidate of a generation was proposed from the same history (earlier generations only).
     calls = sorted(proposer.calls, key=lambda c: (c.generation, c.slot))
     assert [(c.generation, c.slot, c.island) for c in calls] == [(0, 0, 0), (0, 1, 1), (0, 2, 0), (1, 0, 0),
                                                                   (1, 1, 1), (1, 2, 0)]
     assert all(not c.history and c.parent is None for c in calls[:3])
-    gen0 = {c["candidate_id"] for c in cands[:3]}
+    gen0 = {c.candidate_id for c in cands[:3]}
     for c in calls[3:]:
         assert {h.candidate_id for h in c.history} == gen0
         assert all(h.stage == 2 and h.fitness is not None and h.niche for h in c.history)
@@ -40,12 +41,12 @@ def test_generation_fans_out_and_back_in(run_graph, graph_store):
         assert c.inspirations and c.parent.candidate_id not in {i.candidate_id for i in c.inspirations}
     # The archive holds every candidate on its island; migration copied each island's best to the next.
     rows = history.list_archive(graph_store, run_id)
-    native = [r for r in rows if r["migrated_from"] is None]
-    assert sorted(r["candidate_id"] for r in native) == sorted(c["candidate_id"] for c in cands)
-    assert {(r["slot"], r["island"]) for r in native} == {(0, 0), (1, 1), (2, 0)}
-    assert any(r["migrated_from"] is not None for r in rows)
+    native = [r for r in rows if r.migrated_from is None]
+    assert sorted(r.candidate_id for r in native) == sorted(c.candidate_id for c in cands)
+    assert {(r.slot, r.island) for r in native} == {(0, 0), (1, 1), (2, 0)}
+    assert any(r.migrated_from is not None for r in rows)
     assert state.archive_members == 6 and state.best is not None and state.selected == state.best.candidate_id
-    assert history.get_run(graph_store, run_id)["report"]["generations"][1]["generation"] == 1
+    assert history.get_run(graph_store, run_id).report["generations"][1]["generation"] == 1
 
 
 def _easy_env(store, name: str, seed: int) -> str:
@@ -78,28 +79,28 @@ def test_cascade_screens_first_and_skips_stage_two_for_a_weak_candidate(run_grap
                             screen_seeds=2, screen_betas=[0.5], screen_margin=5.0, baselines=["sc"])
     assert state.status == "done", state.error
     run_id = state.config.run_id
-    first, weak = history.list_candidates(graph_store, run_id)
-    assert weak["name"].startswith("weak")
+    first, weak = history.candidates(graph_store, run_id)
+    assert weak.name.startswith("weak")
     # The first candidate: screened (nothing to compare with yet), then fully evaluated: two evaluations.
-    screen_id = history.find_evaluation(graph_store, run_id=run_id, candidate_id=first["candidate_id"],
+    screen_id = history.find_evaluation(graph_store, run_id=run_id, candidate_id=first.candidate_id,
                                         split="search", label_prefix="screen ")
-    full_id = history.find_evaluation(graph_store, run_id=run_id, candidate_id=first["candidate_id"],
+    full_id = history.find_evaluation(graph_store, run_id=run_id, candidate_id=first.candidate_id,
                                       split="search", label_prefix="candidate ")
     assert screen_id and full_id and screen_id != full_id
-    assert first["stage"] == 2 and first["screen_evaluation_id"] == screen_id and first["evaluation_id"] == full_id
+    assert first.stage == 2 and first.screen_evaluation_id == screen_id and first.evaluation_id == full_id
     screen, full = history.get_evaluation(graph_store, screen_id), history.get_evaluation(graph_store, full_id)
-    assert screen["protocol"]["seeds"] == 2 and {p["beta"] for p in screen["points"]} == {0.5}
-    assert full["protocol"]["seeds"] == 3 and {p["beta"] for p in full["points"]} == {0.2, 0.5, 0.8}
+    assert screen.protocol["seeds"] == 2 and {p.beta for p in screen.points} == {0.5}
+    assert full.protocol["seeds"] == 3 and {p.beta for p in full.points} == {0.2, 0.5, 0.8}
     # The weak one trails the best screen: screened only, never fully evaluated, never selected.
-    assert weak["status"] == "screened" and weak["stage"] == 1
-    assert history.count_evaluations(graph_store, run_id=run_id, candidate_id=weak["candidate_id"]) == 1
-    assert state.evaluated == [first["candidate_id"]] and state.selected == first["candidate_id"]
+    assert weak.status == "screened" and weak.stage == 1
+    assert history.count_evaluations(graph_store, run_id=run_id, candidate_id=weak.candidate_id) == 1
+    assert state.evaluated == [first.candidate_id] and state.selected == first.candidate_id
     assert state.screened == 2 and [g.promoted for g in state.generations] == [1, 0]
-    rows = {r["candidate_id"]: r for r in history.list_archive(graph_store, run_id)}
-    assert rows[weak["candidate_id"]]["stage"] == 1 and rows[weak["candidate_id"]]["fitness"] is None
-    assert rows[weak["candidate_id"]]["screen_fitness"] < rows[first["candidate_id"]]["screen_fitness"]
+    rows = {r.candidate_id: r for r in history.list_archive(graph_store, run_id)}
+    assert rows[weak.candidate_id].stage == 1 and rows[weak.candidate_id].fitness is None
+    assert rows[weak.candidate_id].screen_fitness < rows[first.candidate_id].screen_fitness
     # The weak screen was still diagnosed (from its screen), for the proposers that come after.
-    assert weak["candidate_id"] in history.get_diagnoses(graph_store, run_id)
+    assert weak.candidate_id in history.get_diagnoses(graph_store, run_id)
 
 
 def test_max_evaluations_bounds_the_candidates_screened(run_graph, graph_store):
@@ -113,25 +114,25 @@ def test_failures_in_one_lane_leave_the_others_alone(run_graph, graph_store):
     proposer = ScriptedProposer(scripts={1: ["syntax", "crash"]})
     state, _, _ = run_graph(proposer=proposer, population=2, max_attempts=2)
     assert state.status == "done", state.error
-    cands = history.list_candidates(graph_store, state.config.run_id)
-    assert [(c["slot"], c["attempt"], c["status"]) for c in cands] == [(0, 0, "evaluated"), (1, 0, "check_failed"),
+    cands = history.candidates(graph_store, state.config.run_id)
+    assert [(c.slot, c.attempt, c.status) for c in cands] == [(0, 0, "evaluated"), (1, 0, "check_failed"),
                                                                        (1, 1, "crashed")]
     slot1 = [c for c in proposer.calls if c.slot == 1]
     assert slot1[1].attempt == 1 and any("syntax error" in f for f in slot1[1].feedback)
-    assert state.evaluated == [cands[0]["candidate_id"]]
+    assert state.evaluated == [cands[0].candidate_id]
     assert state.generations[0].failed == 1
-    assert {r["candidate_id"] for r in history.list_archive(graph_store, state.config.run_id)} == \
-        {cands[0]["candidate_id"]}  # a crashed candidate never enters the archive
+    assert {r.candidate_id for r in history.list_archive(graph_store, state.config.run_id)} == \
+        {cands[0].candidate_id}  # a crashed candidate never enters the archive
 
 
 # --------------------------------------------------------------------------- the archive's rules
 
 def _row(cid, *, island=0, gen=0, slot=0, band=14, fam="a", stage=2, fit=50.0, screen=None, tokens=None):
-    return {"run_id": "r", "candidate_id": cid, "island": island, "generation": gen, "slot": slot,
-            "niche": archive.niche_of(band, fam), "cost_band": band, "family": fam, "stage": stage,
-            "fitness": fit if stage >= 2 else None, "screen_fitness": fit if screen is None else screen,
-            "mean_tokens": tokens or 2.0 ** band, "search_accuracy": fit, "code_hash": f"h{cid}",
-            "evaluation_id": f"ev{cid}", "screen_evaluation_id": f"sc{cid}", "migrated_from": None}
+    return ArchiveRow(run_id="r", candidate_id=cid, island=island, generation=gen, slot=slot,
+                      niche=archive.niche_of(band, fam), cost_band=band, family=fam, stage=stage,
+                      fitness=fit if stage >= 2 else None, screen_fitness=fit if screen is None else screen,
+                      mean_tokens=tokens or 2.0 ** band, search_accuracy=fit, code_hash=f"h{cid}",
+                      evaluation_id=f"ev{cid}", screen_evaluation_id=f"sc{cid}")
 
 
 def test_archive_insert_niches_and_elites(graph_store):
@@ -142,11 +143,11 @@ def test_archive_insert_niches_and_elites(graph_store):
     row = archive.member_row("r", candidate_id="c1", island=1, generation=0, slot=1, genome=None, screen_curve=curve,
                              stage=1, fitness=None, screen_fitness=48.0, search_accuracy=50.0, code_hash="h",
                              evaluation_id="e", screen_evaluation_id="e")
-    assert row["mean_tokens"] == 20_000 and row["cost_band"] == 14 and row["family"] == "llm"
-    assert row["niche"] == "c14|llm"
-    history.record_archive(graph_store, [row, {**row, "screen_fitness": 49.0}])  # same key: replaced
+    assert row.mean_tokens == 20_000 and row.cost_band == 14 and row.family == "llm"
+    assert row.niche == "c14|llm"
+    history.record_archive(graph_store, [row, row.model_copy(update={"screen_fitness": 49.0})])  # same key: replaced
     (stored,) = history.list_archive(graph_store, "r")
-    assert stored["screen_fitness"] == 49.0 and stored["island"] == 1
+    assert stored.screen_fitness == 49.0 and stored.island == 1
 
     arch = archive.Archive([_row("a", fit=60), _row("b", fit=70), _row("c", band=15, fit=55),
                             _row("d", fam="b", fit=40, island=1, slot=1), _row("e", stage=1, fit=90)])
@@ -216,12 +217,12 @@ def test_a_seeded_population_run_is_reproducible(run_graph, graph_store):
                                                    screen_betas=[0.5], screen_seeds=1),
                                 real_roles=("proposer", "critic", "diagnostician"))
         assert state.status == "done", state.error
-        cands = history.list_candidates(graph_store, state.config.run_id)
-        parents = {c["candidate_id"]: (c["round"], c["slot"], c["attempt"]) for c in cands}
+        cands = history.candidates(graph_store, state.config.run_id)
+        parents = {c.candidate_id: (c.round, c.slot, c.attempt) for c in cands}
         # Programs are compared by genome (their text names candidate ids, which are random).
-        runs.append(([(c["round"], c["slot"], c["attempt"], c["genome"], c["status"], c["stage"],
-                       c["search_accuracy"], parents.get(c["parent"])) for c in cands],
-                     [(r["generation"], r["slot"], r["island"], r["niche"], r["migrated_from"])
+        runs.append(([(c.round, c.slot, c.attempt, c.genome, c.status, c.stage,
+                       c.search_accuracy, parents.get(c.parent)) for c in cands],
+                     [(r.generation, r.slot, r.island, r.niche, r.migrated_from)
                       for r in history.list_archive(graph_store, state.config.run_id)],
                      state.best.score))
     assert runs[0] == runs[1]

@@ -1,7 +1,9 @@
 """The report: which β points no baseline (CMC included) dominates, and the per-β verdict against CMC."""
 
 from autotts_graph.cli.run_report import domination_lines, versus_cmc_lines
+from autotts_graph.graph.run_view import baseline_curve, candidate_curve, split_figures
 from autotts_graph.graph.scoring import dominance_table
+from autotts_graph.store.rows import CandidateRow, EvaluationRow, PointRow
 
 
 def pt(env, beta, acc, cost, config=None, correct=None):
@@ -12,19 +14,32 @@ def pt(env, beta, acc, cost, config=None, correct=None):
     return p
 
 
+def evaluation(points: list[dict]) -> EvaluationRow:
+    """A stored evaluation of these points, as the history reads it back."""
+    return EvaluationRow(evaluation_id="ev", status="ok", points=[
+        PointRow(point_index=i, env=p["env"], beta=p["beta"], accuracy=p["accuracy"], avg_cost=p["avg_cost"],
+                 config=p["config"]) for i, p in enumerate(points)])
+
+
+def figures(curve: list[dict], baselines: dict[str, list[dict]]):
+    winner = candidate_curve(CandidateRow(candidate_id="c", run_id="r", round=0, source=""), evaluation(curve))
+    return split_figures("search", winner, [baseline_curve(m, "search", evaluation(pts))
+                                            for m, pts in baselines.items()])
+
+
 def test_domination_is_judged_on_the_mean_over_environments_with_cmc_on_the_frontier():
     curve = [pt("a", 0.0, 50, 100), pt("b", 0.0, 70, 300),   # mean 60 @ 200
              pt("a", 1.0, 52, 400), pt("b", 1.0, 72, 600)]   # mean 62 @ 500
     baselines = {"asc": [pt("a", None, 55, 150, {"max_samples": 8, "threshold": 0.95}),
                          pt("b", None, 75, 250, {"max_samples": 8, "threshold": 0.95})],  # mean 65 @ 200
                  "cmc": [pt("a", 0.5, 99, 1, {"beta": 0.5}), pt("b", 0.5, 99, 1, {"beta": 0.5})]}
-    text = "\n".join(domination_lines(curve, baselines, "Search"))
+    text = "\n".join(domination_lines(figures(curve, baselines), "Search"))
     assert "0 of 2 β points" in text and "ASC or CMC" in text
     # Every dominating configuration is listed, the most accurate first: CMC is one of them.
     assert "| 0 | 60.00 / 0.2k | CMC β=0.5, ASC(8) |" in text and "| 1 | 62.00 / 0.5k | CMC β=0.5, ASC(8) |" in text
     cheaper = {"asc": [pt("a", None, 55, 900, {"max_samples": 8, "threshold": 0.95}),
                        pt("b", None, 75, 900, {"max_samples": 8, "threshold": 0.95})]}
-    assert "2 of 2 β points" in "\n".join(domination_lines(curve, cheaper, "Search"))
+    assert "2 of 2 β points" in "\n".join(domination_lines(figures(curve, cheaper), "Search"))
 
 
 def _rows(n_seeds, per_question):

@@ -14,11 +14,11 @@ def test_approve_path_records_everything(run_graph, graph_store):
     assert state.selected in state.evaluated
     assert state.best is not None and state.best.candidate_id == state.selected
     assert state.heldout is not None and state.heldout.ok and {p.env for p in state.heldout.curve} == {"m1/heldout"}
-    cands = history.list_candidates(graph_store, state.config.run_id)
-    assert [c["status"] for c in cands] == ["evaluated", "evaluated"]
-    assert all(c["check_result"]["ok"] and c["critic"]["approve"] for c in cands)
+    cands = history.candidates(graph_store, state.config.run_id)
+    assert [c.status for c in cands] == ["evaluated", "evaluated"]
+    assert all(c.check_result["ok"] and c.critic["approve"] for c in cands)
     run = history.get_run(graph_store, state.config.run_id)
-    assert run["status"] == "done" and run["best_candidate"] == state.selected
+    assert run.status == "done" and run.best_candidate == state.selected
     assert set(history.get_diagnoses(graph_store, state.config.run_id)) == set(state.evaluated)
     spend = history.run_spend(graph_store, state.config.run_id)
     assert {"prepare", "propose", "check", "critique", "evaluate", "diagnose", "record", "select",
@@ -38,7 +38,7 @@ def test_check_failures_go_back_with_errors(run_graph, graph_store):
     assert calls[1].attempt == 1 and any("syntax error" in f for f in calls[1].feedback)
     assert calls[2].attempt == 2 and any("not monotone" in f for f in calls[2].feedback)
     assert calls[2].last_source is not None
-    statuses = [c["status"] for c in history.list_candidates(graph_store, state.config.run_id)]
+    statuses = [c.status for c in history.candidates(graph_store, state.config.run_id)]
     assert statuses == ["check_failed", "check_failed", "evaluated"]
 
 
@@ -54,7 +54,7 @@ def test_retries_are_bounded_then_round_ends(run_graph, graph_store):
     state, _, _ = run_graph(proposer=proposer, rounds=2, max_attempts=2)
     assert len(proposer.calls) == 4  # 2 rounds x 2 attempts
     assert state.status == "no_candidate" and state.selected is None and state.heldout is None
-    assert history.get_run(graph_store, state.config.run_id)["status"] == "no_candidate"
+    assert history.get_run(graph_store, state.config.run_id).status == "no_candidate"
 
 
 def test_crash_goes_to_diagnostician_then_proposer_same_round(run_graph, graph_store):
@@ -65,8 +65,8 @@ def test_crash_goes_to_diagnostician_then_proposer_same_round(run_graph, graph_s
     assert proposer.calls[1].diagnosis is not None and proposer.calls[1].diagnosis.crashed
     assert any("scripted crash" in f for f in proposer.calls[1].feedback)
     assert roles["diagnostician"].calls[0].error_kind == "runtime"
-    cands = history.list_candidates(graph_store, state.config.run_id)
-    assert [c["status"] for c in cands] == ["crashed", "evaluated"]
+    cands = history.candidates(graph_store, state.config.run_id)
+    assert [c.status for c in cands] == ["crashed", "evaluated"]
 
 
 def test_audit_flag_is_a_failure_the_diagnostician_explains_and_never_selected(run_graph, graph_store):
@@ -78,9 +78,9 @@ def test_audit_flag_is_a_failure_the_diagnostician_explains_and_never_selected(r
     assert state.status == "done"
     call = roles["diagnostician"].calls[0]
     assert call.error_kind == "audit" and "data it had not observed" in call.error
-    cands = history.list_candidates(graph_store, state.config.run_id)
-    assert [c["status"] for c in cands] == ["crashed", "evaluated"]
-    assert state.selected == cands[1]["candidate_id"]  # the flagged candidate never competes
+    cands = history.candidates(graph_store, state.config.run_id)
+    assert [c.status for c in cands] == ["crashed", "evaluated"]
+    assert state.selected == cands[1].candidate_id  # the flagged candidate never competes
     diagnosis = StatsDiagnostician().diagnose(DiagnoseInput(candidate_id="c", source="", curve=[], baselines=[],
                                                             outcomes=[], traces=[], error_kind=call.error_kind,
                                                             error=call.error))
@@ -100,11 +100,11 @@ def test_an_answer_key_is_flagged_explained_and_never_selected(run_graph, graph_
     proposer = ScriptedProposer(["memorised"], key=_answer_key(graph_store))
     state, roles, _ = run_graph(proposer=proposer, diagnostician=StatsDiagnostician())
     assert state.status == "done"
-    cands = history.list_candidates(graph_store, state.config.run_id)
-    assert [c["status"] for c in cands] == ["crashed", "evaluated"]
-    assert state.selected == cands[1]["candidate_id"]
+    cands = history.candidates(graph_store, state.config.run_id)
+    assert [c.status for c in cands] == ["crashed", "evaluated"]
+    assert state.selected == cands[1].candidate_id
     assert "relabelling audit" in proposer.calls[1].feedback[0]
-    diagnosis = history.get_diagnoses(graph_store, state.config.run_id)[cands[0]["candidate_id"]]
+    diagnosis = history.get_diagnoses(graph_store, state.config.run_id)[cands[0].candidate_id]
     assert diagnosis["failure_modes"][0]["kind"] == "known_answers"
     assert "opaque labels" in diagnosis["failure_modes"][0]["suggestion"]
 
@@ -122,13 +122,13 @@ def test_the_strict_audit_before_selection_flags_what_the_lanes_missed(run_graph
     proposer = ScriptedProposer(["memorised", "weak"], key=_answer_key(graph_store))
     state, _, _ = run_graph(proposer=proposer, diagnostician=StatsDiagnostician(), rounds=2)
     assert state.status == "done"
-    cands = history.list_candidates(graph_store, state.config.run_id)
-    assert [c["status"] for c in cands] == ["flagged", "evaluated"]  # the cheater had the better fitness
-    assert state.selected == cands[1]["candidate_id"]
-    diagnosis = history.get_diagnoses(graph_store, state.config.run_id)[cands[0]["candidate_id"]]
+    cands = history.candidates(graph_store, state.config.run_id)
+    assert [c.status for c in cands] == ["flagged", "evaluated"]  # the cheater had the better fitness
+    assert state.selected == cands[1].candidate_id
+    diagnosis = history.get_diagnoses(graph_store, state.config.run_id)[cands[0].candidate_id]
     assert diagnosis["failure_modes"][0]["kind"] == "known_answers"
     held = history.get_evaluation(graph_store, state.heldout.evaluation_id)
-    assert held["protocol"]["audit"] == "strict" and sum(held["protocol"]["audited_solves"].values()) > 0
+    assert held.protocol["audit"] == "strict" and sum(held.protocol["audited_solves"].values()) > 0
 
 
 def test_timeout_goes_to_diagnostician(run_graph):
@@ -152,11 +152,11 @@ def test_identical_source_is_not_evaluated_twice(run_graph, graph_store):
     state, _, _ = run_graph(proposer=proposer, rounds=2)
     assert state.status == "done"
     assert any("identical to candidate" in f and "already evaluated" in f for f in proposer.calls[2].feedback)
-    cands = history.list_candidates(graph_store, state.config.run_id)
-    assert [c["status"] for c in cands] == ["evaluated", "check_failed", "evaluated"]
-    assert cands[0]["code_hash"] == cands[1]["code_hash"] != cands[2]["code_hash"]
+    cands = history.candidates(graph_store, state.config.run_id)
+    assert [c.status for c in cands] == ["evaluated", "check_failed", "evaluated"]
+    assert cands[0].code_hash == cands[1].code_hash != cands[2].code_hash
     run_id = state.config.run_id
-    assert history.count_evaluations(graph_store, run_id=run_id, candidate_id=cands[1]["candidate_id"]) == 0
+    assert history.count_evaluations(graph_store, run_id=run_id, candidate_id=cands[1].candidate_id) == 0
 
 
 def test_frontier_score_prefers_cheaper_accuracy():

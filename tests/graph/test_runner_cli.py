@@ -42,10 +42,10 @@ def test_review_reject_edit_approve(graph_store):
     assert state.status == "done"
     assert len(seen) == 3 and seen[2]["source"] == controller(33)
     assert any("reviewer: too timid" in f for f in proposer.calls[1].feedback)
-    cands = history.list_candidates(graph_store, cfg.run_id)
-    assert [(c["status"], c["origin"]) for c in cands] == [("rejected", "scripted-proposer"),
+    cands = history.candidates(graph_store, cfg.run_id)
+    assert [(c.status, c.origin) for c in cands] == [("rejected", "scripted-proposer"),
                                                           ("rejected", "scripted-proposer"), ("evaluated", "human")]
-    assert cands[2]["parent"] == cands[1]["candidate_id"]
+    assert cands[2].parent == cands[1].candidate_id
     assert checkpoint_path(graph_store, cfg.run_id).exists()
 
 
@@ -61,8 +61,8 @@ def test_clean_stop_then_resume_with_a_working_critic(graph_store, monkeypatch):
     state = start_run(cfg, first)
     first.close()
     assert state.status == "failed" and "critic: cannot reach" in state.error
-    assert history.get_run(graph_store, cfg.run_id)["status"] == "failed"
-    (cand,) = history.list_candidates(graph_store, cfg.run_id)
+    assert history.get_run(graph_store, cfg.run_id).status == "failed"
+    (cand,) = history.candidates(graph_store, cfg.run_id)
     # Resume with the critic fixed: the same candidate goes on to be evaluated, nothing is proposed again.
     proposer = ScriptedProposer()
     second = _provider(graph_store, proposer=proposer)
@@ -70,7 +70,7 @@ def test_clean_stop_then_resume_with_a_working_critic(graph_store, monkeypatch):
     second.close()
     assert state.status == "done", state.error
     assert proposer.calls == []
-    assert state.selected == cand["candidate_id"]
+    assert state.selected == cand.candidate_id
     assert load_state(cfg.run_id, graph_store).status == "done"
 
 
@@ -110,11 +110,11 @@ def test_cli_run_with_config_file_then_report(graph_store, tmp_path):
     res = _run(["run", "--config", str(toml), "--store", str(graph_store.path), "--rounds", "1", "--no-live"])
     assert res.exit_code == 0, res.output
     (run,) = history.list_runs(graph_store)
-    assert f"run {run['run_id']}: done" in res.output
+    assert f"run {run.run_id}: done" in res.output
     assert "spend: $0.00 and" in res.output
-    assert history.get_run(graph_store, run["run_id"])["config"]["rounds"] == 1
+    assert history.get_run(graph_store, run.run_id).config["rounds"] == 1
     out = tmp_path / "rep"
-    res = _run(["report", run["run_id"], "--store", str(graph_store.path), "--out", str(out)])
+    res = _run(["report", run.run_id, "--store", str(graph_store.path), "--out", str(out)])
     assert res.exit_code == 0, res.output
     md = (out / "report.md").read_text()
     assert "## Discovered controller" in md and "Held-out environments" in md and "Candidate lineage" in md
@@ -122,11 +122,11 @@ def test_cli_run_with_config_file_then_report(graph_store, tmp_path):
     # The archive: one generation of the population of 2, both screened, and the cells they fill.
     archive = md[md.index("## Archive"):md.index("## Candidate lineage")]
     assert "2 candidates screened" in archive and "| 0 | 2 |" in archive
-    elite = history.get_run(graph_store, run["run_id"])["best_candidate"]
+    elite = history.get_run(graph_store, run.run_id).best_candidate
     assert f"| {elite} |" in archive
     assert (out / "accuracy_vs_tokens.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = _run(["report", "--list", "--store", str(graph_store.path)])
-    assert run["run_id"] in res.output
+    assert run.run_id in res.output
     res = _run(["report", "run-nope", "--store", str(graph_store.path)])
     assert res.exit_code == 1 and "unknown run 'run-nope'" in res.output
 

@@ -53,7 +53,7 @@ def evaluated(long_store):
 
 
 def _diagnose(ctx, evaluation_id: str, source: str, traces: list[TraceSample]):
-    curve = evidence.curve_from_points(history.get_evaluation(ctx.store, evaluation_id)["points"])
+    curve = evidence.curve_from_points(history.get_evaluation(ctx.store, evaluation_id).points)
     return StatsDiagnostician().diagnose(DiagnoseInput(
         candidate_id="c", source=source, curve=curve, outcomes=evidence.question_outcomes(ctx, evaluation_id),
         traces=traces))
@@ -62,7 +62,7 @@ def _diagnose(ctx, evaluation_id: str, source: str, traces: list[TraceSample]):
 def _full(ctx, evaluation_id: str, samples: list[TraceSample]) -> list[TraceSample]:
     """The same sampled solves with their steps exactly as the store holds them."""
     rows, _ = history.get_traces(ctx.store, evaluation_id, limit=100_000)
-    steps = {(r["env"], r["beta"], r["seed"], r["question_index"]): r["steps"] for r in rows}
+    steps = {(r.env, r.beta, r.seed, r.question_index): r.steps for r in rows}
     return [t.model_copy(update={"steps": steps[(t.env, t.beta, t.seed, t.question_index)]}) for t in samples]
 
 

@@ -48,9 +48,9 @@ def figures(store) -> dict:
     from autotts_graph.store import history
 
     (run,) = history.list_runs(store)
-    run = history.get_run(store, run["run_id"])
-    cands = history.list_candidates(store, run["run_id"])
-    slot_of = {c["candidate_id"]: f"g{c['round']}s{c['slot']}a{c['attempt']}" for c in cands}
+    run = history.get_run(store, run.run_id)
+    cands = history.candidates(store, run.run_id)
+    slot_of = {c.candidate_id: f"g{c.round}s{c.slot}a{c.attempt}" for c in cands}
 
     def mask(text: str | None) -> str | None:
         return None if text is None else CANDIDATE_ID.sub(lambda m: slot_of.get(m.group(0), "?"), text)
@@ -60,17 +60,17 @@ def figures(store) -> dict:
     evaluations = {}
     for eid, cid, split, label, status in rows:
         ev = history.get_evaluation(store, eid)
-        assert ev["protocol"]["executor"] in ("local", "ray")
-        points = [(p["env"], p["beta"], p["accuracy"], repr(p["avg_cost"]), repr(p["std_acc"]), p["description"])
-                  for p in ev["points"]]
-        outcomes = [(o["point_index"], o["env"], o["seed"], o["correct"], o["tokens"], o["answers"])
+        assert ev.protocol["executor"] in ("local", "ray")
+        points = [(p.env, p.beta, p.accuracy, repr(p.avg_cost), repr(p.std_acc), p.description)
+                  for p in ev.points]
+        outcomes = [(o.point_index, o.env, o.seed, o.correct, o.tokens, o.answers)
                     for o in history.get_outcomes(store, eid)]
         key = (slot_of.get(cid, ""), split, mask(label))
         assert key not in evaluations, key
         evaluations[key] = (status, points, outcomes)
-    gens = [{k: v for k, v in g.items() if k != "wall_s"} for g in (run["report"] or {}).get("generations", [])]
-    return {"evaluations": evaluations, "selected": slot_of.get(run["best_candidate"]), "generations": gens,
-            "candidates": [(slot_of[c["candidate_id"]], c["status"], c["name"], c["genome"]) for c in cands]}
+    gens = [{k: v for k, v in g.items() if k != "wall_s"} for g in (run.report or {}).get("generations", [])]
+    return {"evaluations": evaluations, "selected": slot_of.get(run.best_candidate), "generations": gens,
+            "candidates": [(slot_of[c.candidate_id], c.status, c.name, c.genome) for c in cands]}
 
 
 def test_run_on_the_cluster_equals_a_local_run(two_nodes, tmp_path: Path, sandbox: str) -> None:
@@ -108,14 +108,14 @@ def test_kill_9_driver_mid_run_then_resume(two_nodes, tmp_path: Path, sandbox: s
 
     def screening_in_generation_1() -> bool:
         runs = history.list_runs(store)
-        return bool(runs) and any(c["round"] == 1 and c["status"] == "approved"
-                                  for c in history.list_candidates(store, runs[0]["run_id"]))
+        return bool(runs) and any(c.round == 1 and c.status == "approved"
+                                  for c in history.candidates(store, runs[0].run_id))
 
     kill_9_at(proc, screening_in_generation_1, 240)
-    run_id = history.list_runs(store)[0]["run_id"]
-    assert history.get_run(store, run_id)["status"] == "running"
-    before = {c["candidate_id"]: c for c in history.list_candidates(store, run_id)}
-    assert sorted((c["round"], c["slot"], c["status"]) for c in before.values()) == [
+    run_id = history.list_runs(store)[0].run_id
+    assert history.get_run(store, run_id).status == "running"
+    before = {c.candidate_id: c for c in history.candidates(store, run_id)}
+    assert sorted((c.round, c.slot, c.status) for c in before.values()) == [
         (0, 0, "evaluated"), (0, 1, "evaluated"), (1, 0, "approved")]
 
     env.pop("RAY_ADDRESS")
@@ -126,7 +126,7 @@ def test_kill_9_driver_mid_run_then_resume(two_nodes, tmp_path: Path, sandbox: s
     assert f"run {run_id}: done" in done.stdout
     assert "executor: ray, 2 node(s)" in done.stderr, done.stderr
     run = history.get_run(store, run_id)
-    assert run["config"]["executor"] == "ray" and run["config"]["ray_address"] == two_nodes.address
+    assert run.config["executor"] == "ray" and run.config["ray_address"] == two_nodes.address
     # Nothing recorded before the kill lost or changed; one candidate per slot and generation, each evaluated
     # once; every node once per candidate (a node killed half-way records no spend: its re-run is its only run).
     assert_nothing_lost_or_redone(store, run_id, before, slots=2)
@@ -136,6 +136,6 @@ def test_kill_9_driver_mid_run_then_resume(two_nodes, tmp_path: Path, sandbox: s
                                 ).fetchone()[0]
     assert baselines == 1
     assert {p["executor"] for p in protocols} == {"ray"}, protocols
-    assert run["status"] == "done" and [g["generation"] for g in run["report"]["generations"]] == [0, 1]
-    assert history.find_evaluation(store, run_id=run_id, candidate_id=run["best_candidate"],
+    assert run.status == "done" and [g["generation"] for g in run.report["generations"]] == [0, 1]
+    assert history.find_evaluation(store, run_id=run_id, candidate_id=run.best_candidate,
                                    split="heldout") is not None

@@ -43,7 +43,7 @@ def sweep(store, sandbox: str, executor: str, address: str | None = None, worker
     return {"points": [(p.env, p.point_index, p.beta, p.accuracy, repr(p.avg_cost), repr(p.std_acc), p.description)
                        for p in summary.points],
             "outcomes": history.get_outcomes(store, summary.evaluation_id),
-            "traces": [(t["question_index"], t["seed"], t["steps"]) for t in traces],
+            "traces": [(t.question_index, t.seed, t.steps) for t in traces],
             "stats": stats, "interpreter": summary.interpreter}
 
 

@@ -101,10 +101,11 @@ def _evaluate(store, source: str):
     finally:
         ctx.close()
     assert summary.ok, summary.error
-    outcomes = sorted(history.get_outcomes(store, summary.evaluation_id), key=lambda o: json.dumps(o, default=str))
+    outcomes = sorted((o.model_dump() for o in history.get_outcomes(store, summary.evaluation_id)),
+                      key=lambda o: json.dumps(o, default=str))
     traces, total = history.get_traces(store, summary.evaluation_id, limit=1000)
     assert total == len(traces) == 2 * 30  # seed 0 of both betas
-    return summary, {"outcomes": outcomes, "traces": traces}, backend, reason
+    return summary, {"outcomes": outcomes, "traces": [t.model_dump() for t in traces]}, backend, reason
 
 
 def test_daemon_serves_a_real_eval_with_the_figures_of_the_normal_path(monkeypatch, warm_daemon, replay_dir,

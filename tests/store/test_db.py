@@ -10,7 +10,7 @@ def test_reading_an_older_store_migrates_it_first(tmp_path):
     with Store(path).connect() as con:  # a current file, then made to look like schema 1
         con.execute("ALTER TABLE candidates DROP COLUMN genome")
         con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
-    assert history.list_candidates(Store(path), "run-x") == []  # read-only path: no missing-column error
+    assert history.candidates(Store(path), "run-x") == []  # read-only path: no missing-column error
     con = duckdb.connect(str(path), read_only=True)
     try:
         assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)

@@ -26,7 +26,7 @@ def _opened(tmp_path, run_id: str = "run-a") -> RunLedger:
 def test_a_run_moves_through_its_statuses_and_reads_back_as_the_enum_values(tmp_path):
     ledger = _opened(tmp_path)
     assert ledger.exists() and not RunLedger(ledger.store, "run-other").exists()
-    assert history.get_run(ledger.store, "run-a")["status"] == "running" == RunStatus.RUNNING
+    assert history.get_run(ledger.store, "run-a").status == "running" == RunStatus.RUNNING
     ledger.reconfigure(config={"seeds": 4}, search_envs=["e/a"], heldout_envs=["e/h"])
     ledger.fail("critic: cannot reach the endpoint")
     run = ledger.run()
@@ -40,7 +40,7 @@ def test_a_run_moves_through_its_statuses_and_reads_back_as_the_enum_values(tmp_
     run = ledger.run()
     assert (run.status, run.best_candidate, run.wall_s) == (RunStatus.DONE, "cand-2", 12.5)
     assert run.report == {"generations": [{"generation": 0}], "stop_reason": None, "wall_s": 12.5}
-    assert [r["status"] for r in history.list_runs(ledger.store)] == ["done"]
+    assert [r.status for r in history.list_runs(ledger.store)] == ["done"]
 
 
 def test_a_candidate_follows_the_lane_and_a_rerun_writes_the_same_row(tmp_path):
@@ -53,16 +53,16 @@ def test_a_candidate_follows_the_lane_and_a_rerun_writes_the_same_row(tmp_path):
                             stage=1, search_accuracy=50.0)
     ledger.update_candidate("cand-1", CandidateStatus.SCREENED, evaluation_id="ev-1", stage=1)  # a node re-run
     ledger.update_candidate("cand-1", CandidateStatus.EVALUATED, evaluation_id="ev-2", stage=2, search_accuracy=60.0)
-    (stored,) = history.list_candidates(ledger.store, "run-a")
-    assert stored["status"] == "evaluated" and stored["stage"] == 2 and stored["evaluation_id"] == "ev-2"
-    assert stored["screen_evaluation_id"] == "ev-1" and stored["check_result"] == {"ok": True}
-    assert stored["code_hash"] == history.code_hash(SOURCE) and stored["genome"] == {"g": 1}
+    (stored,) = history.candidates(ledger.store, "run-a")
+    assert stored.status == "evaluated" and stored.stage == 2 and stored.evaluation_id == "ev-2"
+    assert stored.screen_evaluation_id == "ev-1" and stored.check_result == {"ok": True}
+    assert stored.code_hash == history.code_hash(SOURCE) and stored.genome == {"g": 1}
     (typed,) = ledger.candidates()
     assert typed.status is CandidateStatus.EVALUATED and typed.search_accuracy == 60.0
-    created = stored["created_at"]
+    created = stored.created_at
     ledger.add_candidate(row)  # the check node re-run after a crash: pending again, first creation time kept
-    (again,) = history.list_candidates(ledger.store, "run-a")
-    assert again["status"] == "pending" and again["created_at"] == created
+    (again,) = history.candidates(ledger.store, "run-a")
+    assert again.status == "pending" and again.created_at == created
 
 
 def test_moves_the_lane_cannot_make_and_unknown_columns_are_refused(tmp_path):
@@ -97,7 +97,7 @@ def test_spend_and_diagnoses(tmp_path):
                                  candidate_id="cand-1"))
     ledger.record_spend(SpendRow(round=0, node="propose", llm_tokens=5, seconds=1.0, slot=1, candidate_id="cand-2"))
     spend = history.run_spend(ledger.store, "run-a")
-    assert spend["propose"] == {"llm_tokens": 15, "usd": 0.5, "seconds": 2.0, "calls": 2}
+    assert spend["propose"].model_dump() == {"llm_tokens": 15, "usd": 0.5, "seconds": 2.0, "calls": 2}
     assert set(history.candidate_spend(ledger.store, "run-a")) == {"cand-1", "cand-2"}
     with pytest.raises(ValidationError, match="seconds"):
         SpendRow(round=0, node="x", seconds=-1.0)
@@ -114,7 +114,7 @@ def test_a_store_written_before_the_ledger_is_migrated_and_keeps_its_runs(tmp_pa
         con.execute("INSERT INTO runs (run_id, status, config, search_envs, heldout_envs) VALUES "
                     "('run-old', 'no_candidate', '{}', ['e/a'], [])")
     run = history.get_run(Store(path), "run-old")  # read-only path: migrated first
-    assert run["status"] == RunStatus.NO_CANDIDATE and run["wall_s"] is None
+    assert run.status == RunStatus.NO_CANDIDATE and run.wall_s is None
     ledger = RunLedger(Store(path), "run-old")
     assert ledger.run().status is RunStatus.NO_CANDIDATE
     ledger.set_wall(3.0)

@@ -170,7 +170,7 @@ def test_describe_gives_per_question_statistics(tmp_path, tiny_records):
     store = Store(tmp_path / "s.duckdb")
     import_records(store, "m", "d", tiny_records())
     d = describe_environment(store, "m/d")
-    assert len(d["questions"]) == 3
-    q0 = d["questions"][0]
-    assert q0["gold_answer"] == "100" and q0["branches"] == 8
-    assert 0.0 <= q0["branch_accuracy"] <= 1.0
+    assert len(d.questions) == 3
+    q0 = d.questions[0]
+    assert q0.gold_answer == "100" and q0.branches == 8
+    assert 0.0 <= q0.branch_accuracy <= 1.0

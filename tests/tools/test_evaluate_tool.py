@@ -23,14 +23,14 @@ def test_sweep_is_recorded_with_outcomes_and_traces(tiny_store, controller_sourc
     assert summary.ok, summary.error
     assert len(summary.points) == 4 and seen[-1] == (4, 4)
     stored = history.get_evaluation(tiny_store, summary.evaluation_id)
-    assert [(p["env"], p["beta"]) for p in stored["points"]] == [("tiny/a", 0.0), ("tiny/b", 0.0), ("tiny/a", 1.0),
+    assert [(p.env, p.beta) for p in stored.points] == [("tiny/a", 0.0), ("tiny/b", 0.0), ("tiny/a", 1.0),
                                                                  ("tiny/b", 1.0)]
     outcomes = history.get_outcomes(tiny_store, summary.evaluation_id, env="tiny/a")
-    assert len(outcomes) == 2 * 5 and all(len(o["correct"]) == 3 for o in outcomes)
+    assert len(outcomes) == 2 * 5 and all(len(o.correct) == 3 for o in outcomes)
     traces, total = history.get_traces(tiny_store, summary.evaluation_id, env="tiny/b", beta=1.0)
-    assert total == 3 and traces[0]["steps"][0]["event"] == "start"
+    assert total == 3 and traces[0].steps[0]["event"] == "start"
     failures, n_fail = history.get_traces(tiny_store, summary.evaluation_id, failures_only=True)
-    assert all(not t["is_correct"] for t in failures) and n_fail <= 12
+    assert all(not t.is_correct for t in failures) and n_fail <= 12
 
 
 def test_identical_source_is_evaluated_once(tiny_store, controller_source):
@@ -55,7 +55,7 @@ def test_crash_is_recorded_as_a_failed_evaluation(tiny_store):
     summary = evaluate_controller(ctx, EvaluateInput(source=source, envs=["tiny/a"], betas=[0.5], seeds=2))
     ctx.close()
     assert not summary.ok and summary.error.kind.value == "runtime"
-    assert history.get_evaluation(tiny_store, summary.evaluation_id)["status"] == "error"
+    assert history.get_evaluation(tiny_store, summary.evaluation_id).status == "error"
 
 
 def test_heldout_environments_are_hidden_from_tools(tiny_store, controller_source):

@@ -177,7 +177,7 @@ def test_fitted_prior_is_left_one_question_out_on_search_and_full_on_held_out(st
                                                                         by[(HELD, 1.0)].avg_cost)
         # The stitched evaluation is a normal stored evaluation: points, outcomes, traces of every question.
         stored = history.get_evaluation(store_4b, summary.evaluation_id)
-        assert stored["label"] == "baseline:bayes_fit" and len(stored["points"]) == 4
+        assert stored.label == "baseline:bayes_fit" and len(stored.points) == 4
         assert len(history.get_outcomes(store_4b, summary.evaluation_id, env=SEARCH)) == 2 * 4
         _, n_traces = history.get_traces(store_4b, summary.evaluation_id, env=SEARCH, beta=1.0)
         assert n_traces == 30
@@ -222,12 +222,18 @@ def test_cli_table_eval_and_mcp_method_list(tiny_store):
 
 
 def test_run_report_counts_the_new_methods_as_hand_crafted():
-    from autotts_graph.cli.run_report import HAND_CRAFTED, domination_lines
+    from autotts_graph.cli.run_report import domination_lines
+    from autotts_graph.graph.run_view import HAND_CRAFTED, baseline_curve, candidate_curve, split_figures
+    from autotts_graph.store.rows import CandidateRow, EvaluationRow, PointRow
 
     assert set(NEW_METHODS) <= set(HAND_CRAFTED) and "cmc" not in HAND_CRAFTED
-    mine = [{"env": "e", "beta": 0.5, "accuracy": 70.0, "avg_cost": 1000.0}]
-    base = {"short3": [{"env": "e", "config": {"beta": 1.0, "m": 3}, "accuracy": 75.0, "avg_cost": 900.0}],
-            "asc": [{"env": "e", "config": {"max_samples": 64, "threshold": 0.95}, "accuracy": 60.0,
-                     "avg_cost": 500.0}]}
-    text = "\n".join(domination_lines(mine, base, "t"))
+
+    def ev(config: dict, acc: float, cost: float) -> EvaluationRow:
+        return EvaluationRow(evaluation_id="ev", status="ok", points=[
+            PointRow(point_index=0, env="e", beta=config.get("beta"), accuracy=acc, avg_cost=cost, config=config)])
+
+    mine = candidate_curve(CandidateRow(candidate_id="c", run_id="r", round=0, source=""), ev({"beta": 0.5}, 70, 1000))
+    base = [baseline_curve("short3", "search", ev({"beta": 1.0, "m": 3}, 75.0, 900.0)),
+            baseline_curve("asc", "search", ev({"max_samples": 64, "threshold": 0.95}, 60.0, 500.0))]
+    text = "\n".join(domination_lines(split_figures("search", mine, base), "t"))
     assert "ASC or short-3" in text and "| 0.5 | 70.00 / 1.0k | short-3@64 β=1.0 |" in text

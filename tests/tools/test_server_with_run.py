@@ -53,7 +53,7 @@ def test_server_alongside_a_discovery_run(tmp_path, store, make_ctx, sandbox):
             assert heldout, "the run made no held-out evaluation"
             for ev in heldout:
                 assert ev not in visible
-                assert history.get_evaluation(exposed.store, ev)["points"]
+                assert history.get_evaluation(exposed.store, ev).points
                 assert "unknown evaluation" in mcp_error(await s.call_tool("get_evaluation", {"evaluation_id": ev}))
                 assert "unknown evaluation" in mcp_error(await s.call_tool("get_traces", {"evaluation_id": ev}))
             runs = mcp_result(await s.call_tool("query_store", {"sql": "SELECT * FROM runs"}))
