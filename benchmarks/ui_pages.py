@@ -63,7 +63,8 @@ def _evaluate(store: Store, rng: random.Random, *, run_id: str, candidate_id: st
               envs: list[str], betas: list[float], level: float) -> str:
     evaluation_id = history.new_id("ev")
     history.record_evaluation(store, evaluation_id=evaluation_id, code="h", label=label, split=split,
-                              protocol={"seeds": SEEDS, "envs": envs, "audited_solves": 6},
+                              protocol={"seeds": SEEDS, "envs": envs,
+                                        "audited_solves": {"counterfactual": 44, "relabelling": 44}},
                               points=_points(rng, envs, betas, level), run_id=run_id, candidate_id=candidate_id)
     return evaluation_id
 

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from . import archive, evidence, scoring
 from .agents.roles import Diagnosis, TraceSample
-from .state import total_of
+from .state import STRICT_LABEL, total_of
 
 Split = Literal["search", "heldout"]
 # The hand-crafted baselines: the paper's and the field's other answer-only controllers. The frontier a
@@ -454,11 +454,11 @@ class GateDecision(BaseModel):
 
 
 class AuditVerdict(BaseModel):
-    """What the counterfactual audit said of one evaluation."""
+    """What the audits said of one evaluation."""
 
     evaluation_id: str
     label: str
-    audited_solves: int = 0
+    audited_solves: dict[str, int] = Field(default_factory=dict)  # audit name -> solves it replayed
     flagged: bool = False
     message: str = ""
 
@@ -480,7 +480,7 @@ class EvaluationView(BaseModel):
     evaluation_id: str
     label: str
     split: Split
-    stage: Literal["screen", "full", "heldout"]
+    stage: Literal["screen", "full", "strict audit", "heldout"]
     ok: bool
     error: str | None = None
     error_details: list[str] = Field(default_factory=list)
@@ -537,7 +537,7 @@ def _evaluation_view(cand: CandidateRow, ev: EvaluationRow) -> EvaluationView:
     # The candidate row names its screen; without a cascade the screen is the full evaluation (stage 2).
     full = cand.stage == 2 and ev.evaluation_id == cand.evaluation_id
     stage = "heldout" if split == "heldout" else "screen" if ev.evaluation_id == cand.screen_evaluation_id \
-        and not full else "full"
+        and not full else "strict audit" if (ev.label or "").startswith(STRICT_LABEL) else "full"
     err = ev.error or {}
     return EvaluationView(evaluation_id=ev.evaluation_id, label=ev.label or "", split=split, stage=stage,
                           ok=ev.ok, error=ev.error_line(), error_details=[str(d) for d in err.get("details", [])],
@@ -546,11 +546,18 @@ def _evaluation_view(cand: CandidateRow, ev: EvaluationRow) -> EvaluationView:
                                          std_acc=p.std_acc, params=p.params) for p in ev.points])
 
 
+def _audited(recorded: Any) -> dict[str, int]:
+    """Solves each audit replayed (older stores recorded one count, of the counterfactual audit alone)."""
+    if isinstance(recorded, dict):
+        return {str(k): int(v) for k, v in recorded.items()}
+    return {"counterfactual": int(recorded)} if recorded else {}
+
+
 def _audit(ev: EvaluationRow) -> AuditVerdict:
     err = ev.error or {}
     flagged = err.get("kind") == "audit"
     return AuditVerdict(evaluation_id=ev.evaluation_id, label=ev.label or "",
-                        audited_solves=int(ev.protocol.get("audited_solves") or 0), flagged=flagged,
+                        audited_solves=_audited(ev.protocol.get("audited_solves")), flagged=flagged,
                         message=str(err.get("message", "")) if flagged else "")
 
 
@@ -573,10 +580,12 @@ def _build_candidate_view(store: Store, view: RunView, candidate_id: str, traces
     evs = [e for e in _candidate_evaluations(store, view.run_id, candidate_id)
            if e.split != "heldout" or selected]
     placement = view.placement(candidate_id)
-    search_full = next((e for e in reversed(evs) if e.ok and e.split == "search"), None)
+    # Traces of the candidate's own evaluation (the strict audit's re-evaluation keeps none).
+    search_full = next((e for e in reversed(evs) if e.ok and e.evaluation_id == cand.evaluation_id), None)
     samples: list[TraceSample] = []
     if search_full is not None and traces:
-        samples = evidence.trace_samples(ToolContext(store=store), search_full.evaluation_id, limit=traces)
+        samples = evidence.trace_samples(ToolContext(store=store, expose_gold=True), search_full.evaluation_id,
+                                         limit=traces)
     return CandidateView(candidate=cand, parent=parent, edges=view.edge_to(cand), diff=diff, placement=placement,
                          gate=gate_decision(view, placement) if placement is not None else None,
                          evaluations=[_evaluation_view(cand, e) for e in evs],

@@ -31,6 +31,9 @@ def _all_baselines() -> list[str]:
 DEFAULT_BASELINES = _all_baselines()
 
 
+# The label prefix of the strict-audit re-evaluation of the candidate about to be selected (graph/nodes/select.py).
+STRICT_LABEL = "strict audit "
+
 class RoleSettings(BaseModel):
     """How one agent role is played: offline heuristics, an LLM, or a class named by import path."""
 

@@ -80,9 +80,11 @@ class BrowserSource:
     def __init__(self, path: Path) -> None:
         self.path = path.absolute()
         check_store(self.path)
-        # expose_heldout: the snapshot is a full copy; the run view applies the held-out rule itself (figures
-        # only after selection), which a filtered copy could not (it drops the runs' reports).
-        self._ctx = ToolContext(store=Store(self.path), expose_heldout=True)
+        # expose_heldout and expose_gold: the snapshot is a full copy (the user's own store, on loopback by
+        # default); the run view applies the held-out rule itself (figures only after selection), which a
+        # filtered copy could not (it drops the runs' reports), and the environments' branch accuracy needs the
+        # gold answers. Pages show correctness, never a gold answer.
+        self._ctx = ToolContext(store=Store(self.path), expose_heldout=True, expose_gold=True)
         self._snapshot = Snapshot()
         self._lock = threading.Lock()
         self._building: dict[tuple, threading.Lock] = {}

@@ -16,10 +16,8 @@ from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
 
 from ..agents.roles import DiagnoseInput
 from ..deps import Deps
-from ..state import DiscoveryState
+from ..state import STRICT_LABEL, DiscoveryState
 from .evaluate import evaluation_result
-
-STRICT_LABEL = "strict audit "
 
 
 def strict_audit(deps: Deps, candidate: CandidateRow) -> str:

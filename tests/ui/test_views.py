@@ -93,7 +93,7 @@ def test_the_candidate_view_has_source_diff_gate_evaluations_diagnosis_traces_au
     assert cv.diagnosis is not None and cv.diagnosis.summary == view.diagnoses[child.candidate_id].summary
     assert cv.traces and all(len(t.steps) <= MAX_STEPS_PER_TRACE for t in cv.traces)
     assert all(t.env in ("m1/search", "m2/search") for t in cv.traces)  # never held-out traces
-    assert all(a.audited_solves > 0 and not a.flagged for a in cv.audits)
+    assert all(set(a.audited_solves) == {"counterfactual", "relabelling"} and not a.flagged for a in cv.audits)
     assert cv.spend == history.candidate_spend(store, run_id)[child.candidate_id] and cv.spend.calls >= 5
     stopped = next((c for c in view.candidates if c.stage == 1), None)
     if stopped is not None:  # a screen below its gate: stopped, with the figures that stopped it
