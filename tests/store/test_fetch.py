@@ -16,7 +16,7 @@ from urllib.parse import unquote
 import pytest
 from autotts_graph.cli.main import app
 from autotts_graph.store.db import Store
-from autotts_graph.store.fetch import BASE_URL_ENV, cache_dir, load_manifest
+from autotts_graph.store.fetch import BASE_URL_ENV, Manifest, cache_dir, load_manifest
 from autotts_graph.store.trajectories import export_records, list_environments, set_split
 from typer.testing import CliRunner
 
@@ -80,10 +80,22 @@ def _handler(mirror: Mirror) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def local_manifest(drop: tuple[str, ...] = ()) -> Manifest:
+    """The packaged manifest cut down to the benchmarks this machine has a copy of (the mirror serves those),
+    with the pins of ``drop`` removed (files whose checksum was never published)."""
+    real = load_manifest()
+    have = {p.stem for p in (data_root() / "autotts-replay").glob("*/*.json")}
+    return real.model_copy(update={
+        "datasets": {d: split for d, split in real.datasets.items() if d in have or any(d in x for x in drop)},
+        "files": {rel: pin for rel, pin in real.files.items() if rel not in drop}})
+
+
 @pytest.fixture
 def mirror(monkeypatch):
-    """A threaded HTTP server on 127.0.0.1 serving ``<data>/autotts-replay`` (the files need not exist)."""
+    """A threaded HTTP server on 127.0.0.1 serving ``<data>/autotts-replay`` (the files need not exist); the
+    CLI's manifest holds what that folder has (HMMT25's files are pinned but not shipped with the tests)."""
     monkeypatch.delenv(BASE_URL_ENV, raising=False)
+    monkeypatch.setattr("autotts_graph.store.fetch.load_manifest", local_manifest)
     m = Mirror(data_root() / "autotts-replay")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(m))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -233,7 +245,9 @@ def test_an_http_error_midway_imports_nothing(tmp_path, mirror, replay_dir):
     assert envs(store) == {}
 
 
-def test_files_without_a_pinned_checksum_need_no_verify(tmp_path, mirror):
+def test_files_without_a_pinned_checksum_need_no_verify(tmp_path, mirror, monkeypatch):
+    monkeypatch.setattr("autotts_graph.store.fetch.load_manifest",
+                        lambda: local_manifest(drop=("Qwen3-0.6B/hmmt25.json",)))
     store = tmp_path / "s.duckdb"
     line = one_error_line(fetch(store, "autotts", "--model", "Qwen3-0.6B", "--dataset", "hmmt25",
                                 "--base-url", mirror.url))
@@ -252,13 +266,26 @@ def test_files_without_a_pinned_checksum_need_no_verify(tmp_path, mirror):
 def test_unpinned_files_are_left_out_unless_named():
     from autotts_graph.store.fetch import FetchRequest, plan_fetch
 
-    plan = plan_fetch(FetchRequest(models=["Qwen3-0.6B"], verify=False, base_url="http://mirror.test/x/"))
+    unpinned = local_manifest(drop=("Qwen3-0.6B/hmmt25.json", "Qwen3-8B/hmmt25.json"))
+    plan = plan_fetch(FetchRequest(models=["Qwen3-0.6B"], verify=False, base_url="http://mirror.test/x/"), unpinned)
     assert [f.url for f in plan.files] == ["http://mirror.test/x/Qwen3-0.6B/aime24.json",
                                            "http://mirror.test/x/Qwen3-0.6B/aime25.json"]
     assert [f.split for f in plan.files] == ["search", "heldout"]
     assert plan.unpinned_skipped == ["Qwen3-0.6B/hmmt25"]
-    named = plan_fetch(FetchRequest(models=["Qwen3-8B"], datasets=["hmmt25"], verify=False, base_url="http://m"))
+    named = plan_fetch(FetchRequest(models=["Qwen3-8B"], datasets=["hmmt25"], verify=False, base_url="http://m"),
+                       unpinned)
     assert [(f.name, f.split, f.pinned) for f in named.files] == [("Qwen3-8B/hmmt25", "heldout", None)]
+
+
+def test_every_published_benchmark_is_fetched_verified_by_default():
+    """HMMT25 is pinned like AIME24 and AIME25: a plain `store fetch autotts` plans all three, each checked."""
+    from autotts_graph.store.fetch import FetchRequest, plan_fetch
+
+    plan = plan_fetch(FetchRequest(models=["Qwen3-4B"], base_url="http://m"), load_manifest())
+    assert [(f.name, f.split, f.pinned.size) for f in plan.files] == [
+        ("Qwen3-4B/aime24", "search", 2066911), ("Qwen3-4B/aime25", "heldout", 2673679),
+        ("Qwen3-4B/hmmt25", "heldout", 2973086)]
+    assert plan.unpinned_skipped == []
 
 
 @pytest.mark.parametrize("args, message", [
@@ -278,10 +305,12 @@ def test_the_manifest_pins_the_published_files(replay_dir):
         f"https://raw.githubusercontent.com/zhengkid/AutoTTS/{manifest.commit}/"
         "efficient_reasoning_controller/test_environment")
     local = sorted(f"{p.parent.name}/{p.name}" for p in replay_dir.glob("*/*.json"))
-    assert sorted(manifest.files) == local
-    for rel, pinned in manifest.files.items():
+    expected = sorted(f"{m}/{d}.json" for m in manifest.models for d in manifest.datasets)
+    assert sorted(manifest.files) == expected and set(local) <= set(expected)
+    for rel in local:  # the copies here match their pins (HMMT25 is pinned from the upstream files)
         data = (replay_dir / rel).read_bytes()
-        assert (len(data), hashlib.sha256(data).hexdigest()) == (pinned.size, pinned.sha256), rel
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (manifest.files[rel].size,
+                                                                 manifest.files[rel].sha256), rel
     assert {rel.split("/")[0] for rel in manifest.files} <= set(manifest.models)
     assert manifest.datasets == {"aime24": "search", "aime25": "heldout", "hmmt25": "heldout"}
 
