@@ -15,7 +15,7 @@ engine up), alternating two set-ups:
 For each run it prints the wall-clock time of the whole process, the replay time (the box's own account:
 ``replay_s`` of the summary), the overhead = wall - replay, and the command process's own CPU time (user +
 system; on a busy machine the wall-clock overhead stretches, this does not). Target (issue 11): overhead
-<= 1 s on a warm machine. ``--layers`` adds the breakdown (imports, tasks, judge, audit, recording) of
+<= 1 s on a warm machine. ``--layers`` adds the breakdown (imports, tasks, judge, audits, recording) of
 both set-ups, measured in this process. Needs a store with ENV ($AUTOTTS_STORE). The load average is
 printed with every figure: on a shared machine take the best of several runs.
 """
@@ -137,9 +137,10 @@ def layers(env: str, repeats: int, directory: Path) -> None:
 
     docker_backend.DockerBackend.run = run
     judge.judge_point = timed("judge", judge.judge_point)  # evaluate imports these where it needs them
-    audit.build_plan = timed("audit plan", audit.build_plan)
+    audit.CounterfactualAudit.build = timed("counterfactual pack", audit.CounterfactualAudit.build)
+    audit.RelabellingAudit.build = timed("relabelling pack", audit.RelabellingAudit.build)
     evaluate.history.record_evaluation = timed("record", evaluate.history.record_evaluation)
-    evaluate._audit = timed("audit (all of it)", evaluate._audit)
+    evaluate._Sweep.audit = timed("audits (all of them)", evaluate._Sweep.audit)
     print(f"\nbreakdown (imports of a command, best of 3 fresh interpreters: cold {cold_imports:.2f} s, with the "
           f"daemon {warm_imports:.2f} s; the judge runs while the audit replays)")
     os.environ["AUTOTTS_SANDBOX_DAEMON"] = "0"

@@ -21,7 +21,8 @@ audited solves (stratified over environments in proportion to their solves, whic
 99 % probability (every evaluation), 228 catch a 2 % one (the selected controller, before its figures are
 reported). The sampled solves of one point run in a secret random order on one warm controller, so an audited
 solve comes at a random point of the controller's life: a controller that remembers earlier solves or counts
-its calls acts otherwise than it did in the evaluation.
+its calls acts otherwise than it did in the evaluation. Both audits replay the same sample, in one sandbox
+task per environment (one pack per audit).
 """
 
 from __future__ import annotations
@@ -76,19 +77,23 @@ class Observed:
 
 @dataclass(frozen=True)
 class AuditPlan:
-    """The solves to replay, as (point index, seed, question), and the changed pack they replay on."""
+    """The changed pack one audit's solves replay on (in a folder of its own, removed by ``cleanup``)."""
 
     audit: Audit
-    solves: list[Solve]
     pack: Path
     workdir: tempfile.TemporaryDirectory
+
+    def cleanup(self) -> None:
+        self.workdir.cleanup()
 
 
 def choose_solves(points: int, seeds: list[int], questions: int, count: int, rng: random.Random) -> list[Solve]:
     """``count`` distinct solves drawn uniformly from points x seeds x questions (all of them when there are
-    fewer), in the order the evaluation ran them (point, then seed, then question)."""
+    fewer), in a secret random order. Each point's solves replay in that order on one warm controller, so an
+    audited solve comes at a random point of its life (a controller that remembers earlier solves, or counts
+    its calls, acts otherwise than in the evaluation)."""
     per_point = len(seeds) * questions
-    picks = sorted(rng.sample(range(points * per_point), min(count, points * per_point)))
+    picks = rng.sample(range(points * per_point), min(count, points * per_point))
     return [(r // per_point, seeds[r % per_point // questions], r % questions) for r in picks]
 
 
@@ -164,13 +169,9 @@ def _load_arrays(pack_path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def _write_plan(audit: Audit, arrays: dict[str, np.ndarray], solves: list[Solve], rng: random.Random) -> AuditPlan:
+def _write_plan(audit: Audit, arrays: dict[str, np.ndarray]) -> AuditPlan:
     """Write ``arrays`` as a pack exactly as ``store/packs.py`` does (same name, format and content hash
-    rule, so nothing in the box tells an audit apart), in a fresh directory with no answer key beside it.
-
-    The solves are put in a secret random order: each point's solves run on one warm controller, so an
-    audited solve comes at a random point of its life (a controller that remembers earlier solves, or counts
-    its calls, acts otherwise than in the evaluation)."""
+    rule, so nothing in the box tells an audit apart), in a fresh directory with no answer key beside it."""
     meta = json.loads(str(arrays.pop("meta")))
     digest = hashlib.sha256()
     for key in sorted(arrays):
@@ -184,9 +185,7 @@ def _write_plan(audit: Audit, arrays: dict[str, np.ndarray], solves: list[Solve]
     np.savez(buf, **arrays)
     path.write_bytes(buf.getvalue())
     path.chmod(0o644)
-    order = sorted(solves)
-    rng.shuffle(order)
-    return AuditPlan(audit=audit, solves=order, pack=path, workdir=workdir)
+    return AuditPlan(audit=audit, pack=path, workdir=workdir)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -244,7 +243,7 @@ class CounterfactualAudit:
         lengths = np.array([len(p) for p in probes], dtype=p_off.dtype)
         arrays.update(probes=np.concatenate(probes).astype(arrays["probes"].dtype, copy=False), tokens=tokens,
                       finals=finals, probe_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(p_off.dtype))
-        return _write_plan(self, arrays, list(observed), rng)
+        return _write_plan(self, arrays)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -374,19 +373,26 @@ class RelabellingAudit:
         vocab = tuple(str(v) for v in arrays["vocab"].tolist())
         renamed = relabelling(vocab, rng, self.universe(pack_path, vocab))
         arrays["vocab"] = np.array(renamed, dtype=str) if renamed else arrays["vocab"]
-        return _write_plan(self, arrays, list(observed), rng)
+        return _write_plan(self, arrays)
 
 
 AUDITS: tuple[Audit, ...] = (CounterfactualAudit(), RelabellingAudit())
 
 
-def differences(plan: AuditPlan, original: JudgePack, observed: dict[Solve, Observed], raw_results: list[dict],
-                configs: list[dict]) -> list[str]:
+def replay_groups(solves: list[Solve]) -> dict[int, list[tuple[int, int]]]:
+    """The solves by point, in their order: how the runner replays them (``sandbox/runtime/runner.py``), one
+    result per point (and per pack of the task), points in increasing order."""
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for point, seed, q in solves:
+        groups.setdefault(point, []).append((seed, q))
+    return dict(sorted(groups.items()))
+
+
+def differences(plan: AuditPlan, solves: list[Solve], original: JudgePack, observed: dict[Solve, Observed],
+                raw_results: list[dict], configs: list[dict]) -> list[str]:
     """Where the audited solves' actions or answers differ from the original run (empty: consistent)."""
     jp = load_judge_pack(plan.pack, original.gold_text)
-    groups: dict[int, list[tuple[int, int]]] = {}
-    for point, seed, q in plan.solves:
-        groups.setdefault(point, []).append((seed, q))
+    groups = replay_groups(solves)
     if len(raw_results) != len(groups):
         return [f"the audit returned {len(raw_results)} result groups, expected {len(groups)}"]
 
@@ -394,7 +400,7 @@ def differences(plan: AuditPlan, original: JudgePack, observed: dict[Solve, Obse
         return original.vocab[code] if code >= 0 else None
 
     problems = []
-    for (point, pairs), raw in zip(sorted(groups.items()), raw_results, strict=True):
+    for (point, pairs), raw in zip(groups.items(), raw_results, strict=True):
         try:
             replay = judge_solves(jp, raw, pairs)
         except JudgeError as exc:
@@ -427,15 +433,15 @@ def audit_in_process(cls: type, pack_path: str | Path, config: dict[str, Any], s
     jp = load_judge_pack(pack_path)
     raw = evaluate_point(cls, load_pack(str(pack_path)), config, list(seeds), frozenset())
     _, judged = judge_point(jp, raw, config, list(seeds), frozenset())
+    solves = choose_solves(1, list(seeds), jp.questions, count or len(seeds) * jp.questions, rng)
+    observed = observed_rows(judged, 0, solves, jp.questions, list(seeds))
     found = {}
     for audit in AUDITS:
-        solves = choose_solves(1, list(seeds), jp.questions, count or len(seeds) * jp.questions, rng)
-        observed = observed_rows(judged, 0, solves, jp.questions, list(seeds))
         plan = audit.build(pack_path, observed, rng)
         try:
             replay = evaluate_point(cls, load_pack(str(plan.pack)), config, list(seeds), frozenset(),
-                                    [(seed, q) for _, seed, q in plan.solves])
-            found[audit.name] = differences(plan, jp, observed, [replay], [config])
+                                    [(seed, q) for _, seed, q in solves])
+            found[audit.name] = differences(plan, solves, jp, observed, [replay], [config])
         finally:
-            plan.workdir.cleanup()
+            plan.cleanup()
     return found

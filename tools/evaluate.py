@@ -243,7 +243,7 @@ class _Sweep:
         self.per_env = plan.per_env()
         self.secret = random.SystemRandom()  # which solves get audited must be unpredictable to the controller
         self.questions: dict[Path, int] = {}
-        self.samples: dict[str, dict[str, list[Solve]]] = {}  # env -> audit name -> its sampled solves
+        self.samples: dict[str, list[Solve]] = {}  # env -> the audited solves (every audit replays them)
         self.observed: dict[str, dict[Solve, Observed]] = {env: {} for env in self.per_env}
         self.auditing: dict[str, Future[SandboxError | None]] = {}
         self.done = len(plan.jobs) - len(plan.todo)
@@ -256,9 +256,9 @@ class _Sweep:
                            solve_timeout_s=self.ctx.solve_timeout_s)
 
     def draw_samples(self) -> None:
-        """The audited solves of every audit and environment, drawn before any result is seen: the audit
-        level's budget shared over the environments in proportion to their new solves."""
-        from autotts_graph.sandbox.audit import AUDITS, audit_budget, choose_solves
+        """The audited solves of every environment, drawn before any result is seen: the audit level's
+        budget shared over the environments in proportion to their new solves."""
+        from autotts_graph.sandbox.audit import audit_budget, choose_solves
 
         n_seeds = len(self.plan.seeds)
         sizes = {env: len(jobs) * n_seeds * _questions(jobs[0].pack, self.questions)
@@ -266,12 +266,7 @@ class _Sweep:
         budget = audit_budget(self.plan.inp.audit, sizes)  # type: ignore[arg-type]
         for env, jobs in self.per_env.items():
             q = _questions(jobs[0].pack, self.questions)
-            self.samples[env] = {a.name: choose_solves(len(jobs), self.plan.seeds, q, budget[env], self.secret)
-                                 for a in AUDITS}
-
-    def wanted(self, env: str) -> list[Solve]:
-        """Every solve of ``env`` some audit replays."""
-        return sorted({s for solves in self.samples[env].values() for s in solves})
+            self.samples[env] = choose_solves(len(jobs), self.plan.seeds, q, budget[env], self.secret)
 
     def run(self) -> None:
         """Run the batches; judge each result as it arrives; start an environment's audits with its last."""
@@ -293,9 +288,11 @@ class _Sweep:
             error = future.result()
             if error is not None:
                 self.state.fail(error)
+        from autotts_graph.sandbox.audit import AUDITS
+
         for env in self.auditing:
-            for name, solves in self.samples[env].items():
-                self.state.audited[name] = self.state.audited.get(name, 0) + len(solves)
+            for audit in AUDITS:
+                self.state.audited[audit.name] = self.state.audited.get(audit.name, 0) + len(self.samples[env])
 
     def judge(self, batch: list[Job], res: SandboxResult, last: bool, lane: ThreadPoolExecutor) -> None:
         """Judge one task's records; on the environment's last task, start its audits."""
@@ -317,7 +314,7 @@ class _Sweep:
         jp = load_judge_pack(self.plan.packs[env])
         if not self.samples:
             self.draw_samples()
-        wanted = self.wanted(env)
+        wanted = self.samples[env]
         jobs = self.per_env[env]
         early: dict[Solve, Observed] | None = None
         if last and state.error is None:
@@ -348,27 +345,32 @@ class _Sweep:
                 state.fail(_rejected("the audited solves differ from the judged record"))
 
     def audit(self, env: str, observed: dict[Solve, Observed]) -> SandboxError | None:
-        """Replay ``env``'s sampled solves under every audit, side by side; an error if any differ."""
-        from autotts_graph.sandbox.audit import AUDITS, differences
+        """Replay ``env``'s sampled solves under every audit, side by side in one task (one changed pack per
+        audit); an error if any differs."""
+        from autotts_graph.sandbox.audit import AUDITS, differences, replay_groups
         from autotts_graph.sandbox.judge import load_judge_pack
 
-        pack, configs = self.plan.packs[env], [j.config for j in self.per_env[env]]
+        pack, configs, solves = self.plan.packs[env], [j.config for j in self.per_env[env]], self.samples[env]
         plans = []
         try:
             for audit in AUDITS:
-                solves = self.samples[env][audit.name]
-                plans.append(audit.build(pack, {s: observed[s] for s in solves}, self.secret))
-            tasks = [SandboxTask(source=self.plan.inp.source, packs={env: str(p.pack)}, points=configs,
-                                 seeds=self.plan.seeds, trace_seeds=[], solves=p.solves, interpreter=self.interpreter,
-                                 work=len(p.solves), solve_timeout_s=self.ctx.solve_timeout_s) for p in plans]
+                plans.append(audit.build(pack, observed, self.secret))
+            task = SandboxTask(source=self.plan.inp.source, packs={p.audit.name: str(p.pack) for p in plans},
+                               points=configs, seeds=self.plan.seeds, trace_seeds=[], solves=solves,
+                               interpreter=self.interpreter, work=len(solves) * len(plans),
+                               solve_timeout_s=self.ctx.solve_timeout_s)
+            res = next(iter(self.ctx.executor.run([task])))
+            if not res.ok:
+                err = res.error
+                return _rejected(f"the audits' replay failed ({err.kind.value}: {err.message}): the controller "
+                                 "behaves differently when run again with the data it had not observed replaced "
+                                 "or its answers renamed", err.details, ErrorKind.audit)
+            results, per_pack = res.results or [], len(replay_groups(solves))
             original = load_judge_pack(pack)
-            for plan, res in zip(plans, self.ctx.executor.run(tasks), strict=True):
-                if not res.ok:
-                    err = res.error
-                    return _rejected(f"the {plan.audit.name} audit's replay failed ({err.kind.value}: "
-                                     f"{err.message}): the controller behaves differently when run again with "
-                                     f"{plan.audit.changed}", err.details, ErrorKind.audit)
-                problems = differences(plan, original, observed, res.results or [], configs)
+            for k, plan in enumerate(plans):  # the runner's order: points, then the packs of each point
+                problems = differences(plan, solves, original, observed, results[k::len(plans)], configs) \
+                    if len(results) == per_pack * len(plans) else [f"the audit returned {len(results)} results, "
+                                                                  f"expected {per_pack * len(plans)}"]
                 if problems:
                     return _rejected(f"the {plan.audit.name} audit flagged the controller: {problems[0]}. "
                                      "Controllers may act only on what the primitives returned in the current "
@@ -378,7 +380,7 @@ class _Sweep:
                                      "iteration over a set of answers).", problems[:10], ErrorKind.audit)
         finally:
             for plan in plans:
-                plan.workdir.cleanup()
+                plan.cleanup()
         return None
 
 

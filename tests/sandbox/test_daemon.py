@@ -119,7 +119,7 @@ def test_daemon_serves_a_real_eval_with_the_figures_of_the_normal_path(monkeypat
     monkeypatch.setenv(daemon.SOCKET_ENV, str(warm_daemon))
     warm, warm_detail, warm_backend, reason = _evaluate(_store(tmp_path, "warm", replay_dir), source)
     assert warm_backend == "DaemonBackend" and "daemon" in reason
-    assert daemon.status(warm_daemon).served == before + 4  # a task per beta (2 workers), and the two audits
+    assert daemon.status(warm_daemon).served == before + 3  # a task per beta (2 workers), and the audits
     assert warm.backend == cold.backend == "docker" and warm.interpreter == cold.interpreter == "pypy"
     assert warm.replay_s > 0
     pairs = list(zip(cold.points, warm.points, strict=True))
