@@ -31,7 +31,7 @@ from autotts_graph.store.trajectories import list_environments
 from autotts_graph.tools.context import ToolContext
 
 from .agents.roles import Critic, Diagnostician, Proposer
-from .state import RunConfig
+from .configuration import RunConfig
 
 Progress = Callable[[str, int, int], None]
 

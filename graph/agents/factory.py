@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
 
-from ..state import RoleSettings, RunConfig
+from ..configuration import ROLES, RoleSettings, RunConfig
 from .roles import Critic, Diagnostician, Proposer
-
-ROLES = ("proposer", "critic", "diagnostician")
 
 
 def resolve_kind(settings: RoleSettings) -> str:
     """``auto`` means ``llm`` when the role's API-key variable is set, else ``offline``."""
-    if settings.kind == "auto":
-        return "llm" if os.environ.get(settings.api_key_env) else "offline"
-    return settings.kind
+    return settings.resolved_kind()
 
 
 def _import_class(spec: str, role: str) -> Any:

@@ -29,7 +29,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, ValidationError
 
 from .. import evidence
-from ..state import RoleSettings
+from ..configuration import RoleSettings
 from .roles import (
     CriticInput,
     CriticVerdict,

@@ -13,8 +13,9 @@ from autotts_graph.tools.baselines import SWEEPS, BaselineInput, run_baseline
 
 from ..agents.llm import AgentError
 from ..agents.roles import BaselinePoint
+from ..configuration import RunConfig
 from ..deps import Deps, DepsProvider
-from ..state import DiscoveryState, RunConfig
+from ..state import DiscoveryState
 
 
 def resolve_config(config: RunConfig, store: Store) -> RunConfig:

@@ -26,7 +26,7 @@ def graph_store(tmp_path):
 
 def tiny_config(**over):
     """A fast run configuration on the graph_store environments."""
-    from autotts_graph.graph.state import RunConfig
+    from autotts_graph.graph.configuration import RunConfig
 
     base = dict(search_envs=["m1/search", "m2/search"], heldout_envs=["m1/heldout"], betas=[0.2, 0.8], seeds=2,
                 trace_seeds=1, rounds=1, population=1, max_attempts=3, baselines=[], sandbox="process", workers=2,

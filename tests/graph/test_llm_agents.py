@@ -101,7 +101,7 @@ def _unused_port() -> int:
 
 def test_unreachable_endpoint_stops_cleanly(run_graph, graph_store, monkeypatch):
     monkeypatch.setenv("FAKE_KEY", "sk-test")
-    from autotts_graph.graph.state import RoleSettings
+    from autotts_graph.graph.configuration import RoleSettings
     from conftest import tiny_config
 
     cfg = tiny_config()
@@ -132,7 +132,7 @@ def test_invalid_key_stops_cleanly(run_graph, monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Reject401)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("FAKE_KEY", "sk-wrong")
-    from autotts_graph.graph.state import RoleSettings
+    from autotts_graph.graph.configuration import RoleSettings
     from conftest import tiny_config
 
     cfg = tiny_config()
@@ -149,7 +149,7 @@ def test_invalid_key_stops_cleanly(run_graph, monkeypatch):
 def test_missing_key_is_reported_before_work(monkeypatch):
     from autotts_graph.graph.agents.factory import make_role
     from autotts_graph.graph.agents.llm import AgentError
-    from autotts_graph.graph.state import RoleSettings, RunConfig
+    from autotts_graph.graph.configuration import RoleSettings, RunConfig
 
     monkeypatch.delenv("NO_SUCH_KEY", raising=False)
     cfg = RunConfig(critic=RoleSettings(kind="llm", api_key_env="NO_SUCH_KEY"))
@@ -168,7 +168,7 @@ def test_token_budget_stops_before_next_round(run_graph):
 
 
 def test_dollar_budget_uses_role_prices(run_graph):
-    from autotts_graph.graph.state import RoleSettings
+    from autotts_graph.graph.configuration import RoleSettings
     from conftest import tiny_config
 
     cfg = tiny_config(rounds=3, max_usd=0.001)

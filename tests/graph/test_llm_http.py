@@ -6,7 +6,7 @@ import http.server
 import json
 import threading
 
-from autotts_graph.graph.state import RoleSettings
+from autotts_graph.graph.configuration import RoleSettings
 from autotts_graph.store import history
 from scripted_roles import ScriptedProposer
 

@@ -15,7 +15,7 @@ from autotts_graph.graph.agents.llm import (
 )
 from autotts_graph.graph.agents.roles import CurvePoint, Diagnosis, HistoryEntry, ProposerInput
 from autotts_graph.graph.agents.tools import SUBMIT_TOOL, ProposerToolbox
-from autotts_graph.graph.state import RoleSettings
+from autotts_graph.graph.configuration import RoleSettings
 from langchain_core.messages import AIMessage
 from scripted_roles import all_text, controller, fake, tool_call
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from autotts_graph.graph import archive
-from autotts_graph.graph.state import RunConfig
+from autotts_graph.graph.configuration import RunConfig
 from autotts_graph.store import history
 from scripted_roles import ScriptedProposer
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from autotts_graph.cli.main import app
+from autotts_graph.graph.configuration import RoleSettings
 from autotts_graph.graph.deps import DepsProvider
 from autotts_graph.graph.nodes.prepare import resolve_config
 from autotts_graph.graph.runner import checkpoint_path, load_state, resume_run, start_run
-from autotts_graph.graph.state import RoleSettings
 from autotts_graph.store import history
 from scripted_roles import ScriptedCritic, ScriptedDiagnostician, ScriptedProposer, controller
 from typer.testing import CliRunner
