@@ -224,6 +224,7 @@ def make_reviewer(view: LiveView):
 def _finish(store_path: Path, state: Any, out: Path | None) -> None:
     from autotts_graph.store.db import Store
 
+    from .llm_report import llm_line
     from .run_report import spend_line, write_report
 
     store = Store(store_path)
@@ -243,6 +244,9 @@ def _finish(store_path: Path, state: Any, out: Path | None) -> None:
                f"archive {state.archive_members} programs in {state.archive_cells} cells; wall time "
                f"{state.wall_s / 60:.1f} min")
     typer.echo(f"spend: {spend_line(history.run_spend(store, state.config.run_id), state.wall_s)}")
+    llm = llm_line(store, state.config.run_id)
+    if llm:
+        typer.echo(f"LLM: {llm}")
     typer.echo(f"report: {md}" + (f"\nplot: {png}" if png else ""))
     if state.status == "failed":
         typer.echo(f"resume with: autotts-graph run --resume {state.config.run_id}", err=True)
@@ -263,7 +267,7 @@ def run_command(
     """Discover a controller: generations of candidates (propose → check → critique → screen → evaluate →
     diagnose, in parallel) around a program archive; then select and evaluate it once on the held-out
     environments."""
-    from autotts_graph.graph.agents.llm import AgentError
+    from autotts_graph.graph.agents.client import AgentError
     from autotts_graph.graph.configuration import config_from_flags, given_flags, load_run_file, resume_update
     from autotts_graph.graph.deps import DepsProvider
     from autotts_graph.graph.nodes.prepare import resolve_config

@@ -13,6 +13,7 @@ from typing import Any
 from autotts_graph.store import history
 from autotts_graph.store.db import Store
 
+from .llm_report import llm_sections
 from .report import cost_k
 from .report_archive import archive_lines
 
@@ -54,7 +55,7 @@ def collect(store: Store, run_id: str) -> dict[str, Any]:
                 for split, ev_id in (("search", search_eval), ("heldout", heldout_eval))
                 if ev_id and baseline_ids.get(f"cmc@{split}")}
     return {"run": run, "candidates": cands, "diagnoses": diagnoses, "spend": spend, "best": best,
-            "archive": history.list_archive(store, run_id),
+            "llm": llm_sections(store, run), "archive": history.list_archive(store, run_id),
             "search": _points(store, search_eval), "heldout": _points(store, heldout_eval), "baselines": baselines,
             "versus_cmc": verdicts}
 
@@ -231,6 +232,7 @@ def render_markdown(data: dict[str, Any], plot_name: str | None) -> str:
             notes.append(f"- **{c['candidate_id']}**: " + "; ".join(w.replace("\n", " ")[:300] for w in why))
     if notes:
         lines += ["## Notes per candidate", "", *notes, ""]
+    lines += data.get("llm", [])
     lines += ["## Spend per node", "", "Seconds add up every execution of a node; the lanes of a generation run "
               "side by side, so their sum exceeds the run's wall time (above).", "",
               "| node | runs | LLM tokens | $ | seconds |", "|---|---|---|---|---|"]

@@ -103,7 +103,7 @@ def run_to_end(graph: Any, first_input: Any, thread: dict, *, reviewer: Reviewer
                run_id: str | None = None) -> DiscoveryState:
     """Stream the graph until it ends or waits for a review nobody can give; an agent or store error becomes
     a failed state (recorded on the run when ``store`` is given), resumable from its checkpoint."""
-    from .agents.llm import AgentError
+    from .agents.client import AgentError
 
     pending = first_input
     while True:

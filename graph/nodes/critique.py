@@ -1,4 +1,5 @@
-"""``critique`` (lane): the critic approves the candidate or sends it back with reasons."""
+"""``critique`` (lane): the critic approves the candidate or sends it back with reasons (the rule critic
+reviews it when the LLM critic's call fails or the LLM budget is used up)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 from autotts_graph.store.ledger import CandidateStatus
 
 from .. import archive
+from ..agents.client import CallFailed
+from ..agents.factory import offline_role
 from ..agents.roles import CriticInput
 from ..deps import Deps
 from ..state import LaneState
@@ -19,10 +22,16 @@ def critique(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, A
     entries = [e for e in archive.history_entries(deps.store, deps.config.run_id, before_generation=state.generation,
                                                   own=(state.generation, state.slot))
                if e.candidate_id != c.candidate_id]
-    with deps.llm_slots:
-        verdict = roles["critic"].review(CriticInput(source=c.source, check_errors=chk.errors if chk else [],
-                                                     check_warnings=chk.warnings if chk else [],
-                                                     schedule=chk.schedule if chk else {}, history=entries))
+    inp = CriticInput(source=c.source, check_errors=chk.errors if chk else [],
+                      check_warnings=chk.warnings if chk else [], schedule=chk.schedule if chk else {},
+                      history=entries)
+    try:
+        with deps.llm_slots:
+            verdict = roles["critic"].review(inp)
+    except CallFailed as exc:
+        # The candidate is paid for: the rule critic reviews it instead, and the verdict says why.
+        verdict = offline_role("critic").review(inp)
+        verdict.reasons = [f"(reviewed by the rule critic: {exc})", *verdict.reasons]
     status = CandidateStatus.APPROVED if verdict.approve else CandidateStatus.REJECTED
     deps.ledger.update_candidate(c.candidate_id, status, critic=verdict.model_dump(mode="json"))
     if verdict.approve:
