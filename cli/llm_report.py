@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from autotts_graph.store.db import Store
-from autotts_graph.store.ledger import llm_usage_by_role
+from autotts_graph.store.ledger import llm_calls, llm_usage_by_role
 
 ROLE_ORDER = ("proposer", "critic", "diagnostician")
 
@@ -45,6 +45,18 @@ def llm_sections(store: Store, run: dict[str, Any]) -> list[str]:
                          f"{r['prompt_tokens']:,} | {r['completion_tokens']:,} | {r['seconds']:.1f} | "
                          f"{r['mean_seconds']:.1f} | {r['max_seconds']:.1f} | {r['estimated']} |")
         lines.append("")
+        failed = [c for c in llm_calls(store, run["run_id"]) if c.outcome != "ok"]
+        if failed:
+            lines += ["## Failed LLM answers", "", "Each is one proposal's, verdict's or diagnosis' failure (a "
+                      "verdict or diagnosis is then made by the offline role); the run went on.", "",
+                      "| generation | slot | node | candidate | reason | detail |", "|---|---|---|---|---|---|"]
+            for c in failed[:60]:
+                detail = c.error.replace("|", "/").replace("\n", " ")[:200]
+                lines.append(f"| {c.round} | {'' if c.slot is None else c.slot} | {c.node} | {c.candidate_id or ''} | "
+                             f"{c.outcome} | {detail} |")
+            if len(failed) > 60:
+                lines.append(f"| … | | | | {len(failed) - 60} more | |")
+            lines.append("")
     if endpoints:
         lines += ["## LLM endpoints", "", "What each endpoint supports, as probed when the run (or its resume) "
                   "started.", "",

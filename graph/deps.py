@@ -52,6 +52,7 @@ class Deps:
     llm_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(4))
     make_roles: Callable[[], dict[str, Any]] | None = None  # fresh role objects for one slot
     endpoints: Any = None  # the run's CapabilityCache: one probe per LLM endpoint, shared by every slot's roles
+    _endpoints_recorded: bool = False
     _slot_roles: dict[int, dict[str, Any]] = field(default_factory=dict)
     _baselines: list | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -89,10 +90,19 @@ class Deps:
             self._baselines = list(points)
 
     def record_endpoints(self) -> None:
-        """The probed capabilities of the run's LLM endpoints, into the run's report (when there are any)."""
+        """The probed capabilities of the run's LLM endpoints into the run's report, and the probe's requests into
+        its LLM calls (their tokens are spend as well); once per set of dependencies."""
+        from autotts_graph.store.ledger import LLMCallRow
+
         caps = self.endpoints.all() if self.endpoints is not None else []
-        if caps:
-            self.ledger.merge_report(endpoints=[c.model_dump(mode="json") for c in caps])
+        if not caps or self._endpoints_recorded:
+            return
+        self._endpoints_recorded = True
+        self.ledger.merge_report(endpoints=[c.model_dump(mode="json") for c in caps])
+        self.ledger.record_llm_calls([
+            LLMCallRow(round=0, node="probe", role="probe", model=c.model, mode=f"probe:{step.check}",
+                       prompt_tokens=step.prompt_tokens, completion_tokens=step.completion_tokens,
+                       seconds=step.seconds, outcome="ok") for c in caps for step in c.steps])
 
     def close(self) -> None:
         """Release the sandbox and the executor (both shared by ``ctx`` and ``full_ctx``)."""

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up autotts-graph on a fresh Debian machine (run as root; idempotent):
 # Python package with its dev extras, the Docker engine and bubblewrap, the offline sandbox image,
-# and the CPU-only collector test dependencies.
+# the CPU-only collector test dependencies, and a local OpenAI-compatible LLM server with a small model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -13,4 +13,6 @@ bash .ci/sandbox-setup.sh
 if [ -f .ci/collect-setup.sh ]; then
     bash .ci/collect-setup.sh
 fi
+# The real local LLM of the agent and collector tests (llama-cpp-python + SmolLM2-135M; compiles once).
+bash .ci/llm-setup.sh
 echo "setup: done"

@@ -24,6 +24,7 @@ import httpx
 VENV = Path(os.environ.get("AUTOTTS_LLAMA_VENV", "/opt/autotts-llama"))
 ALIASES = {"smollm2": None, "smollm2-fc": "chatml-function-calling"}
 CONTEXT = 8192
+KEY_ENV = "AUTOTTS_LOCAL_LLM_KEY"  # the tests' API-key variable (a local server takes any key)
 
 
 class LocalModelMissing(RuntimeError):
@@ -109,3 +110,14 @@ class LlamaServer:
     def restart(self) -> LlamaServer:
         self.stop()
         return self.start()
+
+
+def tiny_run_config(**over):
+    """A fast run on the tests' tiny synthetic environments (m1/search, m2/search; m1/heldout held out)."""
+    from autotts_graph.graph.configuration import RunConfig
+
+    base = dict(search_envs=["m1/search", "m2/search"], heldout_envs=["m1/heldout"], betas=[0.2, 0.8], seeds=2,
+                trace_seeds=1, rounds=1, population=1, max_attempts=2, baselines=[], sandbox="process", workers=2,
+                eval_timeout_s=60)
+    base.update(over)
+    return RunConfig(**base)

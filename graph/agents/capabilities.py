@@ -50,6 +50,8 @@ class ProbeStep(BaseModel):
     ok: bool
     seconds: float
     note: str = ""
+    prompt_tokens: int = 0  # the usage figures the server reported for this check's requests
+    completion_tokens: int = 0
 
 
 class EndpointCapabilities(BaseModel):
@@ -140,6 +142,12 @@ class _Http:
 
         self.base = base_url.rstrip("/")
         self.client = httpx.Client(timeout=timeout_s, headers={"Authorization": f"Bearer {key}"})
+        self.usage = [0, 0]  # prompt and completion tokens the server reported since the last step
+
+    def _count(self, usage: dict[str, Any] | None) -> None:
+        usage = usage or {}
+        self.usage[0] += int(usage.get("prompt_tokens") or 0)
+        self.usage[1] += int(usage.get("completion_tokens") or 0)
 
     def get(self, path: str) -> tuple[int, Any]:
         resp = self.client.get(self.base + path)
@@ -164,9 +172,12 @@ class _Http:
     def chat(self, body: dict[str, Any]) -> tuple[int, Any]:
         resp = self.client.post(self.base + "/chat/completions", json=body)
         try:
-            return resp.status_code, resp.json()
+            data = resp.json()
         except ValueError:
             return resp.status_code, resp.text[:300]
+        if isinstance(data, dict):
+            self._count(data.get("usage"))
+        return resp.status_code, data
 
     def stream_has_usage(self, body: dict[str, Any]) -> tuple[int, bool]:
         with self.client.stream("POST", self.base + "/chat/completions", json=body) as resp:
@@ -176,10 +187,12 @@ class _Http:
                 if line.startswith("data:") and '"usage"' in line:
                     data = line[5:].strip()
                     try:
-                        if json.loads(data).get("usage"):
-                            return 200, True
+                        usage = json.loads(data).get("usage")
                     except ValueError:
                         continue
+                    if usage:
+                        self._count(usage)
+                        return 200, True
         return 200, False
 
     def close(self) -> None:
@@ -233,7 +246,9 @@ def probe_endpoint(base_url: str | None, model: str, key: str, *, timeout_s: flo
     started = time.perf_counter()
 
     def step(check: str, ok: bool, t0: float, note: str = "") -> bool:
-        caps.steps.append(ProbeStep(check=check, ok=ok, seconds=round(time.perf_counter() - t0, 3), note=note))
+        caps.steps.append(ProbeStep(check=check, ok=ok, seconds=round(time.perf_counter() - t0, 3), note=note,
+                                    prompt_tokens=http.usage[0], completion_tokens=http.usage[1]))
+        http.usage = [0, 0]
         return ok
 
     def ask(messages: list[dict], max_tokens: int, **extra: Any) -> tuple[int, Any]:

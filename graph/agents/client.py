@@ -233,6 +233,13 @@ class LLMClient:
         """Tokens, dollars and calls so far."""
         return self._spend.model_copy()
 
+    def mark_failure(self, exc: CallFailed) -> None:
+        """A role's answer failed after its calls went through (no code, malformed output, no fit): the last call
+        of that answer carries the reason, so the ledger shows why the proposal, verdict or diagnosis failed."""
+        if exc.kind in ("no_code", "malformed", "context") and self.records and self.records[-1].outcome == "ok":
+            self.records[-1].outcome = exc.kind
+            self.records[-1].error = str(exc)[:300]
+
     def take_records(self) -> list[CallRecord]:
         """The calls made since the last take (the node wrapper writes them to the ledger)."""
         out, self.records = self.records, []

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 
 from ..configuration import RoleSettings
-from .client import CallBudget, CallRecord
+from .client import CallBudget, CallFailed, CallRecord
 from .llm import LLMProposer
 from .roles import HistoryEntry, Proposal, ProposerInput, Spend
 
@@ -29,8 +29,9 @@ class ModelBandit:
         self.models = list(models)
         self.explore = explore
 
-    def rewards(self, history: list[HistoryEntry]) -> dict[str, list[float]]:
-        """Per model, the rewards of its candidates in the history (attributed by ``origin == 'llm:<model>'``)."""
+    def rewards(self, history: list[HistoryEntry], failed: dict[str, int] | None = None) -> dict[str, list[float]]:
+        """Per model, the rewards of its candidates in the history (attributed by ``origin == 'llm:<model>'``),
+        plus a reward of 0 per proposal of it that failed before it became a candidate (``failed``)."""
         by_id = {h.candidate_id: h for h in history}
         scored = [h.fitness for h in history if h.fitness is not None]
         floor = max(scored) if scored else 0.0
@@ -45,11 +46,14 @@ class ModelBandit:
             parent = by_id.get(h.parent) if h.parent else None
             base = parent.fitness if parent is not None and parent.fitness is not None else floor
             out[model].append(max(0.0, h.fitness - base))
+        for model, n in (failed or {}).items():
+            if model in out:
+                out[model] += [0.0] * n
         return out
 
-    def pick(self, history: list[HistoryEntry]) -> str:
+    def pick(self, history: list[HistoryEntry], failed: dict[str, int] | None = None) -> str:
         """The model of the next proposal."""
-        rewards = self.rewards(history)
+        rewards = self.rewards(history, failed)
         for m in self.models:
             if not rewards[m]:
                 return m
@@ -74,6 +78,9 @@ class EnsembleProposer:
         self.bandit = ModelBandit(list(self.members), explore)
         self.name = f"llm:{next(iter(self.members))}"
         self.picks: list[str] = []
+        # Proposals that failed before they became candidates (no code, a call cut off): tried, and no gain. Kept
+        # for this process only; the candidates' history, which the bandit reads otherwise, survives a resume.
+        self.failed: dict[str, int] = {}
 
     def spend(self) -> Spend:
         total = Spend()
@@ -97,10 +104,14 @@ class EnsembleProposer:
             m.set_budget(budget)
 
     def propose(self, inp: ProposerInput) -> Proposal:
-        model = self.bandit.pick(inp.history)
+        model = self.bandit.pick(inp.history, self.failed)
         self.picks.append(model)
         self.name = f"llm:{model}"
-        proposal = self.members[model].propose(inp)
+        try:
+            proposal = self.members[model].propose(inp)
+        except CallFailed:
+            self.failed[model] = self.failed.get(model, 0) + 1
+            raise
         proposal.rationale = f"[model {model}] {proposal.rationale}".strip()
         return proposal
 

@@ -50,7 +50,9 @@ def _llm_role(role: str, settings: RoleSettings, toolbox: Any, chat_model: Any,
             return chat_model, EndpointCapabilities.assumed(own.model)
         key = api_key(own, role)
         try:
-            caps = (capabilities or CapabilityCache()).get(own.base_url, own.model, key, timeout_s=own.timeout_s,
+            # The probe's requests are a few tokens each: they get a limit of their own, not the call limit.
+            probe_s = max(30.0, min(own.timeout_s, 120.0))
+            caps = (capabilities or CapabilityCache()).get(own.base_url, own.model, key, timeout_s=probe_s,
                                                            context_tokens=own.context_tokens,
                                                            key_env=own.api_key_env)
         except ProbeError as exc:

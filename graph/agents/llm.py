@@ -55,7 +55,7 @@ STRUCTURED_TRIES = 3
 NO_CODE_NUDGES = 2
 DIFF_RETRIES = 2  # diffs that do not apply (or break the static rules) sent back before giving up
 # The tools a proposer keeps when the whole toolbox's schemas would take too much of a small context.
-CORE_TOOLS = (SUBMIT_TOOL, "validate_controller", HISTORY_TOOL, "evaluate_controller")
+CORE_TOOLS = (SUBMIT_TOOL, "validate_controller", HISTORY_TOOL, "evaluate_controller", "controller_contract")
 TOOLS_SHARE = 0.4  # the share of the prompt room the tool schemas may take
 LEVELS = len(SHRINK_LEVELS)
 
@@ -87,6 +87,14 @@ class _LLMRole:
     def set_budget(self, budget: CallBudget) -> None:
         """What the run's budget leaves for this role's next calls."""
         self.client.budget = budget
+
+    def _answer(self, work: Callable[[], T]) -> T:
+        """``work()``, with the reason of a failed answer kept on its last call's record."""
+        try:
+            return work()
+        except CallFailed as exc:
+            self.client.mark_failure(exc)
+            raise
 
     def _structured(self, schema: type[T], build: Callable[[Shrink], tuple[str, str]]) -> T:
         """A structured answer by the endpoint's best method, with bounded retries on malformed answers."""
@@ -146,8 +154,8 @@ class LLMCritic(_LLMRole):
     role = "critic"
 
     def review(self, inp: CriticInput) -> CriticVerdict:
-        return self._structured(CriticVerdict, lambda s: (load_prompt("critic", contract=s.contract),
-                                                          critic_body(inp, s)))
+        return self._answer(lambda: self._structured(
+            CriticVerdict, lambda s: (load_prompt("critic", contract=s.contract), critic_body(inp, s))))
 
 
 class LLMDiagnostician(_LLMRole):
@@ -156,8 +164,8 @@ class LLMDiagnostician(_LLMRole):
     role = "diagnostician"
 
     def diagnose(self, inp: DiagnoseInput) -> Diagnosis:
-        diag = self._structured(Diagnosis, lambda s: (load_prompt("diagnostician", contract=s.contract),
-                                                      diagnostician_body(inp, s)))
+        diag = self._answer(lambda: self._structured(
+            Diagnosis, lambda s: (load_prompt("diagnostician", contract=s.contract), diagnostician_body(inp, s))))
         if inp.error_kind and not diag.crashed:
             diag.crashed = True
         return diag
@@ -181,9 +189,9 @@ class LLMProposer(_LLMRole):
     def propose(self, inp: ProposerInput) -> Proposal:
         if self.uses_tools():
             self.modes.append("tools")
-            return self._propose_with_tools(inp)
+            return self._answer(lambda: self._propose_with_tools(inp))
         self.modes.append("no tools")
-        return self._propose_without_tools(inp)
+        return self._answer(lambda: self._propose_without_tools(inp))
 
     # ---- without tools ------------------------------------------------------------------------------
 
@@ -193,8 +201,9 @@ class LLMProposer(_LLMRole):
 
         def messages(level: int) -> list[BaseMessage]:
             s = SHRINK_LEVELS[level]
+            # Only the latest reply and what was said about it: older turns are superseded (and cost context).
             return [SystemMessage(load_prompt("proposer_no_tools", contract=s.contract)),
-                    HumanMessage(proposer_task(inp, s, tools=False)), *dialogue]
+                    HumanMessage(proposer_task(inp, s, tools=False)), *dialogue[-2:]]
 
         while True:
             ai, _ = self.client.invoke_fitted(messages, LEVELS, mode="text")

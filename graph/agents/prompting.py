@@ -3,8 +3,9 @@
 Each role's prompt is built at a *shrink level*: level 0 carries everything; each next level leaves out more,
 in an order that keeps what matters most — first the inspirations' code, then inspirations, then traces and
 per-question detail, then older history, and last the optional parts of the controller contract (the workflow
-notes, the scoring explanation, the helpers, finally the complete example). The parent, the feedback on the
-last attempt and the contract's rules are never left out. ``LLMClient.fit`` picks the first level that fits.
+notes, the scoring explanation, the helpers, finally the complete example; an agent with tools then reads the
+contract through its ``controller_contract`` tool). The parent, the feedback on the last attempt and, for an
+agent without tools, the contract's rules are never left out. ``LLMClient.fit`` picks the first level that fits.
 """
 
 from __future__ import annotations
@@ -53,14 +54,23 @@ SHRINK_LEVELS: tuple[Shrink, ...] = (
            contract=2, source_chars=4_000),
     Shrink(inspirations=0, inspiration_code=0, critic_history=0, traces=0, outcomes=4, history=0, contract=3,
            source_chars=3_000),
+    Shrink(inspirations=0, inspiration_code=0, critic_history=0, traces=0, outcomes=4, history=0, contract=4,
+           source_chars=3_000),
 )
 
 
-def contract_at(level: int) -> str:
+CONTRACT_POINTER = ("## The controller contract\nCall `controller_contract` for the rules a controller follows, the "
+                    "replay API of the question object and a complete example; follow them exactly.")
+
+
+def contract_at(level: int, tools: bool = False) -> str:
     """The controller contract (the text the MCP server serves, ``tools/contract.py``) without the optional
-    sections of ``level`` (0: all of it)."""
+    sections of ``level`` (0: all of it). At level 4 an agent with tools gets a pointer to its
+    ``controller_contract`` tool instead; without tools the rules always stay (level 4 is level 3)."""
     from autotts_graph.tools.contract import contract_text
 
+    if level >= 4 and tools:
+        return CONTRACT_POINTER
     text = contract_text()
     if level <= 0:
         return text
@@ -80,7 +90,7 @@ def load_prompt(name: str, tools: list[ToolSpec] | None = None, contract: int = 
         if not tools:
             raise ValueError(f"the {name} prompt lists tools: give them")
         text = text.replace("{tools}", tool_list_markdown(tools))
-    return text.replace("{contract}", contract_at(contract))
+    return text.replace("{contract}", contract_at(contract, tools=bool(tools)))
 
 
 def structured_instruction(schema: type[BaseModel]) -> str:

@@ -174,7 +174,8 @@ class _Protocol:
         self.spec = spec
         self.backend = backend
         self.tok = tokenizer
-        self.think_end = tokenizer.single_token(g.think_end)
+        # None: the model has no thinking phase (the whole reply is the reasoning, probed throughout).
+        self.think_end = tokenizer.single_token(g.think_end) if g.think_end else None
         self.force_ids = tokenizer.encode(g.force_text)
         self.suffix_ids = tokenizer.encode(spec.probe.suffix)
         self.sampling = Sampling(g.temperature, g.top_p, g.top_k)
@@ -196,7 +197,7 @@ class _Protocol:
         for j, r in enumerate(first):
             if r.stopped:
                 continue
-            if self.think_end in r.token_ids:
+            if self.think_end is not None and self.think_end in r.token_ids:
                 # The answer was being written when the budget ran out: let it finish.
                 think_lens[j] = r.token_ids.index(self.think_end)
             else:
@@ -212,7 +213,7 @@ class _Protocol:
                 gens[j] = gens[j] + r.token_ids
                 finished[j] = r.stopped
         for j, gen in enumerate(gens):
-            if not forced[j] and finished[j] and self.think_end in gen:
+            if self.think_end is not None and not forced[j] and finished[j] and self.think_end in gen:
                 think_lens[j] = gen.index(self.think_end)
         probes = []
         for j, ((qi, _), gen) in enumerate(zip(keys, gens, strict=True)):
@@ -226,7 +227,8 @@ class _Protocol:
         for j, ((qi, bi), gen) in enumerate(zip(keys, gens, strict=True)):
             texts = [self.tok.decode(ids) for ids in answers[j]]
             self.probe_tokens += sum(len(ids) for ids in answers[j])
-            answer_part = gen[gen.index(self.think_end) + 1:] if self.think_end in gen else gen
+            answer_part = gen[gen.index(self.think_end) + 1:] if self.think_end is not None and self.think_end in gen \
+                else gen
             final = extract_final_answer(self.tok.decode(answer_part))
             rows.append((spec_hash, dataset, qi, bi, seeds[j], len(self.prompts[qi]), gen, think_lens[j],
                          forced[j], finished[j], probes[j].cuts, texts,
