@@ -110,14 +110,3 @@ class LlamaServer:
     def restart(self) -> LlamaServer:
         self.stop()
         return self.start()
-
-
-def tiny_run_config(**over):
-    """A fast run on the tests' tiny synthetic environments (m1/search, m2/search; m1/heldout held out)."""
-    from autotts_graph.graph.configuration import RunConfig
-
-    base = dict(search_envs=["m1/search", "m2/search"], heldout_envs=["m1/heldout"], betas=[0.2, 0.8], seeds=2,
-                trace_seeds=1, rounds=1, population=1, max_attempts=2, baselines=[], sandbox="process", workers=2,
-                eval_timeout_s=60)
-    base.update(over)
-    return RunConfig(**base)

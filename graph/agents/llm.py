@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -58,6 +59,14 @@ DIFF_RETRIES = 2  # diffs that do not apply (or break the static rules) sent bac
 CORE_TOOLS = (SUBMIT_TOOL, "validate_controller", HISTORY_TOOL, "evaluate_controller", "controller_contract")
 TOOLS_SHARE = 0.4  # the share of the prompt room the tool schemas may take
 LEVELS = len(SHRINK_LEVELS)
+
+
+@dataclass
+class _Tries:
+    """What one proposal has sent back so far: replies without code, diffs that did not apply."""
+
+    nudges: int = 0
+    bad_diffs: int = 0
 
 
 class _LLMRole:
@@ -197,7 +206,7 @@ class LLMProposer(_LLMRole):
 
     def _propose_without_tools(self, inp: ProposerInput) -> Proposal:
         dialogue: list[BaseMessage] = []
-        nudges = bad_diffs = 0
+        tries = _Tries()
 
         def messages(level: int) -> list[BaseMessage]:
             s = SHRINK_LEVELS[level]
@@ -208,20 +217,10 @@ class LLMProposer(_LLMRole):
         while True:
             ai, _ = self.client.invoke_fitted(messages, LEVELS, mode="text")
             dialogue.append(AIMessage(content=content_text(ai)))
-            text = content_text(ai)
-            if parse_diff(text) or extract_code(text):
-                try:
-                    source, how = resolve_source(text, inp.parent)
-                except DiffError as exc:
-                    bad_diffs = self._diff_failed(dialogue, exc, bad_diffs)
-                    continue
-                return self._proposal(source, how, "(from the reply text)", None, inp)
-            nudges += 1
-            if nudges > NO_CODE_NUDGES:
-                raise CallFailed("no_code", f"proposer: the model returned no controller code after {nudges} "
-                                            "replies")
-            dialogue.append(HumanMessage("That reply contained no controller code. Answer with the complete "
-                                         "controller source in one ```python block."))
+            proposal = self._from_text(content_text(ai), inp, dialogue, tries, "That reply contained no controller "
+                                       "code. Answer with the complete controller source in one ```python block.")
+            if proposal is not None:
+                return proposal
 
     # ---- with tools ---------------------------------------------------------------------------------
 
@@ -259,7 +258,8 @@ class LLMProposer(_LLMRole):
 
         tool_list = list(tools.values())
         messages = self.client.fit(opening, LEVELS, tool_list).messages
-        nudges = steps = bad_diffs = 0
+        steps = 0
+        tries = _Tries()
         while True:
             with_tools = steps < self.settings.max_tool_steps
             self._fit_dialogue(messages, tool_list if with_tools else None)
@@ -293,27 +293,36 @@ class LLMProposer(_LLMRole):
                         try:
                             source, how = resolve_source(sub.source, inp.parent)
                         except DiffError as exc:
-                            bad_diffs = self._diff_failed(messages, exc, bad_diffs)
+                            tries.bad_diffs = self._diff_failed(messages, exc, tries.bad_diffs)
                             continue
                         return self._proposal(source, how, sub.rationale, sub.parent_id, inp)
                 if steps >= self.settings.max_tool_steps:
                     messages.append(HumanMessage("Your tool budget is used up. Reply now with the complete "
                                                  "controller source in one ```python block."))
                 continue
-            text = content_text(ai)
-            if parse_diff(text) or extract_code(text):
-                try:
-                    source, how = resolve_source(text, inp.parent)
-                except DiffError as exc:
-                    bad_diffs = self._diff_failed(messages, exc, bad_diffs)
-                    continue
-                return self._proposal(source, how, "(from the reply text)", None, inp)
-            nudges += 1
-            if nudges > NO_CODE_NUDGES:
-                raise CallFailed("no_code", f"proposer: the model returned no controller code after {nudges} "
-                                            "replies")
-            messages.append(HumanMessage("That reply contained no controller code. Submit the complete source "
-                                         "with submit_controller (or in one ```python block)."))
+            proposal = self._from_text(content_text(ai), inp, messages, tries, "That reply contained no controller "
+                                       "code. Submit the complete source with submit_controller (or in one "
+                                       "```python block).")
+            if proposal is not None:
+                return proposal
+
+    def _from_text(self, text: str, inp: ProposerInput, messages: list[BaseMessage], tries: _Tries,
+                   nudge: str) -> Proposal | None:
+        """The proposal in a reply's text (code or a diff); None after sending the reply back (a diff that does
+        not apply, or no code: ``nudge``); CallFailed once the retries of either are used up."""
+        if parse_diff(text) or extract_code(text):
+            try:
+                source, how = resolve_source(text, inp.parent)
+            except DiffError as exc:
+                tries.bad_diffs = self._diff_failed(messages, exc, tries.bad_diffs)
+                return None
+            return self._proposal(source, how, "(from the reply text)", None, inp)
+        tries.nudges += 1
+        if tries.nudges > NO_CODE_NUDGES:
+            raise CallFailed("no_code", f"proposer: the model returned no controller code after {tries.nudges} "
+                                        "replies")
+        messages.append(HumanMessage(nudge))
+        return None
 
     def _diff_failed(self, messages: list[BaseMessage], exc: DiffError, count: int) -> int:
         """Send an unusable diff back to the model; CallFailed after ``DIFF_RETRIES`` of them."""

@@ -149,3 +149,16 @@ def failed_attempt(state: LaneState, deps: Deps, feedback: list[str],
     value = outcome if outcome == PROPOSAL_FAILED else CandidateStatus(outcome).value
     return {"attempt": attempt, "feedback": feedback, "outcome": value, "retry": retry,
             "goto": "propose" if retry else "__end__"}
+
+
+def answer_or_offline(roles: dict[str, Any], role: str, method: str, inp: Any, deps: Deps) -> tuple[Any, str | None]:
+    """The role's answer to ``inp`` (``roles[role].<method>``, within the LLM slots); when its LLM call fails
+    (CallFailed: cut off, malformed, no room, no budget), the offline role's answer and why it took over."""
+    from ..agents.client import CallFailed
+    from ..agents.factory import offline_role
+
+    try:
+        with deps.llm_slots:
+            return getattr(roles[role], method)(inp), None
+    except CallFailed as exc:
+        return getattr(offline_role(role), method)(inp), str(exc)

@@ -8,12 +8,10 @@ from typing import Any
 from autotts_graph.store.ledger import CandidateStatus
 
 from .. import archive
-from ..agents.client import CallFailed
-from ..agents.factory import offline_role
 from ..agents.roles import CriticInput
 from ..deps import Deps
 from ..state import LaneState
-from .common import failed_attempt
+from .common import answer_or_offline, failed_attempt
 
 
 def critique(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
@@ -25,13 +23,9 @@ def critique(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, A
     inp = CriticInput(source=c.source, check_errors=chk.errors if chk else [],
                       check_warnings=chk.warnings if chk else [], schedule=chk.schedule if chk else {},
                       history=entries)
-    try:
-        with deps.llm_slots:
-            verdict = roles["critic"].review(inp)
-    except CallFailed as exc:
-        # The candidate is paid for: the rule critic reviews it instead, and the verdict says why.
-        verdict = offline_role("critic").review(inp)
-        verdict.reasons = [f"(reviewed by the rule critic: {exc})", *verdict.reasons]
+    verdict, failed = answer_or_offline(roles, "critic", "review", inp, deps)
+    if failed:  # the candidate is paid for: the rule critic reviewed it instead, and the verdict says why
+        verdict.reasons = [f"(reviewed by the rule critic: {failed})", *verdict.reasons]
     status = CandidateStatus.APPROVED if verdict.approve else CandidateStatus.REJECTED
     deps.ledger.update_candidate(c.candidate_id, status, critic=verdict.model_dump(mode="json"))
     if verdict.approve:

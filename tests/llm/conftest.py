@@ -146,13 +146,9 @@ def local_settings():
 @pytest.fixture
 def small_store(tmp_path):
     """A store with two tiny synthetic search environments and a held-out one (fast sandbox work)."""
-    from autotts_graph.store.db import Store
-    from autotts_graph.store.synth import preset, synthesize_into
+    from tiny_runs import synth_store
 
-    store = Store(tmp_path / "llm.duckdb")
-    for model, dataset, seed in (("m1", "search", 1), ("m2", "search", 2), ("m1", "heldout", 3)):
-        synthesize_into(store, model, dataset, preset("synth-1.7b", n_questions=6, n_branches=16, seed=seed))
-    return store
+    return synth_store(tmp_path / "llm.duckdb")
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ from autotts_graph.graph.agents.roles import (
 from autotts_graph.graph.configuration import RunConfig
 from autotts_graph.store import history
 from autotts_graph.store.ledger import llm_calls
-from llm_server import KEY_ENV, tiny_run_config
+from llm_server import KEY_ENV
+from tiny_runs import tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -151,7 +152,7 @@ def test_a_call_cut_off_by_its_time_limit_fails_one_proposal_and_the_run_goes_on
                                                                                    small_store, run_graph_on):
     from scripted_roles import ScriptedCritic, ScriptedDiagnostician
 
-    cfg = tiny_run_config(max_attempts=2)
+    cfg = tiny_config(max_attempts=2, eval_timeout_s=60)
     cfg.proposer = local_settings(own_llm_server.base_url, timeout_s=1.5, max_output_tokens=32)
     started = time.monotonic()
     state = run_graph_on(small_store, cfg, {"critic": ScriptedCritic(), "diagnostician": ScriptedDiagnostician()})
@@ -170,7 +171,7 @@ def test_a_call_cut_off_by_its_time_limit_fails_one_proposal_and_the_run_goes_on
 def test_an_ensemble_of_two_local_model_aliases(recorder, local_settings, small_store, run_graph_on):
     from scripted_roles import ScriptedCritic, ScriptedDiagnostician
 
-    cfg = tiny_run_config(rounds=2, max_attempts=1)
+    cfg = tiny_config(rounds=2, max_attempts=1, eval_timeout_s=60)
     cfg.proposer = local_settings(recorder.base_url, models=["smollm2-fc"], tools="off", context_tokens=3072,
                                   max_output_tokens=160)
     state = run_graph_on(small_store, cfg, {"critic": ScriptedCritic(), "diagnostician": ScriptedDiagnostician()})
