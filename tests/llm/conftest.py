@@ -18,9 +18,9 @@ sys.path.append(str(Path(__file__).resolve().parents[1] / "graph"))  # scripted_
 from llm_server import KEY_ENV, LlamaServer, LocalModelMissing  # noqa: E402
 
 
-def _start(workdir: Path) -> LlamaServer:
+def _start(workdir: Path, context: int | None = None) -> LlamaServer:
     try:
-        return LlamaServer(workdir).start()
+        return LlamaServer(workdir, **({"context": context} if context else {})).start()
     except LocalModelMissing as exc:
         if os.environ.get("AUTOTTS_REQUIRE_LLM"):
             pytest.fail(str(exc))
@@ -39,6 +39,14 @@ def llm_server(tmp_path_factory):
 def own_llm_server(tmp_path):
     """A server of the test's own (killed, restarted, or left busy by a cut-off call)."""
     server = _start(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def small_context_server(tmp_path):
+    """A server of the test's own with a 4,096-token context (it says so only in its overflow errors)."""
+    server = _start(tmp_path, context=4096)
     yield server
     server.stop()
 

@@ -78,6 +78,23 @@ def test_critic_and_diagnostician_answer_in_their_structures(recorder, local_set
                                                                     for c in calls)
 
 
+def test_a_context_overflow_teaches_the_limit_and_the_prompt_is_shrunk_to_fit(small_context_server, local_settings):
+    from autotts_graph.graph.agents.roles import HistoryEntry
+
+    cfg = _config(local_settings(small_context_server.base_url, context_tokens=None, max_output_tokens=64))
+    critic = make_role("critic", cfg)
+    assert critic.client.caps.context_tokens is None  # llama-cpp-python's /models does not say it
+    earlier = [HistoryEntry(candidate_id=f"c{i}", round=0, name=f"sc{i}", source=_source("sc") * 3) for i in range(6)]
+    verdict = critic.review(CriticInput(source=_source("asc"), history=earlier))
+    assert isinstance(verdict, CriticVerdict)
+    caps = critic.client.caps
+    assert (caps.context_tokens, caps.context_source) == (4096, "overflow error")
+    first, second = critic.take_calls()
+    # The first prompt (six earlier candidates in full) was refused; the second, shrunk, fitted the limit learnt.
+    assert first.outcome == "context" and first.prompt_tokens == 0 and second.outcome == "ok"
+    assert second.prompt_tokens + 64 <= 4096
+
+
 def test_the_proposer_without_tools_answers_in_a_fenced_block(recorder, local_settings):
     cfg = _config(local_settings(recorder.base_url, context_tokens=3072, max_output_tokens=200))
     proposer = make_role("proposer", cfg)
