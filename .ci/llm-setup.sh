@@ -42,9 +42,9 @@ else
         fi
         echo "llm-setup: compiling llama-cpp-python $LLAMA_VERSION (about 6 minutes on 2 cores; once per machine)"
         start=$(date +%s)
-        # A CPU build: no GPU back end is looked for. The wheel goes to the cache first, then is installed.
-        CMAKE_ARGS="${CMAKE_ARGS:--DGGML_CUDA=OFF -DGGML_METAL=OFF -DLLAMA_CURL=OFF}" \
-            "$VENV/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps \
+        # The default build (CPU, tuned to this CPU; CMAKE_ARGS passes through for other back ends). The wheel
+        # goes to the cache first, then is installed; pip's own wheel cache, when it has it, skips the compile.
+        "$VENV/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps \
             -w "$CACHE" "llama-cpp-python==$LLAMA_VERSION"
         echo "llm-setup: compiled in $(( $(date +%s) - start )) s"
         wheel="$(ls "$CACHE"/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -n 1)"
