@@ -37,10 +37,11 @@ def llm_server(tmp_path_factory):
 
 @pytest.fixture
 def own_llm_server(tmp_path):
-    """A server of the test's own (killed, restarted, or left busy by a cut-off call)."""
+    """A server of the test's own (killed, restarted, or left busy by a cut-off call: it is killed at the end, not
+    waited for)."""
     server = _start(tmp_path)
     yield server
-    server.stop()
+    server.kill()
 
 
 @pytest.fixture
