@@ -7,7 +7,7 @@ Prints the time of each stage (tokenizer and model load, sampling, probing, buil
 environment, the discovery run), sampled and probe tokens per second, and what the model got right.
 
     python benchmarks/collector_cpu.py [--questions 8] [--branches 16] [--probe-every 64] [--think-budget 256]
-                                       [--threads 2] [--store /tmp/collect-bench.duckdb]
+                                       [--threads 1] [--store /tmp/collect-bench.duckdb]
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--probe-every", type=int, default=64)
     ap.add_argument("--think-budget", type=int, default=256)
     ap.add_argument("--answer-budget", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: more threads slow a shared CPU down)")
     ap.add_argument("--store", type=Path, default=None)
     args = ap.parse_args()
 

@@ -49,7 +49,7 @@ def test_a_real_model_is_collected_imported_and_discovered_on(smollm2_gguf, tmp_
     collected = subprocess.run(_cli(
         "store", "collect", "--model", str(smollm2_gguf), "--backend", "hf", "--no-thinking", "--env-model",
         "SmolLM2-135M", "--dataset", "arith", "--questions", str(questions), "--branches", "6", "--probe-every",
-        "16", "--think-budget", "48", "--answer-budget", "12", "--probe-tokens", "8", "--threads", "2",
+        "16", "--think-budget", "48", "--answer-budget", "12", "--probe-tokens", "8", "--threads", "1",
         "--batch-size", "6", "--store", str(store.path)), env=env, capture_output=True, text=True, timeout=1500)
     assert collected.returncode == 0, collected.stdout[-2000:] + collected.stderr[-2000:]
     assert "collected SmolLM2-135M/arith: 2 questions x 6 branches; 12 generated, 0 reused" in collected.stdout
