@@ -114,17 +114,21 @@ numbers. Accuracy is the exact string match of your returned answer with the gol
 * One Python file defining exactly **one** subclass of `autotts_runtime.Controller`.
 * Imports: only {imports}. Everything the runtime offers comes from
   `from autotts_runtime import {exports}`.
-* Not allowed: {calls}, as calls or as any other reference (an alias is caught too); a module used as a
-  value (`np.mean(x)` is fine, `N = np` or passing `np` around is not); private attributes (starting with
-  `_`) except `self._name`/`cls._name` inside your own class's methods for attributes your class defines
-  (the question object's internals are hidden information, and their names are reserved everywhere);
-  dunder attributes other than {dunders}, assigning `__class__`, special methods beyond the ordinary data
-  model (`__init__`, `__eq__`, `__lt__`, `__repr__`, ...), class keywords (`metaclass=`); attribute fields
-  in `str.format` templates (use f-strings); numpy file I/O (`np.load`, `np.fromfile`, `ndarray.tofile`,
-  ...) or `ndarray.ctypes`; file, network or process access; more than {max_chars} characters. The code
-  runs in a locked-down sandbox (no network, read-only file system, CPU/memory/time limits) and
-  violations fail the evaluation.
+* Not allowed: dynamic code (`eval`, `exec`, `getattr`, `type`, ... listed under *What the checks refuse*),
+  private (`_x`) or dunder attributes outside your own class, a module used as a value, file, network or
+  process access, more than {max_chars} characters. The code runs in a locked-down sandbox (no network,
+  read-only file system, CPU/memory/time limits) and violations fail the evaluation.
 * Deterministic: no randomness, no clocks, no state carried from one question to the next.
+
+## What the checks refuse
+{calls}, as calls or as any other reference (an alias is caught too); a module used as a value (`np.mean(x)`
+is fine, `N = np` or passing `np` around is not); private attributes (starting with `_`) except
+`self._name`/`cls._name` inside your own class's methods for attributes your class defines (the question
+object's internals are hidden information, and their names are reserved everywhere); dunder attributes
+other than {dunders}, assigning `__class__`, special methods beyond the ordinary data model (`__init__`,
+`__eq__`, `__lt__`, `__repr__`, ...), class keywords (`metaclass=`); attribute fields in `str.format`
+templates (use f-strings); numpy file I/O (`np.load`, `np.fromfile`, `ndarray.tofile`, ...) or
+`ndarray.ctypes`.
 
 ## The class
 ```python
@@ -192,8 +196,9 @@ Use an answer string only for what a vote needs: equality with other answers, th
 were first seen, lexicographic order (the tie-break of `weighted_vote`), and whether it is `'ERR'`. Do not
 know answers in advance (a benchmark's answer key), do not parse them as numbers or formulas, and do not let
 the iteration order of a `set` of answers decide anything (iterate a list, or a dict, which keeps first-seen
-order).
+order). Every evaluation is audited for this (below).
 
+## How you are audited
 Every evaluation is **audited**: a secret random sample of its solves is replayed (1) with everything those
 solves did not observe replaced by other real branches, and (2) with every answer string of the environment
 renamed by a secret bijection that keeps equality, first-seen order, lexicographic order and `'ERR'`. An

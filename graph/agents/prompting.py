@@ -23,9 +23,10 @@ from .roles import CriticInput, DiagnoseInput, HistoryEntry, ProposerInput
 
 PROMPT_TRACES = 8  # sampled traces shown to the LLM diagnostician
 PROMPT_TRACE_CHARS = 3_000  # each shortened the one way (tools/traces.py), so its finish step stays in
-# Contract sections left out at contract levels 1, 2 and 3 (cumulative): never its rules.
+# Contract sections left out at contract levels 1, 2 and 3 (cumulative): never its rules (the checks' full list
+# is summarised under "The source file"; the audit is explained by the rule it enforces).
 _CONTRACT_DROPS = (("Workflow with the tools", "What you are building"), ("How you are scored", "Helpers"),
-                   ("A complete example",))
+                   ("A complete example", "What the checks refuse", "How you are audited"))
 
 
 @dataclass(frozen=True)
