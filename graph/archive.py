@@ -319,5 +319,6 @@ def load_baselines(store: Any, run_id: str) -> list[BaselinePoint]:
             continue
         ev = history.get_evaluation(store, evaluation_id)
         points += [BaselinePoint(method=method, label=point_label(method, p.config), env=p.env,
-                                 accuracy=p.accuracy, avg_cost=p.avg_cost) for p in ev.points]
+                                 accuracy=p.accuracy, avg_cost=p.avg_cost, beta=p.config.get("beta"))
+                   for p in ev.points]
     return points

@@ -47,7 +47,7 @@ def select(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str
             continue
         if c.status == CandidateStatus.FLAGGED:
             continue
-        res = evaluation_result(deps, c.evaluation_id, cfg.selection, deps.baselines())
+        res = evaluation_result(deps, c.evaluation_id, cfg.selection, deps.baseline_outcomes())
         if not res.ok or res.score is None:
             continue
         mean_tokens = sum(p.avg_cost for p in res.curve) / max(len(res.curve), 1)
@@ -55,7 +55,7 @@ def select(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str
         candidates[c.candidate_id] = c
     for *_, candidate_id in sorted(ranked):
         c = candidates[candidate_id]
-        audited = evaluation_result(deps, strict_audit(deps, c), cfg.selection, deps.baselines())
+        audited = evaluation_result(deps, strict_audit(deps, c), cfg.selection, deps.baseline_outcomes())
         if audited.ok:
             deps.ledger.set_best(candidate_id)
             return {"selected": candidate_id}
