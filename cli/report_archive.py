@@ -11,10 +11,10 @@ def _fmt(x: float | None) -> str:
 
 def generation_lines(rows: list[GenerationRow]) -> list[str]:
     """Per generation: candidates screened, fully evaluated, the generation's best fitness and the best so far."""
-    lines = ["| generation | screened | fully evaluated | best fitness of the generation | best so far |",
-             "|---|---|---|---|---|"]
+    lines = ["| generation | screened | fully evaluated | best fitness of the generation | best so far | cells "
+             "occupied | niches |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {g.generation} | {g.screened} | {g.fully_evaluated} | {_fmt(g.best_fitness)} | "
-              f"{_fmt(g.best_so_far)} |" for g in rows if g.screened]
+              f"{_fmt(g.best_so_far)} | {g.cells} | {g.niches} |" for g in rows if g.screened]
     return lines
 
 
@@ -25,6 +25,25 @@ def cell_lines(cells: list[Cell]) -> list[str]:
     lines += [f"| {c.island} | {c.band} / {c.family} | {len(c.members)} | {c.elite.candidate_id if c.elite else ''} | "
               f"{_fmt(c.elite.fitness if c.elite else None)} | {_fmt(c.best_screen)} |" for c in cells]
     return lines
+
+
+def selection_lines(view: RunView) -> list[str]:
+    """How the selection chose: the finalists' fitness on the search seeds, on fresh seeds and its lower bound,
+    and whether the pick changed from the point estimate's (empty before a selection)."""
+    sel = view.selection
+    if sel is None or not sel.finalists:
+        return []
+    changed = "**changed**" if sel.changed else "unchanged"
+    lines = ["## Selection", "",
+             f"The top {len(sel.finalists)} candidates by fitness were re-evaluated on the search set with fresh "
+             f"seeds (from {sel.first_seed} on), strictly audited; the best lower confidence bound of fitness "
+             f"(bootstrap over questions) was selected. The pick was {changed}: {sel.why}.", "",
+             "| rank | candidate | fitness (search seeds) | fitness (fresh seeds) | lower bound | audit | selected |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {f.rank} | {f.name or f.candidate_id} ({f.candidate_id}) | {_fmt(f.fitness)} | "
+              f"{_fmt(f.fresh_fitness)} | {_fmt(f.lower_bound)} | {f.audit} | "
+              f"{'yes' if f.candidate_id == sel.selected else ''} |" for f in sel.finalists]
+    return [*lines, ""]
 
 
 def archive_lines(view: RunView) -> list[str]:

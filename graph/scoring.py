@@ -354,21 +354,23 @@ def fitness_lower_bound(curve: Sequence[Outcomes], baselines: Sequence[Any], *, 
     Each replicate resamples the questions of every environment once and recomputes every point's accuracy
     and tokens from them, the curve's and the baselines' alike (paired: the same questions), then the frontier
     margin and the scaling shortfall; the dominated-points penalty is the point estimate's (it has its own
-    bootstrap). Points without per-question outcomes keep their figures. Deterministic for a given ``seed``.
+    bootstrap). Without baselines: the bound of the mean accuracy. Points without per-question outcomes keep
+    their figures. Deterministic for a given ``seed``.
     """
     point = fitness_parts(curve, baselines)
     base = list(baselines)
-    if not curve or not base or point.points_total == 0:
+    envs = list(point.points) or sorted({_get(p, "env") for p in curve})  # without baselines: every env
+    if not curve:
         return point.value, point.value
     dominated_penalty = statistics.fmean(DOMINATED_PENALTY * point.dominated[e] / point.points[e]
-                                         for e in point.points)
+                                         for e in point.points) if point.points else 0.0
     rng = np.random.default_rng(seed)
     # Per environment, the points with outcomes as one matrix each (accuracy and tokens per question), so that
     # a replicate recomputes them all with one fancy index.
     everyone = [*curve, *base]
     fixed: dict[int, _Point] = {}
     stacks: dict[str, tuple[list[int], np.ndarray, np.ndarray]] = {}
-    for env in point.points:
+    for env in envs:
         ps = [p for p in everyone if _get(p, "env") == env]
         n = max((len(_acc_q(p)) for p in ps), default=0)
         with_q = [p for p in ps if n and len(_acc_q(p)) == n and len(getattr(p, "cost_q", None) or []) == n]
@@ -391,9 +393,9 @@ def fitness_lower_bound(curve: Sequence[Outcomes], baselines: Sequence[Any], *, 
                                   method=f.method, label=f.label)
         mine = [now[id(p)] for p in curve if id(p) in now]
         theirs = [now[id(b)] for b in base if id(b) in now]
-        short = scaling_shortfalls(mine, theirs)
+        short = scaling_shortfalls(mine, theirs) if theirs else {}
         values.append(frontier_margin(mine, theirs) - dominated_penalty
-                      - statistics.fmean(SCALING_WEIGHT * short.get(e, 0.0) for e in point.points))
+                      - statistics.fmean(SCALING_WEIGHT * short.get(e, 0.0) for e in envs))
     return point.value, float(np.quantile(values, quantile))
 
 

@@ -79,7 +79,7 @@ def screen(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any
                                      evaluation_id=evaluation_id)
         return {**update, "outcome": CandidateStatus.CRASHED.value}
     tokens = archive.mean_tokens(result.curve)
-    niche = archive.niche_of(archive.cost_band(tokens), archive.family(c.genome))
+    niche = archive.curve_niche(result.curve, c.genome)
     arch = archive.Archive.load(deps.store, cfg.run_id).before(state.generation)
     floor, why = arch.gate_reference(niche, cfg.screen_margin)
     twin = arch.same_screen(result.score, tokens)

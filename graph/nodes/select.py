@@ -59,9 +59,10 @@ def choose(finalists: list[Finalist], first_seed: int = 0) -> SelectionRecord:
     elif top.audit == "flagged":
         why = f"the point estimate's pick {top.candidate_id} was flagged by the strict audit of its re-evaluation"
     else:
-        why = (f"on fresh seeds the point estimate's pick {top.candidate_id} fell to {top.fresh_fitness:+.3f} "
-               f"(lower bound {top.lower_bound:+.3f}; {top.fitness:+.3f} on the search seeds), below "
-               f"{best.candidate_id}'s lower bound {best.lower_bound:+.3f}")
+        why = (f"on fresh seeds {best.candidate_id} has the best lower bound, {best.lower_bound:+.3f} (fitness "
+               f"{best.fresh_fitness:+.3f}; {best.fitness:+.3f} on the search seeds), and the point estimate's pick "
+               f"{top.candidate_id} {top.lower_bound:+.3f} (fitness {top.fresh_fitness:+.3f}; {top.fitness:+.3f} on "
+               "the search seeds)")
     return record.model_copy(update={"selected": best.candidate_id, "changed": changed, "why": why})
 
 
