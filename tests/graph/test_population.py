@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from autotts_graph.graph import archive
 from autotts_graph.graph.configuration import RunConfig
 from autotts_graph.store import history
@@ -198,6 +199,42 @@ def test_parents_come_from_the_slots_island_and_migration_moves_the_best():
     assert arch.migrants(cfg, 0) == []  # not due yet
     moves = {(m.candidate_id, dest) for m, dest in arch.migrants(cfg, 1)}
     assert moves == {("a", 1), ("b", 0)}
+
+
+def test_descriptors_put_differently_behaving_controllers_in_different_cells():
+    from autotts_graph.graph.agents.roles import CurvePoint
+
+    def curve(tokens_at_0, tokens_at_1):
+        return [CurvePoint(env=e, beta=b, accuracy=50, avg_cost=c) for e in ("x", "y")
+                for b, c in ((0.0, tokens_at_0), (1.0, tokens_at_1))]
+
+    # The same mean cost: one ignores β, one spends 8x more at β = 1 than at β = 0.
+    flat, steep = curve(200_000, 200_000), curve(44_444, 355_556)
+    assert archive.mean_tokens(flat) == pytest.approx(archive.mean_tokens(steep))
+    assert archive.scaling_band(flat) == 0 and archive.scaling_band(steep) == 3
+    assert archive.curve_niche(flat, None) != archive.curve_niche(steep, None)
+    # Within one octave (what the issue's run spread over), two half-octave bands.
+    assert archive.cost_band(150_000) != archive.cost_band(250_000)
+    assert archive.cost_band(150_000) == archive.cost_band(160_000)
+
+
+def test_islands_keep_distinct_elites_after_migration():
+    """Each island's best own elite moves on, a migrant never does: the run's best (on island 0) reaches island 1
+    and stops there, and every island keeps an elite of its own."""
+    rows = [_row("star", island=0, fit=90), _row("i1", island=1, slot=1, band=15, fit=60),
+            _row("i2", island=2, slot=2, band=16, fit=50)]
+    cfg = RunConfig(population=3, islands=3, migrate_every=1)
+    for generation in range(6):
+        arch = archive.Archive(rows)
+        rows += [archive.migrant_row(m, dest, generation) for m, dest in arch.migrants(cfg, generation)]
+    arch = archive.Archive(rows)
+    holders = {m.island for m in rows if m.candidate_id == "star"}
+    assert holders == {0, 1}
+    best_per_island = [arch.elites(i)[0].candidate_id for i in range(3)]
+    assert best_per_island == ["star", "star", "i1"]
+    own = {i: {m.candidate_id for m in arch.elites(i) if m.migrated_from is None} for i in range(3)}
+    assert own == {0: {"star"}, 1: {"i1"}, 2: {"i2"}}
+    assert not any(r.migrated_from is not None and r.candidate_id == "star" and r.island == 2 for r in rows)
 
 
 def test_inspirations_are_the_best_and_the_most_different():
