@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from autotts_graph.graph.archive import scaling_of
 from autotts_graph.graph.run_view import Cell, GenerationRow, RunView
 
 
@@ -20,9 +21,10 @@ def generation_lines(rows: list[GenerationRow]) -> list[str]:
 
 def cell_lines(cells: list[Cell]) -> list[str]:
     """Per (island, niche) cell: members, the elite (best fully evaluated member) with its fitness, best screen."""
-    lines = ["| island | niche (cost band / family) | members | elite | elite fitness | best screen |",
+    lines = ["| island | niche (cost band / scaling / family) | members | elite | elite fitness | best screen |",
              "|---|---|---|---|---|---|"]
-    lines += [f"| {c.island} | {c.band} / {c.family} | {len(c.members)} | {c.elite.candidate_id if c.elite else ''} | "
+    lines += [f"| {c.island} | {c.band} / {scaling_of(c.niche) or '-'} / {c.family} | {len(c.members)} | "
+              f"{c.elite.candidate_id if c.elite else ''} | "
               f"{_fmt(c.elite.fitness if c.elite else None)} | {_fmt(c.best_screen)} |" for c in cells]
     return lines
 
@@ -52,7 +54,10 @@ def archive_lines(view: RunView) -> list[str]:
         return []
     return ["## Archive", "",
             f"{view.screened} candidates screened, {view.fully_evaluated} of them fully evaluated (the cascade's "
-            f"second stage); {len(view.cells)} cells (island x cost band x mechanism family). Fitness: the mean "
+            f"second stage); {len(view.cells)} cells (island x half-octave cost band x scaling band, how much more "
+            "the screen spends at its largest β than at its smallest, x mechanism family). Fitness: the mean "
             "accuracy margin, in points, over every baseline configuration at equal cost (CMC at every β "
-            "included); screens use fewer seeds and β points.", "",
+            "included), less per model 5 points x the share of β points a baseline configuration dominates and "
+            "0.5 x the accuracy gain it falls short of CMC's over the top half of the β range; screens use fewer "
+            "seeds and β points. *Cells occupied*: the cells the archive held once the generation joined it.", "",
             *generation_lines(view.generations), "", *cell_lines(view.cells), ""]
