@@ -22,6 +22,7 @@ from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
 
 from .. import evidence, scoring
 from ..agents.roles import DiagnoseInput
+from ..configuration import RunConfig
 from ..deps import Deps
 from ..state import STRICT_LABEL, DiscoveryState, Finalist, SelectionRecord
 from .evaluate import evaluation_result
@@ -126,7 +127,8 @@ def select(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str
     return {"status": RunStatus.NO_CANDIDATE.value, "selected": None}
 
 
-def _bound(deps: Deps, evaluation_id: str, cfg: Any, baselines: list, score: float | None) -> tuple[float, float]:
+def _bound(deps: Deps, evaluation_id: str, cfg: RunConfig, baselines: list,
+           score: float | None) -> tuple[float, float]:
     """(fitness, lower bound) of a re-evaluation: the bootstrap bound for the frontier criterion (seeded by the
     run seed), the score itself for the others."""
     if cfg.selection != "frontier" or score is None:
