@@ -23,7 +23,7 @@ from autotts_graph.store.rows import SpendTotals
 
 from .llm_report import llm_sections
 from .report import cost_k
-from .report_archive import archive_lines
+from .report_archive import archive_lines, selection_lines
 
 
 def _curve_table(curve: Curve | None, title: str) -> list[str]:
@@ -138,6 +138,7 @@ def render_markdown(view: RunView, plot_name: str | None, llm: list[str] | None 
         lines += _baseline_table(held, "Baselines, held-out environments")
     else:
         lines += ["## No controller was selected", ""]
+    lines += selection_lines(view)
     lines += archive_lines(view)
     lines += ["## Candidate lineage", "", "Progress by round: *best so far* is the best search accuracy of any "
               "candidate up to that row.", "",

@@ -1,18 +1,24 @@
 """The program database of a discovery run: a MAP-Elites archive with islands, kept in the store.
 
 Every candidate whose screen (stage 1 of the cascade) passed the judge enters the archive of its island in
-a niche = cost band x mechanism family:
+a niche = cost band x scaling band x mechanism family:
 
-- the cost band is ``floor(log2(tokens per question))`` of its screen curve's mean over β and environments
-  (every member has a screen, so members are placed on the same footing whether or not they went on);
+- the cost band is ``floor(2 log2(tokens per question))`` (half-octave bands) of its screen curve's mean over β
+  and environments (every member has a screen, so members are placed on the same footing whether or not they
+  went on): at one band per octave a 12-generation run's 96 candidates all fell into 2 adjacent bands;
+- the scaling band is how much more the screen spends at its largest β than at its smallest
+  (``SCALING_EDGES`` on the log2 of the ratio): a controller that ignores β (flat) and one that keeps buying
+  samples (steep) behave differently even at the same mean cost, and should not compete for one cell;
 - the family is the proposer's mechanism mix (``genome.family`` when the genome module has it, else the
   genome's ``describe()``), and ``llm`` for code without a genome.
 
 A cell's elite is its best fully evaluated (stage 2) member by fitness. Parents are drawn per slot from the
 elites of the slot's island, by rank with some uniform exploration; inspirations are the best elites and the
-ones most different from the parent. Every ``migrate_every`` generations each island's best moves to the
-next island (ring). All draws use RNGs seeded by (run seed, generation, slot) and every order is by
-(generation, slot), never by timing: a run with a given ``--seed`` is reproducible.
+ones most different from the parent. Every ``migrate_every`` generations each island's best own elite moves
+to the next island (ring): only a member born there (a migrant never moves on) and only one the destination
+does not hold yet, so the run's best does not circle the ring until every island shows the same elite. All
+draws use RNGs seeded by (run seed, generation, slot) and every order is by (generation, slot), never by
+timing: a run with a given ``--seed`` is reproducible.
 
 The archive is the ``archive`` table of the store (``history.record_archive``/``list_archive``): it
 survives a resume and can be queried like the rest of the history.
@@ -31,7 +37,10 @@ from . import evidence
 from .agents.roles import BaselinePoint, CurvePoint, Diagnosis, HistoryEntry
 from .configuration import RunConfig
 
-BANDS_PER_OCTAVE = 1
+BANDS_PER_OCTAVE = 2
+# log2(tokens at the largest β / tokens at the smallest) bounds of the scaling bands s0 (flat: under 1.4x) .. s3
+# (steep: 8x and more).
+SCALING_EDGES = (0.5, 1.5, 3.0)
 LLM_FAMILY = "llm"
 # Candidate statuses as agents see them; "screened" (stage 1 only) is an evaluated candidate with stage 1.
 FINAL_STATUS = {"evaluated": "evaluated", "screened": "evaluated", "check_failed": "check_failed",
@@ -73,8 +82,29 @@ def cost_band(tokens: float | None) -> int:
     return int(math.floor(math.log2(max(tokens or 1.0, 1.0)) * BANDS_PER_OCTAVE))
 
 
-def niche_of(band: int, fam: str) -> str:
-    return f"c{band}|{fam}"
+def scaling_band(curve: list[CurvePoint]) -> int:
+    """How the curve's cost grows with β: the number of ``SCALING_EDGES`` that log2(tokens at its largest β /
+    tokens at its smallest) reaches, on the mean over environments (0 with a single β)."""
+    rows = evidence.mean_curve(curve)
+    if len(rows) < 2 or rows[0][2] <= 0:
+        return 0
+    ratio = math.log2(max(rows[-1][2], 1.0) / max(rows[0][2], 1.0))
+    return sum(ratio >= edge for edge in SCALING_EDGES)
+
+
+def niche_of(band: int, fam: str, scaling: int = 0) -> str:
+    return f"c{band}|s{scaling}|{fam}"
+
+
+def curve_niche(curve: list[CurvePoint], genome: dict[str, Any] | None) -> str:
+    """The niche of a candidate with this screen curve and genome (where ``member_row`` places it)."""
+    return niche_of(cost_band(mean_tokens(curve)), family(genome), scaling_band(curve))
+
+
+def scaling_of(niche: str) -> str:
+    """The scaling band part of a niche (``s2``; empty for a niche written before it existed)."""
+    parts = niche.split("|")
+    return parts[1] if len(parts) == 3 else ""
 
 
 def n_islands(cfg: RunConfig) -> int:
@@ -223,18 +253,19 @@ class Archive:
             return []
         moves = []
         for island in range(islands):
-            elites = self.elites(island)
-            if not elites:
-                continue
             dest = (island + 1) % islands
-            if any(m.candidate_id == elites[0].candidate_id and m.island == dest for m in self.members):
-                continue
-            moves.append((elites[0], dest))
+            held = {m.candidate_id for m in self.members if m.island == dest}
+            # The island's best own elite the destination lacks: a migrant never moves on, so the run's best
+            # reaches one more island, not all of them.
+            own = [m for m in self.elites(island) if m.migrated_from is None and m.candidate_id not in held]
+            if own:
+                moves.append((own[0], dest))
         return moves
 
 
 def _distance(a: Member, b: Member) -> float:
-    return (a.family != b.family) * 1.0 + abs(a.cost_band - b.cost_band) * 0.5 + (a.island != b.island) * 0.25
+    return ((a.family != b.family) * 1.0 + abs(a.cost_band - b.cost_band) * 0.25
+            + (scaling_of(a.niche) != scaling_of(b.niche)) * 0.5 + (a.island != b.island) * 0.25)
 
 
 def member_row(run_id: str, *, candidate_id: str, island: int, generation: int, slot: int, genome: dict | None,
@@ -245,7 +276,7 @@ def member_row(run_id: str, *, candidate_id: str, island: int, generation: int, 
     tokens = mean_tokens(screen_curve)
     band, fam = cost_band(tokens), family(genome)
     return ArchiveRow(run_id=run_id, candidate_id=candidate_id, island=island, generation=generation, slot=slot,
-                      niche=niche_of(band, fam), cost_band=band, family=fam, stage=stage, fitness=fitness,
+                      niche=curve_niche(screen_curve, genome), cost_band=band, family=fam, stage=stage, fitness=fitness,
                       screen_fitness=screen_fitness, mean_tokens=tokens, search_accuracy=search_accuracy,
                       code_hash=code_hash, evaluation_id=evaluation_id, screen_evaluation_id=screen_evaluation_id)
 
@@ -319,5 +350,6 @@ def load_baselines(store: Any, run_id: str) -> list[BaselinePoint]:
             continue
         ev = history.get_evaluation(store, evaluation_id)
         points += [BaselinePoint(method=method, label=point_label(method, p.config), env=p.env,
-                                 accuracy=p.accuracy, avg_cost=p.avg_cost) for p in ev.points]
+                                 accuracy=p.accuracy, avg_cost=p.avg_cost, beta=p.config.get("beta"))
+                   for p in ev.points]
     return points

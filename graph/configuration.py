@@ -143,6 +143,10 @@ class RunConfig(BaseModel):
     selection: Annotated[Literal["frontier", "best_accuracy"], Flag()] = Field(
         "frontier", description="frontier (the accuracy margin over every baseline at equal cost) or "
                                 "best_accuracy.")
+    # Noise-robust selection (graph/nodes/select.py): the top candidates are re-evaluated on fresh seeds first.
+    finalists: Annotated[int, Flag()] = Field(
+        3, ge=1, le=32, description="Top candidates re-evaluated on fresh seeds (strictly audited) before the "
+                                    "selection, which takes the best lower confidence bound of fitness.")
     baselines: Annotated[list[str], Flag(parse="csv")] = Field(
         default_factory=_all_baselines, description="Comma-separated baselines to compare with (default: all).")
     review: Annotated[bool, Flag(resumable=True)] = Field(
@@ -185,6 +189,11 @@ class RunConfig(BaseModel):
     proposer: RoleSettings = Field(default_factory=RoleSettings)
     critic: RoleSettings = Field(default_factory=RoleSettings)
     diagnostician: RoleSettings = Field(default_factory=RoleSettings)
+
+    def fresh_first_seed(self) -> int:
+        """The first of the finalists' fresh shuffle seeds: past the search seeds, and the same for the same
+        run seed (seed s uses seeds (s+1)·n .. (s+2)·n - 1 for n seeds per evaluation)."""
+        return self.seeds * (1 + abs(self.seed))
 
     def screen_protocol(self) -> tuple[list[float], int]:
         """The screen's β points (the grid's nearest to ``screen_betas``) and seeds."""

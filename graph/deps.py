@@ -55,6 +55,7 @@ class Deps:
     _endpoints_recorded: bool = False
     _slot_roles: dict[int, dict[str, Any]] = field(default_factory=dict)
     _baselines: list | None = None
+    _baseline_outcomes: list | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -85,9 +86,21 @@ class Deps:
                 self._baselines = load_baselines(self.store, self.config.run_id)
             return self._baselines
 
+    def baseline_outcomes(self) -> list:
+        """The baselines with their per-question outcomes (``scoring.Outcomes``), what the fitness judges
+        dominance with; the plain points where the run recorded no baseline evaluations."""
+        with self._lock:
+            if self._baseline_outcomes is None:
+                from .evidence import baseline_outcomes
+
+                self._baseline_outcomes = baseline_outcomes(self.store, self.config.run_id)
+            found = self._baseline_outcomes
+        return found or self.baselines()
+
     def set_baselines(self, points: list) -> None:
         with self._lock:
             self._baselines = list(points)
+            self._baseline_outcomes = None
 
     def record_endpoints(self) -> None:
         """The probed capabilities of the run's LLM endpoints into the run's report, and the probe's requests into

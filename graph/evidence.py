@@ -128,6 +128,30 @@ def points_with_outcomes(store: Any, evaluation_id: str | None) -> list[dict[str
     return out
 
 
+def curve_outcomes(store: Any, evaluation_id: str | None) -> list[scoring.Outcomes]:
+    """An evaluation's points as ``scoring.Outcomes`` (per-question accuracy and tokens over its seeds): what the
+    fitness judges dominance with."""
+    return [scoring.outcomes_from_point(p) for p in points_with_outcomes(store, evaluation_id)]
+
+
+def baseline_outcomes(store: Any, run_id: str) -> list[scoring.Outcomes]:
+    """The run's baseline configurations on the search environments with their per-question outcomes (one
+    ``Outcomes`` per configuration and environment, labelled as the report labels them, with its β)."""
+    from autotts_graph.tools.baselines import point_label
+
+    report = history.get_run(store, run_id).report or {}
+    out: list[scoring.Outcomes] = []
+    for key, evaluation_id in sorted((report.get("baseline_evaluations") or {}).items()):
+        method, _, split = key.partition("@")
+        if split != "search":
+            continue
+        for p in points_with_outcomes(store, evaluation_id):
+            o = scoring.outcomes_from_point(p)
+            o.method, o.label = method, point_label(method, p.get("config") or {})
+            out.append(o)
+    return out
+
+
 def cmc_verdicts(store: Any, evaluation_id: str | None, cmc_evaluation_id: str | None) -> list[scoring.Verdict]:
     """Per β and environment (and the mean over environments): does the controller of ``evaluation_id``
     dominate CMC at the same β, is it dominated, or neither, with the bootstrap CI of the accuracy difference."""

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from . import archive, evidence, scoring
 from .agents.roles import Diagnosis, TraceSample
-from .state import STRICT_LABEL, total_of
+from .state import STRICT_LABEL, SelectionRecord, total_of
 
 Split = Literal["search", "heldout"]
 # The hand-crafted baselines: the paper's and the field's other answer-only controllers. The frontier a
@@ -135,6 +135,8 @@ class GenerationRow(BaseModel):
     failed: int = 0
     best_fitness: float | None = None  # the generation's best fully evaluated fitness
     best_so_far: float | None = None
+    cells: int = 0  # (island, niche) cells occupied once the generation joined the archive (migrants included)
+    niches: int = 0  # distinct niches among them, over all islands
 
 
 class Cell(BaseModel):
@@ -200,6 +202,7 @@ class RunView(BaseModel):
     heldout: SplitFigures | None = None  # only after selection
     search_curves: dict[str, Curve] = Field(default_factory=dict)  # every candidate's latest search curve
     baseline_evaluations: dict[str, str] = Field(default_factory=dict)  # "method@split" -> id, search ones only
+    selection: SelectionRecord | None = None  # how the selection chose (None: a run not selected yet)
     _by_id: dict[str, CandidateRow] | None = PrivateAttr(default=None)
     _placed: dict[str, ArchiveRow] | None = PrivateAttr(default=None)
 
@@ -341,6 +344,9 @@ def _generations(view: RunView) -> list[GenerationRow]:
         if top is not None:
             best = top if best is None else max(best, top)
         rows[gen].best_so_far = best
+        so_far = [m for m in view.archive if m.generation <= gen]
+        rows[gen].cells = len({(m.island, m.niche) for m in so_far})
+        rows[gen].niches = len({m.niche for m in so_far})
     return [rows[g] for g in sorted(rows)]
 
 
@@ -434,6 +440,12 @@ def _build_run_view(store: Store, run_id: str) -> RunView:
                                                        evaluation_id=ev.evaluation_id, candidate_id=c.candidate_id,
                                                        points=ev.points)
     view.generations = _generations(view)
+    chosen = (run.report or {}).get("selection")
+    if chosen:
+        try:
+            view.selection = SelectionRecord.model_validate(chosen)
+        except ValidationError:  # a record of another version: not shown
+            view.selection = None
     view.search = _split_figures(store, "search", best, best_search, by_split["search"], evaluations)
     if run.selected:
         view.heldout = _split_figures(store, "heldout", best, best_heldout, by_split["heldout"], evaluations)

@@ -8,8 +8,20 @@ configuration, e.g. ``ASC(16)`` or ``CMC β=0.5``) on the same environments.
   SC@k, ASC, ESC, Parallel-Probe, CMC at every β, the more-baselines methods). Its accuracy at a cost is
   interpolated linearly in log-cost between frontier points; below the cheapest point it is that point's
   accuracy, above the dearest the best accuracy.
-* **Fitness** (the search objective). The mean over β and environments of the curve's accuracy margin
-  over the frontier at equal cost, in points; ties are broken by tokens (``rank_key``).
+* **Margin.** The mean over β and environments of the curve's accuracy margin over the frontier at equal
+  cost, in points (``frontier_margin``).
+* **Fitness** (the search objective, ``fitness_parts``). The margin, less two penalties read per
+  environment (per model), so that a mean over models cannot hide one model's failure:
+
+  - *dominated points*: ``DOMINATED_PENALTY`` points times the share of the environment's β points that some
+    baseline configuration dominates by the report's rule below (with the bootstrap over questions when the
+    points carry per-question outcomes, else the cost route only);
+  - *scaling shortfall*: ``SCALING_WEIGHT`` times how much less the curve gains over the top half of its β
+    range (the median β to the largest) than CMC (``SCALING_REFERENCE``, independent sampling at the same β)
+    gains over the same β range on that environment: a curve that goes flat or falls where more samples
+    still pay loses fitness.
+
+  Ties are broken by tokens (``rank_key``).
 * **Dominance versus a reference controller at the same β** (CMC in the report). The candidate dominates
   when it costs no more and either its accuracy gain is real — the 95 % bootstrap interval over questions
   of the accuracy difference lies above zero — or it costs at least 10 % less at no lower accuracy.
@@ -30,6 +42,15 @@ from typing import Any
 import numpy as np
 
 COST_MARGIN = 0.10  # "at least 10 % cheaper at no lower accuracy" counts as dominating
+# Fitness points lost by an environment whose every β point a baseline configuration dominates (pro rata for
+# fewer): one more dominated point of 11 costs 5/11 points on that model, more than the margins that separate
+# a run's best candidates (see the module docstring).
+DOMINATED_PENALTY = 5.0
+# Fitness points lost per point of accuracy gain the curve falls short of the baselines' over its top β half.
+SCALING_WEIGHT = 0.5
+# The baseline whose gain with β a curve must keep up with: CMC's β is the same knob as a controller's (the other
+# β-parameterised baselines read it as a budget of their own, and their gains are not comparable).
+SCALING_REFERENCE = "cmc"
 CONFIDENCE = 0.95
 BOOTSTRAP = 2000
 BOOTSTRAP_SEED = 20240
@@ -101,6 +122,11 @@ def frontier_accuracy(cost: float, points: Sequence[tuple[str, float, float]]) -
     front = pareto(points)
     if not front:
         raise ValueError("an empty frontier")
+    return _on_front(cost, front)
+
+
+def _on_front(cost: float, front: Sequence[tuple[str, float, float]]) -> float:
+    """``frontier_accuracy`` on an already computed Pareto front."""
     if cost <= front[0][2]:
         return front[0][1]
     for (_, a0, c0), (_, a1, c1) in zip(front, front[1:], strict=False):
@@ -123,17 +149,17 @@ def env_frontiers(baselines: Iterable[Any]) -> dict[str, list[tuple[str, float, 
 def margins(curve: Iterable[Any], baselines: Iterable[Any]) -> list[tuple[str, Any, float]]:
     """(env, β, accuracy margin over that environment's frontier at the point's cost), for every point with
     baselines on its environment."""
-    fronts = env_frontiers(baselines)
+    fronts = {env: pareto(pts) for env, pts in env_frontiers(baselines).items()}
     out = []
     for p in curve:
         front = fronts.get(_get(p, "env"))
         if front:
             out.append((_get(p, "env"), _get(p, "beta"),
-                        float(_get(p, "accuracy")) - frontier_accuracy(float(_get(p, "avg_cost")), front)))
+                        float(_get(p, "accuracy")) - _on_front(float(_get(p, "avg_cost")), front)))
     return out
 
 
-def fitness(curve: Iterable[Any], baselines: Iterable[Any]) -> float:
+def frontier_margin(curve: Iterable[Any], baselines: Iterable[Any]) -> float:
     """Mean over environments and β of the accuracy margin over the whole baseline frontier at equal cost.
 
     Positive: the curve lies above the frontier on average. Without baselines: the curve's mean accuracy.
@@ -149,6 +175,230 @@ def fitness(curve: Iterable[Any], baselines: Iterable[Any]) -> float:
     for env, _, m in ms:
         per_env[env].append(m)
     return statistics.fmean(statistics.fmean(v) for v in per_env.values())
+
+
+@dataclass
+class DominatedPoint:
+    """A curve point that a baseline configuration dominates (the first such label, best accuracy first)."""
+
+    env: str
+    beta: float | None
+    by: str
+    why: str
+
+
+def _acc_q(p: Any) -> list[float]:
+    return list(getattr(p, "acc_q", None) or [])
+
+
+def frontier_dominance(curve: Iterable[Any], baselines: Iterable[Any], *, seed: int = BOOTSTRAP_SEED,
+                       n_boot: int = BOOTSTRAP) -> list[DominatedPoint]:
+    """The curve's points that some baseline configuration on the same environment dominates, by ``judge``'s
+    rule with the baseline as the reference: it costs no more and either the 95 % bootstrap interval over
+    questions of the accuracy difference lies below zero, or it is at least 10 % cheaper at no lower accuracy.
+
+    Points and baselines with per-question outcomes (``Outcomes``) get the bootstrap (the same resampling as
+    ``bootstrap_diff`` with ``seed``, for every baseline at once); without them only the cost route decides.
+    Only a more accurate baseline is bootstrapped: the interval of a difference of at least zero does not lie
+    below zero.
+    """
+    by_env: dict[str, list[Any]] = defaultdict(list)
+    for b in baselines:
+        by_env[_get(b, "env")].append(b)
+    resamples: dict[int, np.ndarray] = {}
+    out: list[DominatedPoint] = []
+    for p in curve:
+        acc, cost = float(_get(p, "accuracy")), float(_get(p, "avg_cost"))
+        cheaper = [b for b in by_env.get(_get(p, "env"), []) if float(_get(b, "avg_cost")) <= cost]
+        if not cheaper:
+            continue
+        mine = _acc_q(p)
+        paired = [b for b in cheaper if mine and len(_acc_q(b)) == len(mine) and float(_get(b, "accuracy")) > acc]
+        cis: dict[int, tuple[float, float]] = {}
+        if paired:
+            if len(mine) not in resamples:
+                resamples[len(mine)] = _resample_counts(len(mine), seed=seed, n_boot=n_boot)
+            diffs = 100.0 * (np.asarray(mine)[None, :] - np.asarray([_acc_q(b) for b in paired]))
+            lo, hi = _interval_rows(diffs, resamples[len(mine)])
+            cis = {id(b): (float(lo[i]), float(hi[i])) for i, b in enumerate(paired)}
+        hits = []
+        for b in cheaper:
+            status, why = judge(acc, cost, float(_get(b, "accuracy")), float(_get(b, "avg_cost")), cis.get(id(b)))
+            if status == "dominated":
+                hits.append((-float(_get(b, "accuracy")), float(_get(b, "avg_cost")), _label(b), why))
+        if hits:
+            _, _, label, why = min(hits)
+            out.append(DominatedPoint(env=_get(p, "env"), beta=_get(p, "beta"), by=label, why=why))
+    return out
+
+
+def _resample_counts(n_q: int, *, seed: int, n_boot: int) -> np.ndarray:
+    """How often each of ``n_q`` questions is drawn in each of ``n_boot`` resamples (n_boot x n_q): the
+    resamples ``bootstrap_diff`` draws for one pair with ``seed``."""
+    idx = np.random.default_rng(seed).integers(0, n_q, size=(n_boot, n_q))
+    counts = np.zeros((n_boot, n_q))
+    np.add.at(counts, (np.arange(n_boot)[:, None], idx), 1.0)
+    return counts
+
+
+def _interval_rows(diffs: np.ndarray, counts: np.ndarray,
+                   confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile-bootstrap interval of the mean of each row of ``diffs`` (rows x questions) over the resamples
+    ``counts`` (one matrix product for every row)."""
+    boot = diffs @ counts.T / diffs.shape[1]
+    alpha = (1.0 - confidence) / 2
+    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha], axis=1)
+    return lo, hi
+
+
+def _top_half(betas: Iterable[float]) -> tuple[float, float] | None:
+    """(median β, largest β) of a curve's β values: the top of the curve; None when it has one β only."""
+    bs = sorted(set(betas))
+    if len(bs) < 2:
+        return None
+    return statistics.median_low(bs), bs[-1]
+
+
+def scaling_shortfalls(curve: Iterable[Any], baselines: Iterable[Any]) -> dict[str, float]:
+    """Per environment: how many accuracy points less the curve gains from its median β to its largest than CMC
+    (``SCALING_REFERENCE``) gains over the same β range there.
+
+    Zero where the curve keeps up (or CMC lacks either β); a flat or falling top where CMC still rises is the
+    shortfall that a mean margin, read on one dataset, does not see.
+    """
+    acc_at: dict[str, dict[float, float]] = defaultdict(dict)
+    for p in curve:
+        if _get(p, "beta") is not None:
+            acc_at[_get(p, "env")][float(_get(p, "beta"))] = float(_get(p, "accuracy"))
+    ref_at: dict[str, dict[float, float]] = defaultdict(dict)
+    for b in baselines:
+        beta = b.get("beta") if isinstance(b, dict) else getattr(b, "beta", None)
+        method = b.get("method") if isinstance(b, dict) else getattr(b, "method", "")
+        if beta is not None and method == SCALING_REFERENCE:
+            ref_at[_get(b, "env")][float(beta)] = float(_get(b, "accuracy"))
+    out: dict[str, float] = {}
+    for env, accs in acc_at.items():
+        top, ref = _top_half(accs), ref_at.get(env, {})
+        if top is None or top[0] not in ref or top[1] not in ref:
+            continue
+        lo, hi = top
+        out[env] = max(0.0, (ref[hi] - ref[lo]) - (accs[hi] - accs[lo]))
+    return out
+
+
+@dataclass
+class Fitness:
+    """The search objective and its parts (points; per environment where it says so)."""
+
+    value: float  # margin less both penalties: what the search, the archive and the selection rank by
+    margin: float  # frontier_margin
+    points: dict[str, int] = field(default_factory=dict)  # β points judged per environment
+    dominated: dict[str, int] = field(default_factory=dict)  # of which a baseline configuration dominates
+    shortfall: dict[str, float] = field(default_factory=dict)  # scaling shortfall per environment
+
+    @property
+    def dominated_total(self) -> int:
+        return sum(self.dominated.values())
+
+    @property
+    def points_total(self) -> int:
+        return sum(self.points.values())
+
+
+def fitness_parts(curve: Iterable[Any], baselines: Iterable[Any]) -> Fitness:
+    """The fitness of a curve against the baselines, with its parts (see the module docstring).
+
+    Per environment: the margin, less ``DOMINATED_PENALTY`` x the share of its β points a baseline
+    configuration dominates, less ``SCALING_WEIGHT`` x its scaling shortfall; averaged over environments.
+    Without baselines: the curve's mean accuracy; an empty curve: -inf.
+    """
+    pts, base = list(curve), list(baselines)
+    margin = frontier_margin(pts, base)
+    if not pts or not base or not margins(pts, base):
+        return Fitness(value=margin, margin=margin)
+    envs = {env for env, _, _ in margins(pts, base)}
+    points = {env: sum(1 for p in pts if _get(p, "env") == env) for env in sorted(envs)}
+    dominated = dict.fromkeys(points, 0)
+    for d in frontier_dominance([p for p in pts if _get(p, "env") in envs], base):
+        dominated[d.env] += 1
+    shortfall = {env: s for env, s in scaling_shortfalls(pts, base).items() if env in envs}
+    penalty = statistics.fmean(DOMINATED_PENALTY * dominated[env] / points[env]
+                               + SCALING_WEIGHT * shortfall.get(env, 0.0) for env in points)
+    return Fitness(value=margin - penalty, margin=margin, points=points, dominated=dominated, shortfall=shortfall)
+
+
+def fitness(curve: Iterable[Any], baselines: Iterable[Any]) -> float:
+    """The search objective: the frontier margin less the dominated-points and scaling penalties
+    (``fitness_parts``). Without baselines: the curve's mean accuracy; an empty curve scores -inf."""
+    return fitness_parts(curve, baselines).value
+
+
+@dataclass
+class _Point:
+    """A resampled point (what ``frontier_margin`` and ``scaling_shortfalls`` read)."""
+
+    env: str
+    beta: float | None
+    accuracy: float
+    avg_cost: float
+    method: str = ""
+    label: str = ""
+
+
+LOWER_BOUND = 0.05  # the one-sided 95 % lower bound of the fitness that the selection ranks finalists by
+BOUND_BOOTSTRAP = 400
+
+
+def fitness_lower_bound(curve: Sequence[Outcomes], baselines: Sequence[Any], *, seed: int = BOOTSTRAP_SEED,
+                        n_boot: int = BOUND_BOOTSTRAP, quantile: float = LOWER_BOUND) -> tuple[float, float]:
+    """(fitness, its lower confidence bound): the ``quantile`` of the fitness over a bootstrap over questions.
+
+    Each replicate resamples the questions of every environment once and recomputes every point's accuracy
+    and tokens from them, the curve's and the baselines' alike (paired: the same questions), then the frontier
+    margin and the scaling shortfall; the dominated-points penalty is the point estimate's (it has its own
+    bootstrap). Without baselines: the bound of the mean accuracy. Points without per-question outcomes keep
+    their figures. Deterministic for a given ``seed``.
+    """
+    point = fitness_parts(curve, baselines)
+    base = list(baselines)
+    envs = list(point.points) or sorted({_get(p, "env") for p in curve})  # without baselines: every env
+    if not curve:
+        return point.value, point.value
+    dominated_penalty = statistics.fmean(DOMINATED_PENALTY * point.dominated[e] / point.points[e]
+                                         for e in point.points) if point.points else 0.0
+    rng = np.random.default_rng(seed)
+    # Per environment, the points with outcomes as one matrix each (accuracy and tokens per question), so that
+    # a replicate recomputes them all with one fancy index.
+    everyone = [*curve, *base]
+    fixed: dict[int, _Point] = {}
+    stacks: dict[str, tuple[list[int], np.ndarray, np.ndarray]] = {}
+    for env in envs:
+        ps = [p for p in everyone if _get(p, "env") == env]
+        n = max((len(_acc_q(p)) for p in ps), default=0)
+        with_q = [p for p in ps if n and len(_acc_q(p)) == n and len(getattr(p, "cost_q", None) or []) == n]
+        if with_q:
+            stacks[env] = ([id(p) for p in with_q], np.asarray([_acc_q(p) for p in with_q]),
+                           np.asarray([p.cost_q for p in with_q], dtype=float))
+        for p in ps:
+            fixed[id(p)] = _Point(env=env, beta=_get(p, "beta"), accuracy=float(_get(p, "accuracy")),
+                                  avg_cost=float(_get(p, "avg_cost")), method=getattr(p, "method", ""),
+                                  label=_label(p))
+    values = []
+    for _ in range(n_boot):
+        now = dict(fixed)
+        for env, (ids, acc_q, cost_q) in stacks.items():
+            idx = rng.integers(0, acc_q.shape[1], size=acc_q.shape[1])
+            accs, costs = 100.0 * acc_q[:, idx].mean(axis=1), cost_q[:, idx].mean(axis=1)
+            for i, key in enumerate(ids):
+                f = fixed[key]
+                now[key] = _Point(env=env, beta=f.beta, accuracy=float(accs[i]), avg_cost=float(costs[i]),
+                                  method=f.method, label=f.label)
+        mine = [now[id(p)] for p in curve if id(p) in now]
+        theirs = [now[id(b)] for b in base if id(b) in now]
+        short = scaling_shortfalls(mine, theirs) if theirs else {}
+        values.append(frontier_margin(mine, theirs) - dominated_penalty
+                      - statistics.fmean(SCALING_WEIGHT * short.get(e, 0.0) for e in envs))
+    return point.value, float(np.quantile(values, quantile))
 
 
 CRITERIA = ("fitness", "frontier", "frontier_area", "best_accuracy")
@@ -251,6 +501,8 @@ class Outcomes:
     avg_cost: float
     acc_q: list[float] = field(default_factory=list)
     cost_q: list[float] = field(default_factory=list)
+    method: str = ""  # a baseline's method and configuration label (empty for a candidate's point)
+    label: str = ""
 
 
 def outcomes_from_point(p: dict[str, Any]) -> Outcomes:
@@ -268,7 +520,7 @@ def outcomes_from_point(p: dict[str, Any]) -> Outcomes:
     if beta is None and isinstance(p.get("config"), dict):
         beta = p["config"].get("beta")
     return Outcomes(env=p["env"], beta=beta, accuracy=float(p["accuracy"]), avg_cost=float(p["avg_cost"]),
-                    acc_q=acc_q, cost_q=cost_q)
+                    acc_q=acc_q, cost_q=cost_q, method=str(p.get("method") or ""), label=str(p.get("label") or ""))
 
 
 def bootstrap_diff(ours: Sequence[Outcomes], theirs: Sequence[Outcomes], *, n_boot: int = BOOTSTRAP,

@@ -84,6 +84,32 @@ class NodeSpend(SpendTotals):
     checkpoint serializer restores the state's own types only)."""
 
 
+class Finalist(BaseModel):
+    """One of the top candidates re-evaluated before the selection (on the search set, fresh seeds, strictly
+    audited)."""
+
+    candidate_id: str
+    name: str = ""
+    rank: int  # by the point estimate of fitness on the candidate's own evaluation (0: the best)
+    fitness: float  # that point estimate
+    fresh_fitness: float | None = None  # on the fresh seeds (None: the re-evaluation failed or was flagged)
+    lower_bound: float | None = None  # its bootstrap lower bound over questions: what the selection ranks by
+    audit: Literal["passed", "flagged"] = "passed"
+    evaluation_id: str = ""  # the re-evaluation
+
+
+class SelectionRecord(BaseModel):
+    """How the selection chose: its finalists, the pick by the point estimate, the pick it made and why they
+    differ (the run report's "selection" section)."""
+
+    finalists: list[Finalist] = Field(default_factory=list)
+    first_seed: int = 0  # the fresh seeds are first_seed .. first_seed + seeds - 1
+    point_pick: str | None = None  # the best point estimate
+    selected: str | None = None
+    changed: bool = False  # the selected candidate is not the point estimate's pick
+    why: str = ""
+
+
 class HeldoutResult(BaseModel):
     """The one held-out evaluation of the selected candidate."""
 

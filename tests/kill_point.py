@@ -47,9 +47,11 @@ def assert_nothing_lost_or_redone(store, run_id: str, before: dict, slots: int) 
         assert cid in after and after[cid].source == c.source and after[cid].slot == c.slot
     assert sorted((c.round, c.slot) for c in after.values()) == [(g, s) for g in (0, 1) for s in range(slots)]
     assert all(c.status == "evaluated" for c in after.values())
-    best = history.get_run(store, run_id).best_candidate
-    for cid in after:  # one evaluation each, and the selected one's strict audit
-        assert history.count_evaluations(store, run_id=run_id, candidate_id=cid, split="search") == 1 + (cid == best)
+    report = history.get_run(store, run_id).report
+    finalists = {f["candidate_id"] for f in report["selection"]["finalists"]}
+    for cid in after:  # one evaluation each, and each finalist's fresh-seed strict audit
+        assert history.count_evaluations(store, run_id=run_id, candidate_id=cid, split="search") == \
+            1 + (cid in finalists)
     spend = history.run_spend(store, run_id)
     for node in ("propose", "check", "critique", "evaluate", "diagnose"):
         assert spend[node].calls == 2 * slots, (node, spend[node])

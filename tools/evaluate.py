@@ -59,7 +59,9 @@ class EvaluateInput(BaseModel):
     betas: list[float] = Field(default_factory=lambda: list(DEFAULT_BETAS), description="Values of the knob.")
     configs: list[dict[str, Any]] | None = Field(
         default=None, description="Explicit controller configs instead of betas (e.g. baseline budgets).")
-    seeds: int = Field(default=100, ge=1, le=1000, description="Shuffle seeds 0..seeds-1 (the spec uses 100).")
+    seeds: int = Field(default=100, ge=1, le=1000, description="Shuffle seeds 0..seeds-1 (the spec uses 100), "
+                                                                "from first_seed on when it is given.")
+    first_seed: int = Field(default=0, ge=0, description="The first shuffle seed (fresh seeds for a re-evaluation).")
     trace_seeds: int = Field(default=1, ge=0, le=10, description="Keep full traces for seeds 0..trace_seeds-1.")
     label: str = Field(default="", description="Free text recorded with the evaluation.")
     split: str = Field(default="search", description="'search' or 'heldout'.")
@@ -189,7 +191,8 @@ def _load_judge_in_background() -> None:
 def plan_evaluation(ctx: ToolContext, inp: EvaluateInput) -> EvaluationPlan:
     """Static checks, the jobs and their cache keys, and the cached points (none when the source is refused)."""
     configs = _configs(inp)
-    seeds, trace_seeds = list(range(inp.seeds)), list(range(inp.trace_seeds))
+    seeds = list(range(inp.first_seed, inp.first_seed + inp.seeds))
+    trace_seeds = seeds[:inp.trace_seeds]
     code = history.code_hash(inp.source)
     static = ctx.check_source(inp.source)  # the server's is bounded and out of process
     # The interpreter the source is meant for keys the cache; a backend without PyPy runs it on CPython
@@ -419,7 +422,8 @@ def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
     evaluation_id = history.new_id("ev")
     ok = state.error is None
     backend = "+".join(sorted(state.backends)) or ("cache" if not todo else "none")
-    protocol = {"seeds": inp.seeds, "trace_seeds": inp.trace_seeds, "envs": inp.envs, "configs": plan.configs,
+    protocol = {"seeds": inp.seeds, **({"first_seed": inp.first_seed} if inp.first_seed else {}),
+                "trace_seeds": inp.trace_seeds, "envs": inp.envs, "configs": plan.configs,
                 "runtime": plan.runtime, "backend": backend, "executor": ctx.executor_name,
                 "interpreter": "+".join(sorted(state.ran_on)) or interpreter, "audit": inp.audit,
                 "audited_solves": state.audited}

@@ -114,8 +114,8 @@ SCHEMA_HELP = """Tables (DuckDB SQL; JSON columns are text, query them with ->> 
   created_at, slot, candidate_id); meta(key, value).
 - archive(run_id, candidate_id, island, generation, slot, niche, cost_band, family, stage, fitness,
   screen_fitness, mean_tokens, search_accuracy, code_hash, evaluation_id, screen_evaluation_id,
-  migrated_from, created_at): a discovery run's program database (MAP-Elites niches = cost band x mechanism
-  family, per island); stage 1 = screened only, 2 = fully evaluated (fitness set)."""
+  migrated_from, created_at): a discovery run's program database (MAP-Elites niches = cost band x scaling band x
+  mechanism family, per island); stage 1 = screened only, 2 = fully evaluated (fitness set)."""
 
 
 class QueryInput(BaseModel):

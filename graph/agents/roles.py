@@ -38,6 +38,7 @@ class BaselinePoint(BaseModel):
     env: str
     accuracy: float
     avg_cost: float
+    beta: float | None = None  # β-parameterised baselines (CMC): the fitness compares scaling at equal β
 
 
 class FailureMode(BaseModel):

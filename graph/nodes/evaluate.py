@@ -30,7 +30,8 @@ FULL_LABEL = "candidate "
 
 
 def evaluation_result(deps: Deps, evaluation_id: str, criterion: str, baselines: list) -> EvalResult:
-    """An EvalResult read back from the store."""
+    """An EvalResult read back from the store, scored on its per-question outcomes (``baselines``: best with
+    theirs, ``deps.baseline_outcomes()``, so that dominance gets the bootstrap)."""
     ev = history.get_evaluation(deps.store, evaluation_id)
     if not ev.ok:
         err = ev.error or {}
@@ -41,7 +42,8 @@ def evaluation_result(deps: Deps, evaluation_id: str, criterion: str, baselines:
     curve = evidence.curve_from_points(ev.points)
     return EvalResult(evaluation_id=evaluation_id, ok=True, curve=curve,
                       search_accuracy=scoring.search_accuracy(curve),
-                      score=scoring.score(curve, criterion, baselines))
+                      score=scoring.score(evidence.curve_outcomes(deps.store, evaluation_id) or curve, criterion,
+                                          baselines))
 
 
 def _evaluate_once(state: LaneState, deps: Deps, label: str, betas: list[float], seeds: int, what: str) -> str:
@@ -70,14 +72,14 @@ def screen(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any
         return {"goto": "evaluate", "promote": True, "gate": "no cascade: straight to the full evaluation"}
     betas, seeds = cfg.screen_protocol()
     evaluation_id = _evaluate_once(state, deps, SCREEN_LABEL, betas, seeds, "screen")
-    result = evaluation_result(deps, evaluation_id, cfg.selection, deps.baselines())
+    result = evaluation_result(deps, evaluation_id, cfg.selection, deps.baseline_outcomes())
     update: dict[str, Any] = {"screen": result, "screens": state.screens + 1, "goto": "diagnose"}
     if not result.ok:
         deps.ledger.update_candidate(c.candidate_id, CandidateStatus.CRASHED, screen_evaluation_id=evaluation_id,
                                      evaluation_id=evaluation_id)
         return {**update, "outcome": CandidateStatus.CRASHED.value}
     tokens = archive.mean_tokens(result.curve)
-    niche = archive.niche_of(archive.cost_band(tokens), archive.family(c.genome))
+    niche = archive.curve_niche(result.curve, c.genome)
     arch = archive.Archive.load(deps.store, cfg.run_id).before(state.generation)
     floor, why = arch.gate_reference(niche, cfg.screen_margin)
     twin = arch.same_screen(result.score, tokens)
@@ -101,7 +103,7 @@ def evaluate(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, A
     """Stage 2: the full β grid x all seeds (a re-run after a crash reuses the recorded evaluation)."""
     cfg, c = deps.config, state.candidate
     evaluation_id = _evaluate_once(state, deps, FULL_LABEL, cfg.betas, cfg.seeds, "evaluate")
-    result = evaluation_result(deps, evaluation_id, cfg.selection, deps.baselines())
+    result = evaluation_result(deps, evaluation_id, cfg.selection, deps.baseline_outcomes())
     status = CandidateStatus.EVALUATED if result.ok else CandidateStatus.CRASHED
     update: dict[str, Any] = {"evaluation": result, "outcome": status.value, "goto": "diagnose"}
     screened = {}

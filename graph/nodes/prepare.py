@@ -100,7 +100,7 @@ def prepare(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[st
             return {"config": cfg, "status": RunStatus.FAILED.value, "error": message}
         ids[f"{method}@search"] = summary.evaluation_id
         points += [BaselinePoint(method=r.method, label=r.label, env=r.point.env, accuracy=r.point.accuracy,
-                                 avg_cost=r.point.avg_cost) for r in rows]
+                                 avg_cost=r.point.avg_cost, beta=r.point.beta) for r in rows]
     deps.ledger.merge_report(baseline_evaluations=ids)
     deps.set_baselines(points)
     return {"config": cfg, "status": RunStatus.RUNNING.value, "baselines": points, "baseline_evaluations": ids}

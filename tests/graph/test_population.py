@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from autotts_graph.graph import archive
 from autotts_graph.graph.configuration import RunConfig
 from autotts_graph.store import history
@@ -45,7 +46,11 @@ def test_generation_fans_out_and_back_in(run_graph, graph_store):
     assert sorted(r.candidate_id for r in native) == sorted(c.candidate_id for c in cands)
     assert {(r.slot, r.island) for r in native} == {(0, 0), (1, 1), (2, 0)}
     assert any(r.migrated_from is not None for r in rows)
-    assert state.archive_members == 6 and state.best is not None and state.selected == state.best.candidate_id
+    assert state.archive_members == 6 and state.best is not None
+    # The best point estimate is the first finalist; the selection took the best lower bound on fresh seeds.
+    selection = history.get_run(graph_store, run_id).report["selection"]
+    assert selection["point_pick"] == state.best.candidate_id and state.selected == selection["selected"]
+    assert selection["changed"] == (state.selected != state.best.candidate_id)
     assert history.get_run(graph_store, run_id).report["generations"][1]["generation"] == 1
 
 
@@ -143,8 +148,9 @@ def test_archive_insert_niches_and_elites(graph_store):
     row = archive.member_row("r", candidate_id="c1", island=1, generation=0, slot=1, genome=None, screen_curve=curve,
                              stage=1, fitness=None, screen_fitness=48.0, search_accuracy=50.0, code_hash="h",
                              evaluation_id="e", screen_evaluation_id="e")
-    assert row.mean_tokens == 20_000 and row.cost_band == 14 and row.family == "llm"
-    assert row.niche == "c14|llm"
+    # Half-octave cost bands (2 log2 20,000 = 28.6); 3x the tokens at the largest β: scaling band s2.
+    assert row.mean_tokens == 20_000 and row.cost_band == 28 and row.family == "llm"
+    assert row.niche == "c28|s2|llm"
     history.record_archive(graph_store, [row, row.model_copy(update={"screen_fitness": 49.0})])  # same key: replaced
     (stored,) = history.list_archive(graph_store, "r")
     assert stored.screen_fitness == 49.0 and stored.island == 1
@@ -193,6 +199,42 @@ def test_parents_come_from_the_slots_island_and_migration_moves_the_best():
     assert arch.migrants(cfg, 0) == []  # not due yet
     moves = {(m.candidate_id, dest) for m, dest in arch.migrants(cfg, 1)}
     assert moves == {("a", 1), ("b", 0)}
+
+
+def test_descriptors_put_differently_behaving_controllers_in_different_cells():
+    from autotts_graph.graph.agents.roles import CurvePoint
+
+    def curve(tokens_at_0, tokens_at_1):
+        return [CurvePoint(env=e, beta=b, accuracy=50, avg_cost=c) for e in ("x", "y")
+                for b, c in ((0.0, tokens_at_0), (1.0, tokens_at_1))]
+
+    # The same mean cost: one ignores β, one spends 8x more at β = 1 than at β = 0.
+    flat, steep = curve(200_000, 200_000), curve(44_444, 355_556)
+    assert archive.mean_tokens(flat) == pytest.approx(archive.mean_tokens(steep))
+    assert archive.scaling_band(flat) == 0 and archive.scaling_band(steep) == 3
+    assert archive.curve_niche(flat, None) != archive.curve_niche(steep, None)
+    # Within one octave (what the issue's run spread over), two half-octave bands.
+    assert archive.cost_band(150_000) != archive.cost_band(250_000)
+    assert archive.cost_band(150_000) == archive.cost_band(160_000)
+
+
+def test_islands_keep_distinct_elites_after_migration():
+    """Each island's best own elite moves on, a migrant never does: the run's best (on island 0) reaches island 1
+    and stops there, and every island keeps an elite of its own."""
+    rows = [_row("star", island=0, fit=90), _row("i1", island=1, slot=1, band=15, fit=60),
+            _row("i2", island=2, slot=2, band=16, fit=50)]
+    cfg = RunConfig(population=3, islands=3, migrate_every=1)
+    for generation in range(6):
+        arch = archive.Archive(rows)
+        rows += [archive.migrant_row(m, dest, generation) for m, dest in arch.migrants(cfg, generation)]
+    arch = archive.Archive(rows)
+    holders = {m.island for m in rows if m.candidate_id == "star"}
+    assert holders == {0, 1}
+    best_per_island = [arch.elites(i)[0].candidate_id for i in range(3)]
+    assert best_per_island == ["star", "star", "i1"]
+    own = {i: {m.candidate_id for m in arch.elites(i) if m.migrated_from is None} for i in range(3)}
+    assert own == {0: {"star"}, 1: {"i1"}, 2: {"i2"}}
+    assert not any(r.migrated_from is not None and r.candidate_id == "star" and r.island == 2 for r in rows)
 
 
 def test_inspirations_are_the_best_and_the_most_different():

@@ -12,7 +12,10 @@ def test_approve_path_records_everything(run_graph, graph_store):
     assert state.round == 2
     assert len(state.evaluated) == 2
     assert state.selected in state.evaluated
-    assert state.best is not None and state.best.candidate_id == state.selected
+    # The best point estimate leads the finalists; the selection took the best lower bound on fresh seeds.
+    selection = history.get_run(graph_store, state.config.run_id).report["selection"]
+    assert state.best is not None and state.best.candidate_id == selection["point_pick"]
+    assert selection["selected"] == state.selected and len(selection["finalists"]) == 2
     assert state.heldout is not None and state.heldout.ok and {p.env for p in state.heldout.curve} == {"m1/heldout"}
     cands = history.candidates(graph_store, state.config.run_id)
     assert [c.status for c in cands] == ["evaluated", "evaluated"]

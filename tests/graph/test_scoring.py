@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from autotts_graph.graph import scoring
 from autotts_graph.graph.agents.roles import BaselinePoint, CurvePoint
 from autotts_graph.graph.scoring import (
     Outcomes,
@@ -120,3 +121,88 @@ def test_compare_on_the_mean_over_environments():
     v = compare(ours, theirs, "mean", 0.5)
     assert v.status == "dominates" and v.diff == pytest.approx(100 * 10 / 30 / 2)
     assert v.cost_ratio == pytest.approx(0.8) and v.ci[0] > 0
+
+
+# --------------------------------------------------------------------------- fitness against the frontier per model
+
+def _cmc(env, rises=True):
+    """CMC on one environment: 50 % at 1k tokens (β 0), 55 % at 10k (β 0.5), 60 % (or 55 %) at 100k (β 1)."""
+    top = 60 if rises else 55
+    return [BaselinePoint(method="cmc", label=f"CMC β={b}", env=env, accuracy=a, avg_cost=c, beta=b)
+            for b, a, c in ((0.0, 50, 1_000), (0.5, 55, 10_000), (1.0, top, 100_000))]
+
+
+def test_a_flat_top_loses_fitness_against_a_rising_one_at_equal_margin():
+    base = _cmc("a")
+    rising = [cp("a", 0.0, 50.5, 1_000), cp("a", 0.5, 55, 10_000), cp("a", 1.0, 59.5, 100_000)]
+    flat = [cp("a", 0.0, 55, 10_000), cp("a", 0.5, 55, 10_000), cp("a", 1.0, 55, 10_000)]  # ignores β
+    assert scoring.frontier_margin(rising, base) == pytest.approx(scoring.frontier_margin(flat, base)) == \
+        pytest.approx(0.0)
+    assert scoring.scaling_shortfalls(rising, base) == {"a": pytest.approx(0.5)}  # gains 4.5 where CMC gains 5
+    assert scoring.scaling_shortfalls(flat, base) == {"a": pytest.approx(5.0)}
+    assert fitness(flat, base) < fitness(rising, base)
+    assert fitness(flat, base) == pytest.approx(-scoring.SCALING_WEIGHT * 5.0)
+    # Where CMC stops paying too, a flat top costs nothing.
+    assert scoring.scaling_shortfalls(flat, _cmc("a", rises=False)) == {"a": 0.0}
+    # Per model: a flat top on one environment is not averaged away by a rising one on another.
+    two = [*rising, *[p.model_copy(update={"env": "b"}) for p in flat]]
+    parts = scoring.fitness_parts(two, [*base, *_cmc("b")])
+    assert parts.shortfall == {"a": pytest.approx(0.5), "b": pytest.approx(5.0)}
+
+
+def _q(env, beta, hits, cost, n=30, spread=False, method="", label=""):
+    """Per-question outcomes with ``hits`` of ``n`` questions right: every question at hits/n (spread=False) or
+    ``hits`` questions always right and the rest never (spread=True)."""
+    acc_q = [1.0] * hits + [0.0] * (n - hits) if spread else [hits / n] * n
+    return Outcomes(env=env, beta=beta, accuracy=100 * hits / n, avg_cost=cost, acc_q=acc_q, cost_q=[cost] * n,
+                    method=method, label=label)
+
+
+def test_more_dominated_points_rank_below_fewer_at_equal_margin():
+    base = [_q("a", None, 15, 1_000, method="sc", label="SC@1"), _q("a", None, 21, 100_000, method="sc",
+                                                                     label="SC@64")]
+    # Both curves trail the frontier by the same 10 points at both costs. Where a curve trails it by 10 points
+    # on every question, the loss lies outside the bootstrap interval (dominated); where it is right on 12
+    # questions every time and never on the rest, the interval spans zero (not dominated).
+    sure = [_q("a", 0.0, 12, 1_000), _q("a", 1.0, 18, 100_000)]
+    noisy = [_q("a", 0.0, 12, 1_000, spread=True), _q("a", 1.0, 18, 100_000)]
+    assert scoring.frontier_margin(sure, base) == pytest.approx(scoring.frontier_margin(noisy, base))
+    hit = {(d.env, d.beta): d.by for d in scoring.frontier_dominance(sure, base)}
+    assert hit == {("a", 0.0): "SC@1", ("a", 1.0): "SC@64"}
+    assert [(d.beta, d.by) for d in scoring.frontier_dominance(noisy, base)] == [(1.0, "SC@64")]
+    assert scoring.fitness_parts(sure, base).dominated == {"a": 2}
+    assert scoring.fitness_parts(noisy, base).dominated == {"a": 1}
+    assert sorted([sure, noisy], key=lambda c: rank_key(c, base))[0] is noisy
+
+
+def test_frontier_dominance_is_the_reports_rule_against_every_configuration():
+    """The vectorised bootstrap gives each baseline the verdict ``compare`` gives that pair alone."""
+    import random
+
+    rng = random.Random(3)
+    cand = [Outcomes(env="a", beta=b, accuracy=0, avg_cost=c, acc_q=[rng.random() for _ in range(30)],
+                     cost_q=[c] * 30) for b, c in ((0.0, 2_000), (0.5, 20_000), (1.0, 200_000))]
+    for o in cand:
+        o.accuracy = 100 * sum(o.acc_q) / 30
+    base = []
+    for i in range(12):
+        acc_q = [min(1.0, rng.random() + 0.1 * (i % 4)) for _ in range(30)]
+        cost = 1_000 * 2 ** i
+        base.append(Outcomes(env="a", beta=None, accuracy=100 * sum(acc_q) / 30, avg_cost=cost, acc_q=acc_q,
+                             cost_q=[cost] * 30, method="sc", label=f"SC@{i}"))
+    found = {(d.beta, d.by) for d in scoring.frontier_dominance(cand, base)}
+    for o in cand:
+        by_compare = {b.label for b in base if compare([o], [b], "a", o.beta).status == "dominated"}
+        mine = {label for beta, label in found if beta == o.beta}
+        assert mine <= by_compare and bool(mine) == bool(by_compare)
+
+
+def test_the_fitness_lower_bound_is_reproducible_and_wider_for_a_noisier_curve():
+    base = [_q("a", None, 15, 1_000, method="sc", label="SC@1")]
+    steady = [_q("a", 0.5, 16, 1_000)]  # every question at 16/30 over seeds
+    noisy = [_q("a", 0.5, 16, 1_000, spread=True)]  # 16 questions always right, 14 never
+    value, low = scoring.fitness_lower_bound(noisy, base, seed=5)
+    assert (value, low) == scoring.fitness_lower_bound(noisy, base, seed=5)
+    assert scoring.fitness_lower_bound(noisy, base, seed=6)[1] != low
+    steady_value, steady_low = scoring.fitness_lower_bound(steady, base, seed=5)
+    assert value == pytest.approx(steady_value) and low < steady_low == pytest.approx(steady_value)

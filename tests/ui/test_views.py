@@ -87,7 +87,8 @@ def test_the_candidate_view_has_source_diff_gate_evaluations_diagnosis_traces_au
     expected = list(difflib.unified_diff(parent.source.splitlines(), child.source.splitlines(), lineterm=""))
     assert cv.diff[2:] == expected[2:] and cv.added > 0  # same hunks (file names are the titles)
     assert cv.gate.promoted and cv.gate.floor is not None and cv.gate.screen_fitness == cv.placement.screen_fitness
-    assert [e.stage for e in cv.evaluations] == ["screen", "full"]
+    finalist = child.candidate_id in {f.candidate_id for f in view.selection.finalists}
+    assert [e.stage for e in cv.evaluations] == ["screen", "full"] + ["strict audit"] * finalist
     full = cv.evaluations[1]
     assert full.evaluation_id == child.evaluation_id and {p.env for p in full.points} == {"m1/search", "m2/search"}
     assert cv.diagnosis is not None and cv.diagnosis.summary == view.diagnoses[child.candidate_id].summary
