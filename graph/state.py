@@ -78,7 +78,7 @@ class RunConfig(BaseModel):
     ray_address: str | None = Field(None, description="Ray cluster host:port (none: Ray starts a local cluster).")
     workers: int | None = None
     sandbox_slots: int | None = Field(None, ge=1, le=64, description="Candidates in the sandbox at once "
-                                                                     "(default: about half the workers).")
+                                                                     "(default: one per worker).")
     llm_slots: int = Field(4, ge=1, le=64, description="Agent calls in flight at once.")
     eval_timeout_s: float | None = Field(None, gt=0, description="A fixed limit of one sandbox task (default: "
                                                                   "it scales with the task's work).")

@@ -65,6 +65,9 @@ class ToolContext:
     executor_name: str = "local"  # where sandbox tasks run: "local" or "ray" (`--executor`)
     ray_address: str | None = None  # `--ray-address` / RAY_ADDRESS; none: Ray starts a local cluster
     run: RunScope | None = None  # inside a discovery run: the defaults of its agents' tool calls
+    # Sandbox tasks one evaluation's new work is split into (None: ``workers``). A discovery run with several
+    # candidates in the sandbox at once gives each fewer: one task warms PyPy's JIT and pays a container once.
+    evaluation_tasks: int | None = None
     static_checker: StaticChecker | None = None  # None: check_source in this process
     _backend: SandboxBackend | None = None
     _executor: TaskExecutor | None = None

@@ -84,7 +84,8 @@ class SandboxTask(BaseModel):
     points: list[dict[str, Any]] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=lambda: list(range(100)))
     trace_seeds: list[int] = Field(default_factory=lambda: [0])
-    solves: list[tuple[int, int, int]] | None = None  # (point, seed, question): an audit's chosen solves
+    # An audit: per pack, its chosen solves (point, seed, question), replayed in the order given.
+    solves: dict[str, list[tuple[int, int, int]]] | None = None
     interpreter: Literal["pypy", "cpython"] = "cpython"
     solve_timeout_s: float = 10.0  # the in-box watchdog's limit for one solve() call
     work: int = 0  # solves the task will run (the caller knows the packs' sizes): scales deadline and caps
