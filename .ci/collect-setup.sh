@@ -18,6 +18,8 @@ have transformers || want+=("transformers>=4.51")
 have tokenizers || want+=("tokenizers")
 have math_verify || want+=("math-verify")
 have httpx || want+=("httpx")
+have gguf || want+=("gguf")  # transformers reads GGUF weights (the local SmolLM2 of .ci/llm-setup.sh) through it
+have accelerate || want+=("accelerate")
 
 if [ "${#want[@]}" -gt 0 ]; then
     echo "collect-setup: installing ${want[*]}"
@@ -28,7 +30,7 @@ if [ "${#want[@]}" -gt 0 ]; then
     echo "torch==$torch_version" >"$constraints"
     "$PYTHON" -m pip install --quiet -c "$constraints" "${want[@]}"
 else
-    echo "collect-setup: torch, transformers, tokenizers, math-verify and httpx already installed"
+    echo "collect-setup: torch, transformers, tokenizers, math-verify, httpx, gguf and accelerate already installed"
 fi
-"$PYTHON" -c "import torch, transformers, tokenizers, math_verify, httpx; \
+"$PYTHON" -c "import torch, transformers, tokenizers, math_verify, httpx, gguf, accelerate; \
 print('collect-setup: torch', torch.__version__, '| transformers', transformers.__version__)"

@@ -35,10 +35,10 @@ from pathlib import Path
 
 from autotts_graph.cli.report import cost_k
 from autotts_graph.graph import evidence, scoring
+from autotts_graph.graph.configuration import RoleSettings, RunConfig
 from autotts_graph.graph.deps import DepsProvider
 from autotts_graph.graph.nodes.prepare import resolve_config
 from autotts_graph.graph.runner import resume_run, start_run
-from autotts_graph.graph.state import RoleSettings, RunConfig
 from autotts_graph.store import history
 from autotts_graph.store.db import Store
 from replay_data import MODELS, ensure_envs

@@ -40,6 +40,10 @@ def collect(
     top_k: Annotated[int, typer.Option(help="-1 for no top-k.")] = 20,
     seed: Annotated[int, typer.Option(help="Base of the per-branch seeds.")] = 0,
     probe_tokens: Annotated[int, typer.Option(min=1, help="Greedy tokens decoded per probe.")] = 20,
+    thinking: Annotated[bool, typer.Option("--thinking/--no-thinking", help="The model thinks first (Qwen3's "
+                                                                            "</think>); --no-thinking: the whole "
+                                                                            "reply is the reasoning (e.g. "
+                                                                            "SmolLM2).")] = True,
     backend: Annotated[str, typer.Option(help="vllm | openai | hf")] = "vllm",
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")]
     = None,
@@ -48,7 +52,8 @@ def collect(
     tokenizer: Annotated[str | None, typer.Option(help="Tokenizer name or path (default: --model).")] = None,
     canonicalize: Annotated[str, typer.Option(help="none (exact) | gold (math-verify) | norm.")] = "none",
     env_model: Annotated[str | None, typer.Option(help="Model part of the environment name "
-                                                       "(default: last component of --model).")] = None,
+                                                       "(default: last component of --model, without .gguf).")]
+    = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Branches per committed batch "
                                                               "(default: 8 for hf, 128 otherwise).")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Parallel HTTP requests (openai).")] = 16,
@@ -69,7 +74,13 @@ def collect(
     """Sample, probe and store branches as a replay environment; resumable, idempotent per spec."""
     from autotts_graph.store.collect.backend import ChatTokenizer, make_backend
     from autotts_graph.store.collect.collector import CollectOptions, run_collection
-    from autotts_graph.store.collect.spec import CollectSpec, GenerationSpec, ProbeSpec
+    from autotts_graph.store.collect.spec import (
+        PLAIN_FORCE_TEXT,
+        PLAIN_PROBE_SUFFIX,
+        CollectSpec,
+        GenerationSpec,
+        ProbeSpec,
+    )
     from autotts_graph.store.db import Store
 
     if backend not in ("vllm", "openai", "hf"):
@@ -80,13 +91,16 @@ def collect(
 
     items = read_questions(questions)
     extra = _engine_args(engine_arg or [])
+    plain = {} if thinking else {"enable_thinking": False, "think_end": "", "force_text": PLAIN_FORCE_TEXT}
     spec = CollectSpec(
         generation=GenerationSpec(model=model, tokenizer=tokenizer or model, backend=backend,
                                   temperature=temperature, top_p=top_p, top_k=top_k,
                                   think_budget=think_budget, answer_budget=answer_budget, seed=seed,
-                                  dtype=dtype, engine_args=extra),
-        probe=ProbeSpec(probe_every=probe_every, max_tokens=probe_tokens))
-    options = CollectOptions(dataset=dataset, env_model=env_model or Path(model.rstrip("/")).name or model,
+                                  dtype=dtype, engine_args=extra, **plain),
+        probe=ProbeSpec(probe_every=probe_every, max_tokens=probe_tokens,
+                        **({} if thinking else {"suffix": PLAIN_PROBE_SUFFIX})))
+    default_name = Path(model.rstrip("/")).name.removesuffix(".gguf") or model
+    options = CollectOptions(dataset=dataset, env_model=env_model or default_name,
                              n_branches=branches, batch_size=batch_size or (8 if backend == "hf" else 128),
                              canonicalize=canonicalize, replace=replace, source=str(questions), split=split)
     check_executor(executor)

@@ -5,83 +5,42 @@ LangGraph and LangChain are imported inside the commands only, so the rest of th
 
 from __future__ import annotations
 
+import inspect
 import os
 import shlex
 import sys
 import time
-import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from .cluster_cmd import ExecutorOption, RayAddressOption, check_executor, cluster_line, describe_executor
+from .cluster_cmd import check_executor, cluster_line, describe_executor
 from .common import DEFAULT_STORE, StoreOption, fail, print_table, user_errors
 
-ROLES = ("proposer", "critic", "diagnostician")
 DEFAULT_RUN_POPULATION = 4
-# Settings a --resume may change (the rest define what the run measures). The executor is one of them: figures
-# are identical on either, so a run started on a cluster may go on locally or on another cluster.
-RESUMABLE = ("rounds", "population", "max_attempts", "max_evaluations", "max_usd", "max_llm_tokens", "max_wall_s",
-             "review", "workers", "sandbox_slots", "llm_slots", "executor", "ray_address")
-# `--executor` as in `eval`, but unset by default: the run file or the resumed run's setting applies then.
-RunExecutorOption = Annotated[str | None, ExecutorOption.__metadata__[0]]
 
 
-def parse_duration(text: str) -> float:
-    """Seconds of ``90s``, ``30m``, ``1.5h`` or a plain number of minutes."""
-    t = text.strip().lower()
-    scale = {"s": 1.0, "m": 60.0, "h": 3600.0}.get(t[-1:], None)
-    number = t[:-1] if scale is not None else t
-    try:
-        value = float(number) * (scale if scale is not None else 60.0)
-    except ValueError:
-        raise typer.BadParameter(f"--wall {text!r}: give e.g. 90s, 30m, 2h or a number of minutes") from None
-    if value <= 0:
-        raise typer.BadParameter("--wall must be positive")
-    return value
-ROLE_KEYS = ("kind", "model", "base_url", "api_key_env", "temperature", "max_output_tokens", "timeout_s",
-             "usd_per_mtok_in", "usd_per_mtok_out", "max_tool_steps")
-
-
-def load_run_file(path: Path) -> dict[str, Any]:
-    """A ``run.toml``: RunConfig keys at the top level, role tables ``[proposer]`` etc., plus ``store``.
-
-    Top-level ``model``/``base_url``/``api_key_env`` apply to every role that does not set its own.
-    """
-    if not path.is_file():
-        raise ValueError(f"--config {path}: no such file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"--config {path}: {exc}") from None
-    shared = {k: data.pop(k) for k in ("model", "base_url", "api_key_env") if k in data}
-    for role in ROLES:
-        table = data.get(role)
-        if isinstance(table, str):
-            table = {"kind": table}
-        table = dict(table or {})
-        for k, v in shared.items():
-            table.setdefault(k, v)
-        if table:
-            data[role] = table
-    return data
-
-
-def build_config(file_data: dict[str, Any], flags: dict[str, Any], roles: dict[str, dict[str, Any]]):
-    """RunConfig from the file, overridden by the flags that were given; role kinds resolved (auto)."""
-    from autotts_graph.graph.agents.factory import resolve_kind
-    from autotts_graph.graph.state import RoleSettings, RunConfig
-
-    data = {k: v for k, v in file_data.items() if k not in ("store",)}
-    data.update({k: v for k, v in flags.items() if v is not None})
-    for role in ROLES:
-        table = dict(data.get(role) or {})
-        table.update({k: v for k, v in roles.get(role, {}).items() if v is not None})
-        table.setdefault("kind", "auto")
-        settings = RoleSettings.model_validate(table)
-        data[role] = settings.model_copy(update={"kind": resolve_kind(settings)})
-    return RunConfig.model_validate(data)
+def _option(f: Any) -> inspect.Parameter:
+    """A typer option for one configuration flag (``graph/configuration.py``'s ``CliFlag``): absent means None,
+    so the run file (or the resumed run's setting) applies."""
+    names = f.names
+    if f.kind is bool:
+        stem = names[0][2:]
+        names = (f"{names[0]}/--no-{stem}",)
+    extra: dict[str, Any] = {}
+    if f.kind in (int, float) and not f.choices:
+        if f.minimum is not None:
+            extra["min"] = f.minimum
+        if f.maximum is not None:
+            extra["max"] = f.maximum
+    if f.envvar:
+        extra["envvar"] = f.envvar
+    value_type: Any = list[str] if f.multiple else (typing.Literal[f.choices] if f.choices else f.kind)
+    option = typer.Option(*names, help=f.help, show_default=False, **extra)
+    return inspect.Parameter(f.param, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[value_type | None, option])
 
 
 class LiveView:
@@ -266,6 +225,7 @@ def make_reviewer(view: LiveView):
 def _finish(store_path: Path, state: Any, out: Path | None) -> None:
     from autotts_graph.store.db import Store
 
+    from .llm_report import llm_line
     from .run_report import spend_line, write_report
 
     store = Store(store_path)
@@ -285,6 +245,9 @@ def _finish(store_path: Path, state: Any, out: Path | None) -> None:
                f"archive {state.archive_members} programs in {state.archive_cells} cells; wall time "
                f"{state.wall_s / 60:.1f} min")
     typer.echo(f"spend: {spend_line(history.run_spend(store, state.config.run_id), state.wall_s)}")
+    llm = llm_line(store, state.config.run_id)
+    if llm:
+        typer.echo(f"LLM: {llm}")
     typer.echo(f"report: {md}" + (f"\nplot: {png}" if png else ""))
     typer.echo(f"browse: autotts-graph ui --store {shlex.quote(str(store.path))}")
     if state.status == "failed":
@@ -292,129 +255,49 @@ def _finish(store_path: Path, state: Any, out: Path | None) -> None:
         raise typer.Exit(1)
 
 
-def _split_csv(text: str | None) -> list[str] | None:
-    return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
-
-
-@user_errors
 def run_command(
     config: Annotated[Path | None, typer.Option("--config", help="run.toml with the same settings (flags win).")]
         = None,
-    rounds: Annotated[int | None, typer.Option("--rounds", "--generations", help="Generations (default 3).", min=1)]
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue the run RUN_ID from its checkpoint "
+                                                                "(flags change only what a resume may change).")]
         = None,
-    population: Annotated[int | None, typer.Option(min=1, max=256, help="Candidates per generation, evaluated in "
-                                                                        "parallel (default 8; 4 on the embedded "
-                                                                        "default environments).")] = None,
-    max_evaluations: Annotated[int | None, typer.Option(min=1, help="Stop after this many candidates were "
-                                                                    "screened.")] = None,
-    wall: Annotated[str | None, typer.Option("--wall", help="Wall-clock budget: 90s, 30m, 2h or minutes.")] = None,
-    islands: Annotated[int | None, typer.Option(min=1, max=16, help="Islands of the program archive.")] = None,
-    cascade: Annotated[bool | None, typer.Option("--cascade/--no-cascade", help="Screen cheaply first; fully "
-                                                                                "evaluate near-best candidates "
-                                                                                "only.")] = None,
-    screen_seeds: Annotated[int | None, typer.Option(min=1, help="Seeds of the screen (default 10).")] = None,
-    screen_margin: Annotated[float | None, typer.Option(min=0, help="Fitness points a screen may trail its "
-                                                                    "niche's best and still go on.")] = None,
-    sandbox_slots: Annotated[int | None, typer.Option(min=1, help="Candidates in the sandbox at once.")] = None,
-    llm_slots: Annotated[int | None, typer.Option(min=1, help="Agent calls in flight at once.")] = None,
-    search: Annotated[list[str] | None, typer.Option("--search", help="Search environment (repeat).")] = None,
-    heldout: Annotated[list[str] | None, typer.Option("--heldout", help="Held-out environment (repeat).")] = None,
-    betas: Annotated[str | None, typer.Option(help="Comma-separated β grid (default 0,0.1,…,1).")] = None,
-    seeds: Annotated[int | None, typer.Option(min=1, max=1000, help="Shuffle seeds per evaluation.")] = None,
-    sandbox: Annotated[str | None, typer.Option(help="auto, docker, bwrap or process.")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Parallel sandbox tasks (on Ray: default the "
-                                                            "cluster's cores).")] = None,
-    executor: RunExecutorOption = None,
-    ray_address: RayAddressOption = None,
-    timeout: Annotated[float | None, typer.Option("--timeout", min=0.1, help="Seconds one solve() may run before "
-                                                  "it is stopped and reported (default 10).")] = None,
-    proposer: Annotated[str | None, typer.Option(help="offline, llm or module:Class (default: llm when the "
-                                                      "API key is set, else offline).")] = None,
-    critic: Annotated[str | None, typer.Option(help="offline, llm or module:Class.")] = None,
-    diagnostician: Annotated[str | None, typer.Option(help="offline, llm or module:Class.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model of every LLM role.")] = None,
-    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL of every LLM role.")] = None,
-    api_key_env: Annotated[str | None, typer.Option(help="Variable holding the API key (default "
-                                                         "OPENAI_API_KEY).")] = None,
-    proposer_model: Annotated[str | None, typer.Option()] = None,
-    proposer_base_url: Annotated[str | None, typer.Option()] = None,
-    proposer_api_key_env: Annotated[str | None, typer.Option()] = None,
-    critic_model: Annotated[str | None, typer.Option()] = None,
-    critic_base_url: Annotated[str | None, typer.Option()] = None,
-    critic_api_key_env: Annotated[str | None, typer.Option()] = None,
-    diagnostician_model: Annotated[str | None, typer.Option()] = None,
-    diagnostician_base_url: Annotated[str | None, typer.Option()] = None,
-    diagnostician_api_key_env: Annotated[str | None, typer.Option()] = None,
-    review: Annotated[bool | None, typer.Option("--review/--no-review", help="Pause before each evaluation for "
-                                                                              "a human to approve, edit or reject.")]
-        = None,
-    resume: Annotated[str | None, typer.Option("--resume", help="Continue the run RUN_ID from its checkpoint.")]
-        = None,
-    selection: Annotated[str | None, typer.Option(help="frontier (default: the accuracy margin over every baseline "
-                                                       "at equal cost) or best_accuracy.")] = None,
-    max_attempts: Annotated[int | None, typer.Option(min=1, help="Proposals per candidate slot (with retries).")]
-        = None,
-    max_usd: Annotated[float | None, typer.Option(min=0, help="LLM spend limit in $.")] = None,
-    max_tokens: Annotated[int | None, typer.Option(min=0, help="LLM token limit.")] = None,
-    max_minutes: Annotated[float | None, typer.Option(min=0, help="Wall-clock budget in minutes (as --wall).")]
-        = None,
-    baselines: Annotated[str | None, typer.Option(help="Comma-separated baselines to compare with.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the offline proposer.")] = None,
     out: Annotated[Path | None, typer.Option(help="Report folder (default <store>.runs/RUN_ID).")] = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="Live view on a terminal.")] = True,
     store: StoreOption = DEFAULT_STORE,
+    **settings: Any,
 ) -> None:
     """Discover a controller: generations of candidates (propose → check → critique → screen → evaluate →
     diagnose, in parallel) around a program archive; then select and evaluate it once on the held-out
     environments."""
-    from autotts_graph.graph.agents.llm import AgentError
+    from autotts_graph.graph.agents.client import AgentError
+    from autotts_graph.graph.configuration import config_from_flags, given_flags, load_run_file, resume_update
     from autotts_graph.graph.deps import DepsProvider
     from autotts_graph.graph.nodes.prepare import resolve_config
     from autotts_graph.graph.runner import resume_run, start_run
     from autotts_graph.sandbox.select import SandboxUnavailable
+    from autotts_graph.store import history
     from autotts_graph.store.db import Store
 
-    if executor is not None:
-        check_executor(executor)
+    given = given_flags(settings)
+    if "executor" in given.run:
+        check_executor(given.run["executor"])
     file_data = load_run_file(config) if config else {}
     if "store" in file_data and store == DEFAULT_STORE and "AUTOTTS_STORE" not in os.environ:
         store = Path(file_data["store"])
-    role_flags = {
-        r: {"kind": k, "model": m, "base_url": u, "api_key_env": e}
-        for r, k, m, u, e in (
-            ("proposer", proposer, proposer_model or model, proposer_base_url or base_url,
-             proposer_api_key_env or api_key_env),
-            ("critic", critic, critic_model or model, critic_base_url or base_url, critic_api_key_env or api_key_env),
-            ("diagnostician", diagnostician, diagnostician_model or model, diagnostician_base_url or base_url,
-             diagnostician_api_key_env or api_key_env))}
-    bl = _split_csv(baselines)
-    wall_s = parse_duration(wall) if wall is not None else (None if max_minutes is None else max_minutes * 60)
-    embedded = not (search or heldout or config or resume)
-    if population is None and embedded:
-        population = DEFAULT_RUN_POPULATION  # the embedded default finishes in a few minutes on 2 cores
-    flags = {"rounds": rounds, "search_envs": search or None, "heldout_envs": heldout or None,
-             "betas": None if betas is None else [float(x) for x in _split_csv(betas)], "seeds": seeds,
-             "sandbox": sandbox, "workers": workers, "solve_timeout_s": timeout, "review": review,
-             "selection": selection,
-             "max_attempts": max_attempts, "max_usd": max_usd, "max_llm_tokens": max_tokens,
-             "max_wall_s": wall_s, "baselines": bl, "seed": seed, "population": population,
-             "max_evaluations": max_evaluations, "islands": islands, "cascade": cascade,
-             "screen_seeds": screen_seeds, "screen_margin": screen_margin, "sandbox_slots": sandbox_slots,
-             "llm_slots": llm_slots, "executor": executor, "ray_address": ray_address}
+    embedded = not (given.run.get("search_envs") or given.run.get("heldout_envs") or config or resume)
+    if "population" not in given.run and embedded:
+        given.run["population"] = DEFAULT_RUN_POPULATION  # the embedded default finishes in minutes on 2 cores
     with LiveView(live) as view:
         provider = DepsProvider(store_path=store, progress=view.on_progress, cluster=view.on_cluster)
         reviewer = make_reviewer(view)
         where = ""
         try:
             if resume:
-                update = {k: v for k, v in flags.items() if v is not None and k in RESUMABLE}
-                for role, given in role_flags.items():
-                    if any(v is not None for v in given.values()):
-                        update[role] = _role_update(store, resume, role, given)
+                update = resume_update(history.get_run(Store(store), resume).config, given)
                 state = resume_run(resume, provider, reviewer=reviewer, observer=view.on_state,
                                    config_update=update or None)
             else:
-                cfg = resolve_config(build_config(file_data, flags, role_flags), Store(store))
+                cfg = resolve_config(config_from_flags(file_data, given), Store(store))
                 # Build the roles (and connect to a Ray cluster) now: a missing API key or an unreachable
                 # cluster fails before any work.
                 provider.get(cfg)
@@ -430,16 +313,21 @@ def run_command(
     _finish(store, state, out)
 
 
-def _role_update(store: Path, run_id: str, role: str, given: dict[str, Any]):
-    """A role's stored settings with the given flags applied (for --resume)."""
-    from autotts_graph.graph.agents.factory import resolve_kind
-    from autotts_graph.graph.state import RoleSettings
-    from autotts_graph.store import history
-    from autotts_graph.store.db import Store
+def _with_config_flags(fn: Any) -> Any:
+    """``fn`` with one keyword option per configuration flag (``graph/configuration.py``) in place of its
+    ``**settings``: typer reads the options from the signature."""
+    from autotts_graph.graph.configuration import cli_flags
 
-    stored = history.get_run(Store(store), run_id).config.get(role, {})
-    settings = RoleSettings.model_validate({**stored, **{k: v for k, v in given.items() if v is not None}})
-    return settings.model_copy(update={"kind": resolve_kind(settings)})
+    sig = inspect.signature(fn)
+    own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    hints = typing.get_type_hints(fn, include_extras=True)
+    params = [p.replace(annotation=hints[p.name]) for p in own] + [_option(f) for f in cli_flags()]
+    fn.__signature__ = sig.replace(parameters=params)
+    fn.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+    return fn
+
+
+run_command = user_errors(_with_config_flags(run_command))
 
 
 @user_errors

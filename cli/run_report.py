@@ -21,6 +21,7 @@ from autotts_graph.graph.state import total_of
 from autotts_graph.store.db import Store
 from autotts_graph.store.rows import SpendTotals
 
+from .llm_report import llm_sections
 from .report import cost_k
 from .report_archive import archive_lines
 
@@ -106,8 +107,8 @@ def spend_line(spend: dict[str, SpendTotals], wall_s: float) -> str:
     return f"${t.usd:.2f} and {wall_s / 60:.1f} minutes ({t.llm_tokens:,} LLM tokens)"
 
 
-def render_markdown(view: RunView, plot_name: str | None) -> str:
-    """The markdown report."""
+def render_markdown(view: RunView, plot_name: str | None, llm: list[str] | None = None) -> str:
+    """The markdown report (``llm``: the LLM sections of ``cli/llm_report.py``, placed before the spend)."""
     run, cfg, best = view.run, view.run.config, view.best
     lines = [f"# Discovery run {run.run_id}", "",
              f"- status: **{run.status}**" + (f" — {run.error}" if run.error else ""),
@@ -162,6 +163,7 @@ def render_markdown(view: RunView, plot_name: str | None) -> str:
             notes.append(f"- **{c.candidate_id}**: " + "; ".join(w.replace("\n", " ")[:300] for w in why))
     if notes:
         lines += ["## Notes per candidate", "", *notes, ""]
+    lines += llm or []
     lines += ["## Spend per node", "", "Seconds add up every execution of a node; the lanes of a generation run "
               "side by side, so their sum exceeds the run's wall time (above).", "",
               "| node | runs | LLM tokens | $ | seconds |", "|---|---|---|---|---|"]
@@ -220,5 +222,6 @@ def write_report(store: Store, run_id: str, out_dir: Path | None = None) -> tupl
     png = out_dir / "accuracy_vs_tokens.png"
     has_plot = render_plot(view, png)
     md = out_dir / "report.md"
-    md.write_text(render_markdown(view, png.name if has_plot else None), encoding="utf-8")
+    md.write_text(render_markdown(view, png.name if has_plot else None, llm_sections(store, view.run)),
+                  encoding="utf-8")
     return md, png if has_plot else None

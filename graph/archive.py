@@ -29,7 +29,7 @@ from autotts_graph.store.rows import ArchiveRow
 
 from . import evidence
 from .agents.roles import BaselinePoint, CurvePoint, Diagnosis, HistoryEntry
-from .state import RunConfig
+from .configuration import RunConfig
 
 BANDS_PER_OCTAVE = 1
 LLM_FAMILY = "llm"

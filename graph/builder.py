@@ -84,7 +84,7 @@ def route_after_select(state: DiscoveryState) -> Literal["heldout", "__end__"]:
 
 
 # Lane routes: each node has set ``goto`` (the Literal annotations draw the possible edges).
-def after_propose(state: LaneState) -> Literal["check", "__end__"]:
+def after_propose(state: LaneState) -> Literal["check", "propose", "__end__"]:
     return state.goto
 
 

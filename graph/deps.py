@@ -32,7 +32,7 @@ from autotts_graph.store.trajectories import list_environments
 from autotts_graph.tools.context import ToolContext
 
 from .agents.roles import Critic, Diagnostician, Proposer
-from .state import RunConfig
+from .configuration import RunConfig
 
 Progress = Callable[[str, int, int], None]
 
@@ -52,6 +52,8 @@ class Deps:
     sandbox_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
     llm_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(4))
     make_roles: Callable[[], dict[str, Any]] | None = None  # fresh role objects for one slot
+    endpoints: Any = None  # the run's CapabilityCache: one probe per LLM endpoint, shared by every slot's roles
+    _endpoints_recorded: bool = False
     _slot_roles: dict[int, dict[str, Any]] = field(default_factory=dict)
     _baselines: list | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -87,6 +89,21 @@ class Deps:
     def set_baselines(self, points: list) -> None:
         with self._lock:
             self._baselines = list(points)
+
+    def record_endpoints(self) -> None:
+        """The probed capabilities of the run's LLM endpoints into the run's report, and the probe's requests into
+        its LLM calls (their tokens are spend as well); once per set of dependencies."""
+        from autotts_graph.store.ledger import LLMCallRow
+
+        caps = self.endpoints.all() if self.endpoints is not None else []
+        if not caps or self._endpoints_recorded:
+            return
+        self._endpoints_recorded = True
+        self.ledger.merge_report(endpoints=[c.model_dump(mode="json") for c in caps])
+        self.ledger.record_llm_calls([
+            LLMCallRow(round=0, node="probe", role="probe", model=c.model, mode=f"probe:{step.check}",
+                       prompt_tokens=step.prompt_tokens, completion_tokens=step.completion_tokens,
+                       seconds=step.seconds, outcome="ok") for c in caps for step in c.steps])
 
     def close(self) -> None:
         """Release the sandbox and the executor (both shared by ``ctx`` and ``full_ctx``)."""
@@ -128,6 +145,8 @@ class DepsProvider:
             if deps is None:
                 deps = self._build(self._live_config(config))
                 self._cache[config.run_id] = deps
+                if deps.ledger.exists():  # a resumed run: its endpoints were probed anew
+                    deps.record_endpoints()
             return deps
 
     def _live_config(self, config: RunConfig) -> RunConfig:
@@ -146,6 +165,7 @@ class DepsProvider:
     def _build(self, config: RunConfig) -> Deps:
         from autotts_graph.sandbox.backends.base import Limits
 
+        from .agents.capabilities import CapabilityCache
         from .agents.factory import make_role
         from .agents.tools import ProposerToolbox
 
@@ -167,9 +187,12 @@ class DepsProvider:
         toolbox = ProposerToolbox(ctx=ctx, run_id=config.run_id, search_envs=list(config.search_envs),
                                   quick_betas=[0.0, 0.5, 1.0], quick_seeds=min(config.quick_seeds, config.seeds))
 
+        endpoints = CapabilityCache()
+
         def make_roles() -> dict[str, Any]:
             return {role: self.roles.get(role) or make_role(role, config, toolbox=toolbox,
-                                                            chat_model=self.chat_models.get(role))
+                                                            chat_model=self.chat_models.get(role),
+                                                            capabilities=endpoints)
                     for role in ("proposer", "critic", "diagnostician")}
 
         try:
@@ -189,7 +212,8 @@ class DepsProvider:
         ctx.evaluation_tasks = max(1, ctx.workers // slots)
         return Deps(store=store, ctx=ctx, full_ctx=full_ctx, progress=self.progress, config=config,
                     sandbox_slots=threading.BoundedSemaphore(slots),
-                    llm_slots=threading.BoundedSemaphore(config.llm_slots), make_roles=make_roles, **roles)
+                    llm_slots=threading.BoundedSemaphore(config.llm_slots), make_roles=make_roles,
+                    endpoints=endpoints, **roles)
 
     def _connect(self, ctx: ToolContext, config: RunConfig) -> Any:
         """The run's one Ray executor, created through ``ctx`` (as ``eval --executor ray`` creates it) now,

@@ -24,8 +24,9 @@ from autotts_graph.store.ledger import RunLedger, RunStatus
 from langgraph.types import Command
 
 from .builder import build_graph
+from .configuration import RunConfig
 from .deps import DepsProvider
-from .state import DiscoveryState, RunConfig
+from .state import DiscoveryState
 
 Reviewer = Callable[[dict[str, Any]], dict[str, Any]]
 Observer = Callable[[Any], None]  # receives DiscoveryState (the run) and LaneState (a lane's step) values
@@ -40,13 +41,17 @@ def make_serde():
     """The checkpoint serializer, with the state's pydantic types allowed to be restored."""
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
+    from . import configuration
     from . import state as state_mod
     from .agents import roles
 
+    # RunConfig and RoleSettings are allowed under their old address as well (graph.state): checkpoints written
+    # before they moved to configuration.py name them so.
     allowed = [(state_mod.__name__, n) for n in ("RunConfig", "RoleSettings", "Candidate", "CheckResult",
                                                  "ReviewDecision", "EvalResult", "Best", "NodeSpend",
                                                  "HeldoutResult", "DiscoveryState", "LaneState", "LaneResult",
                                                  "GenerationSummary")]
+    allowed += [(configuration.__name__, n) for n in ("RunConfig", "RoleSettings")]
     allowed += [(roles.__name__, n) for n in ("BaselinePoint", "CriticVerdict", "CurvePoint", "Diagnosis",
                                               "FailureMode")]
     return JsonPlusSerializer(allowed_msgpack_modules=allowed)
@@ -98,7 +103,7 @@ def run_to_end(graph: Any, first_input: Any, thread: dict, *, reviewer: Reviewer
                run_id: str | None = None) -> DiscoveryState:
     """Stream the graph until it ends or waits for a review nobody can give; an agent or store error becomes
     a failed state (recorded on the run when ``store`` is given), resumable from its checkpoint."""
-    from .agents.llm import AgentError
+    from .agents.client import AgentError
 
     pending = first_input
     while True:

@@ -12,115 +12,16 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from autotts_graph.store.rows import SpendTotals
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from .agents.roles import BaselinePoint, CriticVerdict, CurvePoint, Diagnosis
 
-RoleKind = str  # "offline", "llm", or "module:Class" (any importable class implementing the role protocol)
-DEFAULT_BETAS = [round(0.1 * i, 1) for i in range(11)]
-
-
-
-def _all_baselines() -> list[str]:
-    """Every baseline of ``tools/baselines.py``: the discovery fitness frontier is the same list."""
-    from autotts_graph.tools.baselines import SWEEPS
-
-    return list(SWEEPS)
-
-
-DEFAULT_BASELINES = _all_baselines()
-
+# The configuration lives in configuration.py; it is imported here under its old address too, because checkpoints
+# written before the move name their classes by it.
+from .configuration import RoleSettings, RunConfig  # noqa: F401
 
 # The label prefix of the strict-audit re-evaluation of the candidate about to be selected (graph/nodes/select.py).
 STRICT_LABEL = "strict audit "
-
-class RoleSettings(BaseModel):
-    """How one agent role is played: offline heuristics, an LLM, or a class named by import path."""
-
-    kind: RoleKind = "offline"
-    model: str = "gpt-4o-mini"
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    temperature: float = 0.2
-    max_output_tokens: int = 8192
-    timeout_s: float = 300.0
-    usd_per_mtok_in: float = Field(0.0, ge=0, description="Price per million input tokens (for the $ budget).")
-    usd_per_mtok_out: float = Field(0.0, ge=0, description="Price per million output tokens.")
-    max_tool_steps: int = Field(12, ge=1, le=100, description="Proposer: tool calls before it must submit.")
-
-
-class RunConfig(BaseModel):
-    """Everything a run was started with; stored with the run and in every checkpoint."""
-
-    run_id: str = ""
-    search_envs: list[str] = Field(default_factory=list)
-    heldout_envs: list[str] = Field(default_factory=list)
-    betas: list[float] = Field(default_factory=lambda: list(DEFAULT_BETAS))
-    seeds: int = Field(20, ge=1, le=1000)
-    trace_seeds: int = Field(1, ge=0, le=10)
-    quick_seeds: int = Field(4, ge=1, le=100, description="Seeds of the proposer's quick evaluation tool.")
-    rounds: int = Field(3, ge=1, le=100_000, description="Generations (a generation is `population` candidates).")
-    population: int = Field(8, ge=1, le=256, description="Candidates proposed per generation, in parallel.")
-    max_attempts: int = Field(3, ge=1, le=50, description="Proposals per candidate slot (first try plus retries).")
-    max_evaluations: int | None = Field(None, ge=1, description="Stop after this many candidates were screened.")
-    max_usd: float | None = Field(None, ge=0)
-    max_llm_tokens: int | None = Field(None, ge=0)
-    max_wall_s: float | None = Field(None, gt=0, description="Wall-clock budget of the run, seconds (the "
-                                                             "baselines plus every generation).")
-    # frontier: the fitness (mean accuracy margin over every baseline configuration at equal cost, CMC at
-    # every β included); best_accuracy: the best mean accuracy over β, whatever it costs.
-    selection: Literal["frontier", "best_accuracy"] = "frontier"
-    baselines: list[str] = Field(default_factory=lambda: list(DEFAULT_BASELINES))
-    review: bool = False
-    sandbox: str = "auto"
-    # Where sandbox tasks run (tools/executors.py); figures are identical either way, so a resume may change both.
-    executor: Literal["local", "ray"] = "local"
-    ray_address: str | None = Field(None, description="Ray cluster host:port (none: Ray starts a local cluster).")
-    workers: int | None = None
-    sandbox_slots: int | None = Field(None, ge=1, le=64, description="Candidates in the sandbox at once "
-                                                                     "(default: one per worker).")
-    llm_slots: int = Field(4, ge=1, le=64, description="Agent calls in flight at once.")
-    eval_timeout_s: float | None = Field(None, gt=0, description="A fixed limit of one sandbox task (default: "
-                                                                  "it scales with the task's work).")
-    solve_timeout_s: float = Field(10.0, gt=0, description="Per-solve watchdog: a solve() running longer is "
-                                                          "stopped and reported with its question and seed.")
-    seed: int = 0
-    # The program archive (graph/archive.py).
-    islands: int = Field(3, ge=1, le=16, description="Islands of the archive (at most one per slot).")
-    migrate_every: int = Field(3, ge=1, description="Generations between migrations of each island's best.")
-    explore_rate: float = Field(0.2, ge=0, le=1, description="Share of parents drawn uniformly, not by rank.")
-    inspirations: int = Field(4, ge=0, le=16, description="Archive members shown with each proposal.")
-    # Cascade evaluation: a cheap screen, then the full β grid x seeds for candidates near their niche's best.
-    cascade: bool = True
-    screen_seeds: int = Field(10, ge=1, le=1000)
-    screen_betas: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0])
-    # 0.1: on the real AIME24 search set every new best screened at or above its gate reference, and 0.1 halves
-    # the full evaluations of 0.5 (most children of the best screen within half a point of it).
-    screen_margin: float = Field(0.1, ge=0, description="Fitness points a screen may trail its niche's best by "
-                                                        "(and three times that the run's best) and still be "
-                                                        "fully evaluated.")
-    proposer: RoleSettings = Field(default_factory=RoleSettings)
-    critic: RoleSettings = Field(default_factory=RoleSettings)
-    diagnostician: RoleSettings = Field(default_factory=RoleSettings)
-
-    def screen_protocol(self) -> tuple[list[float], int]:
-        """The screen's β points (the grid's nearest to ``screen_betas``) and seeds."""
-        picked = sorted({min(self.betas, key=lambda b, t=t: (abs(b - t), b)) for t in self.screen_betas})
-        return picked, min(self.screen_seeds, self.seeds)
-
-    def screen_is_full(self) -> bool:
-        """Whether the screen already is the full evaluation (no cascade, or a grid no larger than it)."""
-        betas, seeds = self.screen_protocol()
-        return not self.cascade or (betas == self.betas and seeds == self.seeds)
-
-    @field_validator("betas", "screen_betas")
-    @classmethod
-    def _betas_in_range(cls, v: list[float]) -> list[float]:
-        if not v:
-            raise ValueError("give at least one beta")
-        if any(not 0.0 <= b <= 1.0 for b in v):
-            raise ValueError("every beta must lie in [0, 1]")
-        return sorted({float(b) for b in v})
 
 
 class Candidate(BaseModel):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 5  # bump with every statement added to _SCHEMA: read-only openers then migrate first
+SCHEMA_VERSION = 6  # bump with every statement added to _SCHEMA: read-only openers then migrate first
 DEFAULT_STORE = "autotts.duckdb"
 LOCK_WAIT_S = 30.0
 
@@ -84,6 +84,12 @@ _SCHEMA = [
     "ALTER TABLE spend ADD COLUMN IF NOT EXISTS candidate_id VARCHAR",
     # Schema 5: the run's wall time (store/ledger.py), kept apart from node seconds, which add up parallel lanes.
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS wall_s DOUBLE",
+    # Schema 6: every LLM call of a run (graph/agents/client.py): tokens as the server reported them (or as the
+    # client estimated them for a call cut off first), time, and how it ended.
+    """CREATE TABLE IF NOT EXISTS llm_calls (
+        run_id VARCHAR, round INTEGER, slot INTEGER, candidate_id VARCHAR, node VARCHAR, role VARCHAR,
+        model VARCHAR, mode VARCHAR, prompt_tokens BIGINT, completion_tokens BIGINT, usage VARCHAR,
+        seconds DOUBLE, outcome VARCHAR, error VARCHAR, created_at TIMESTAMP DEFAULT current_timestamp)""",
 ]
 
 

@@ -69,6 +69,26 @@ class SpendRow(BaseModel):
     candidate_id: str | None = None
 
 
+class LLMCallRow(BaseModel):
+    """One LLM call of a node execution (``graph/agents/client.py``'s ``CallRecord`` with where it happened)."""
+
+    round: int = Field(ge=0)
+    node: str = Field(min_length=1)
+    role: str = Field(min_length=1)
+    model: str = ""
+    mode: str = ""
+    prompt_tokens: int = Field(0, ge=0)
+    completion_tokens: int = Field(0, ge=0)
+    usage: str = "server"  # server: the server's usage figures; estimated: a call cut off before it sent any
+    seconds: float = Field(0.0, ge=0)
+    outcome: str = "ok"
+    error: str = ""
+    slot: int | None = None
+    candidate_id: str | None = None
+
+
+LLM_CALL_COLS = ("round", "slot", "candidate_id", "node", "role", "model", "mode", "prompt_tokens",
+                 "completion_tokens", "usage", "seconds", "outcome", "error")
 _CAND_COLS = tuple(c for c in CANDIDATE_COLS if c != "created_at")  # the creation time is the store's own
 _JSON_COLS = frozenset({"check_result", "critic", "genome"})
 
@@ -222,3 +242,42 @@ class RunLedger:
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         [self.run_id, row.round, row.node, row.llm_tokens, row.usd, row.seconds, row.slot,
                          row.candidate_id])
+
+    def record_llm_calls(self, rows: list[LLMCallRow]) -> None:
+        """Append the LLM calls of one node execution."""
+        if not rows:
+            return
+        with self.store.connect() as con:
+            con.executemany(f"INSERT INTO llm_calls (run_id, {', '.join(LLM_CALL_COLS)}) VALUES "
+                            f"({', '.join(['?'] * (len(LLM_CALL_COLS) + 1))})",
+                            [[self.run_id, *(getattr(r, c) for c in LLM_CALL_COLS)] for r in rows])
+
+
+def llm_calls(store: Store, run_id: str) -> list[LLMCallRow]:
+    """Every LLM call of a run, in the order made."""
+    with store.connect(read_only=True) as con:
+        rows = con.execute(f"SELECT {', '.join(LLM_CALL_COLS)} FROM llm_calls WHERE run_id = ? ORDER BY created_at",
+                           [run_id]).fetchall()
+    return [LLMCallRow(**dict(zip(LLM_CALL_COLS, r, strict=True))) for r in rows]
+
+
+def llm_usage_by_role(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
+    """Per role: calls, failed calls (by reason), prompt and completion tokens, seconds (total, mean, max), and
+    how many calls were counted by the client rather than the server."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in llm_calls(store, run_id):
+        row = out.setdefault(r.role, {"calls": 0, "failed": {}, "prompt_tokens": 0, "completion_tokens": 0,
+                                      "seconds": 0.0, "max_seconds": 0.0, "estimated": 0, "models": []})
+        row["calls"] += 1
+        row["prompt_tokens"] += r.prompt_tokens
+        row["completion_tokens"] += r.completion_tokens
+        row["seconds"] += r.seconds
+        row["max_seconds"] = max(row["max_seconds"], r.seconds)
+        row["estimated"] += r.usage != "server"
+        if r.outcome != "ok":
+            row["failed"][r.outcome] = row["failed"].get(r.outcome, 0) + 1
+        if r.model not in row["models"]:
+            row["models"].append(r.model)
+    for row in out.values():
+        row["mean_seconds"] = row["seconds"] / row["calls"] if row["calls"] else 0.0
+    return out

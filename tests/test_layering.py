@@ -95,8 +95,8 @@ def test_the_import_reader_sees_what_the_rules_need(tmp_path):
     module = ROOT / "tools" / "registry.py"
     found = {m for _, m in imports(module)}
     assert "autotts_graph.tools.context" in found and "autotts_graph.store.db" in found
-    nested = ROOT / "graph" / "agents" / "llm.py"
-    assert "autotts_graph.tools.contract" in {m for _, m in imports(nested)}  # imported inside load_prompt
+    nested = ROOT / "graph" / "agents" / "prompting.py"
+    assert "autotts_graph.tools.contract" in {m for _, m in imports(nested)}  # imported inside contract_at
     assert _layer("autotts_graph.cli.main") == 5 and _layer("autotts_graph.ui.app") == 4 and _layer("numpy") is None
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from autotts_graph.sandbox.static_checks import parse as parse_source
 from autotts_graph.store.db import StoreError
-from autotts_graph.store.ledger import CandidateStatus, SpendRow
+from autotts_graph.store.ledger import CandidateStatus, LLMCallRow, SpendRow
 
-from ..agents.llm import AgentError
+from ..agents.client import AgentError, CallBudget
 from ..deps import Deps, DepsProvider
 from ..state import DiscoveryState, LaneState, NodeSpend, total_of
 
@@ -56,6 +56,24 @@ def spend_of(roles: dict[str, Any]) -> tuple[int, float]:
     return tokens, usd
 
 
+def call_budget(state: Any, deps: Deps) -> CallBudget:
+    """What the run's LLM budget leaves for the calls of this node (a lane: the spend before its generation plus
+    its own; None where there is no limit)."""
+    cfg = deps.config
+    spent = total_of({"before": state.spent_before, **state.spend}) if isinstance(state, LaneState) else \
+        total_of(state.spend)
+    return CallBudget(tokens=None if cfg.max_llm_tokens is None else cfg.max_llm_tokens - spent.llm_tokens,
+                      usd=None if cfg.max_usd is None else cfg.max_usd - spent.usd)
+
+
+def _record_calls(deps: Deps, roles: dict[str, Any], generation: int, node: str, slot: int | None,
+                  candidate_id: str | None) -> None:
+    """The LLM calls the node's roles made, into the ledger (roles without calls have no ``take_calls``)."""
+    rows = [LLMCallRow(round=generation, node=node, slot=slot, candidate_id=candidate_id, **rec.model_dump())
+            for role in roles.values() if hasattr(role, "take_calls") for rec in role.take_calls()]
+    deps.ledger.record_llm_calls(rows)
+
+
 def wrap(name: str, fn: NodeFn, provider: DepsProvider, *, opener: Opener | None = None) -> Callable[[Any], dict]:
     """A graph node, run-level or lane: every node of the graph goes through here, so its spend is measured
     and recorded one way.
@@ -79,6 +97,10 @@ def wrap(name: str, fn: NodeFn, provider: DepsProvider, *, opener: Opener | None
         lane = isinstance(state, LaneState)
         slot, generation = (state.slot, state.generation) if lane else (None, state.round)
         roles = deps.roles_for(slot)
+        budget = call_budget(state, deps)
+        for role in roles.values():
+            if hasattr(role, "set_budget"):
+                role.set_budget(budget)
         tokens0, usd0 = spend_of(roles)
         update: dict[str, Any] = {}
 
@@ -86,9 +108,10 @@ def wrap(name: str, fn: NodeFn, provider: DepsProvider, *, opener: Opener | None
             tokens1, usd1 = spend_of(roles)
             seconds = time.perf_counter() - started
             c = update.get("candidate") or getattr(state, "candidate", None)
+            cid = c.candidate_id if lane and c is not None else None
             deps.ledger.record_spend(SpendRow(round=generation, node=name, llm_tokens=tokens1 - tokens0,
-                                              usd=usd1 - usd0, seconds=seconds, slot=slot,
-                                              candidate_id=c.candidate_id if lane and c is not None else None))
+                                              usd=usd1 - usd0, seconds=seconds, slot=slot, candidate_id=cid))
+            _record_calls(deps, roles, generation, name, slot, cid)
             return NodeSpend(llm_tokens=tokens1 - tokens0, usd=usd1 - usd0, seconds=seconds, calls=1)
 
         try:
@@ -114,10 +137,28 @@ def lane_spend(state: LaneState) -> NodeSpend:
     return total_of(state.spend)
 
 
-def failed_attempt(state: LaneState, deps: Deps, feedback: list[str], outcome: CandidateStatus) -> dict[str, Any]:
+PROPOSAL_FAILED = "proposal_failed"  # a lane outcome with no candidate: the proposer's call failed (CallFailed)
+
+
+def failed_attempt(state: LaneState, deps: Deps, feedback: list[str],
+                   outcome: CandidateStatus | str) -> dict[str, Any]:
     """The update for a proposal that goes back to the proposer while the slot's retries last (``outcome``: what
-    became of the candidate, as the ledger recorded it)."""
+    became of the candidate, as the ledger recorded it, or ``PROPOSAL_FAILED``)."""
     attempt = state.attempt + 1
     retry = attempt < deps.config.max_attempts
-    return {"attempt": attempt, "feedback": feedback, "outcome": CandidateStatus(outcome).value, "retry": retry,
+    value = outcome if outcome == PROPOSAL_FAILED else CandidateStatus(outcome).value
+    return {"attempt": attempt, "feedback": feedback, "outcome": value, "retry": retry,
             "goto": "propose" if retry else "__end__"}
+
+
+def answer_or_offline(roles: dict[str, Any], role: str, method: str, inp: Any, deps: Deps) -> tuple[Any, str | None]:
+    """The role's answer to ``inp`` (``roles[role].<method>``, within the LLM slots); when its LLM call fails
+    (CallFailed: cut off, malformed, no room, no budget), the offline role's answer and why it took over."""
+    from ..agents.client import CallFailed
+    from ..agents.factory import offline_role
+
+    try:
+        with deps.llm_slots:
+            return getattr(roles[role], method)(inp), None
+    except CallFailed as exc:
+        return getattr(offline_role(role), method)(inp), str(exc)

@@ -1,4 +1,5 @@
-"""``critique`` (lane): the critic approves the candidate or sends it back with reasons."""
+"""``critique`` (lane): the critic approves the candidate or sends it back with reasons (the rule critic
+reviews it when the LLM critic's call fails or the LLM budget is used up)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from .. import archive
 from ..agents.roles import CriticInput
 from ..deps import Deps
 from ..state import LaneState
-from .common import failed_attempt
+from .common import answer_or_offline, failed_attempt
 
 
 def critique(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
@@ -19,10 +20,12 @@ def critique(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, A
     entries = [e for e in archive.history_entries(deps.store, deps.config.run_id, before_generation=state.generation,
                                                   own=(state.generation, state.slot))
                if e.candidate_id != c.candidate_id]
-    with deps.llm_slots:
-        verdict = roles["critic"].review(CriticInput(source=c.source, check_errors=chk.errors if chk else [],
-                                                     check_warnings=chk.warnings if chk else [],
-                                                     schedule=chk.schedule if chk else {}, history=entries))
+    inp = CriticInput(source=c.source, check_errors=chk.errors if chk else [],
+                      check_warnings=chk.warnings if chk else [], schedule=chk.schedule if chk else {},
+                      history=entries)
+    verdict, failed = answer_or_offline(roles, "critic", "review", inp, deps)
+    if failed:  # the candidate is paid for: the rule critic reviewed it instead, and the verdict says why
+        verdict.reasons = [f"(reviewed by the rule critic: {failed})", *verdict.reasons]
     status = CandidateStatus.APPROVED if verdict.approve else CandidateStatus.REJECTED
     deps.ledger.update_candidate(c.candidate_id, status, critic=verdict.model_dump(mode="json"))
     if verdict.approve:

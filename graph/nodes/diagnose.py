@@ -10,7 +10,7 @@ from .. import evidence
 from ..agents.roles import DiagnoseInput
 from ..deps import Deps
 from ..state import LaneState
-from .common import failed_attempt
+from .common import answer_or_offline, failed_attempt
 
 
 def diagnose(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
@@ -29,8 +29,9 @@ def diagnose(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, A
     else:
         inp = DiagnoseInput(candidate_id=c.candidate_id, source=c.source, error_kind=ev.error_kind, error=ev.error,
                             baselines=baselines)
-    with deps.llm_slots:
-        diagnosis = roles["diagnostician"].diagnose(inp)
+    diagnosis, failed = answer_or_offline(roles, "diagnostician", "diagnose", inp, deps)
+    if failed:  # the evaluation stands: the statistics diagnostician explained it instead, and says why
+        diagnosis.summary = f"(diagnosed by the statistics diagnostician: {failed}) {diagnosis.summary}"
     if not ev.ok:
         diagnosis.crashed = True
     deps.ledger.record_diagnosis(c.candidate_id, state.generation, diagnosis.model_dump(mode="json"))

@@ -11,10 +11,11 @@ from autotts_graph.store.ledger import RunLedger, RunStatus
 from autotts_graph.store.trajectories import list_environments
 from autotts_graph.tools.baselines import SWEEPS, BaselineInput, run_baseline
 
-from ..agents.llm import AgentError
+from ..agents.client import AgentError
 from ..agents.roles import BaselinePoint
+from ..configuration import RunConfig
 from ..deps import Deps, DepsProvider
-from ..state import DiscoveryState, RunConfig
+from ..state import DiscoveryState
 
 
 def resolve_config(config: RunConfig, store: Store) -> RunConfig:
@@ -75,7 +76,9 @@ def open_run(state: DiscoveryState, provider: DepsProvider) -> Deps | dict[str, 
         RunLedger(store, cfg.run_id).open(config=cfg.model_dump(mode="json"), search_envs=cfg.search_envs,
                                           heldout_envs=cfg.heldout_envs)
     try:
-        return provider.get(cfg)
+        deps = provider.get(cfg)
+        deps.record_endpoints()
+        return deps
     except (AgentError, SandboxUnavailable, ValueError) as exc:  # missing key, no sandbox, bad role name
         RunLedger(store, cfg.run_id).fail(str(exc))
         return {"config": cfg, "status": RunStatus.FAILED.value, "error": str(exc)}

@@ -1,5 +1,7 @@
 """``propose`` (lane): the proposer writes a complete controller source from the history, the archive's
-parent and inspirations for this slot, and the slot's latest feedback."""
+parent and inspirations for this slot, and the slot's latest feedback. A proposal whose LLM call fails (cut off
+at its time or output limit, a prompt that cannot fit, no usable code) is a failed attempt of the slot, with
+its reason as the next attempt's feedback; the LLM budget running out ends the slot."""
 
 from __future__ import annotations
 
@@ -8,10 +10,11 @@ from typing import Any
 from autotts_graph.store import history
 
 from .. import archive
+from ..agents.client import CallFailed
 from ..agents.roles import ProposerInput
 from ..deps import Deps
 from ..state import Candidate, LaneState, budget_reason, total_of
-from .common import controller_name
+from .common import PROPOSAL_FAILED, controller_name, failed_attempt
 
 
 def lane_budget(state: LaneState, deps: Deps) -> str | None:
@@ -39,8 +42,16 @@ def propose(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, An
                         history=entries, baselines=deps.baselines(), diagnosis=diagnosis, feedback=state.feedback,
                         last_source=last, seed=cfg.seed, parent=parent, inspirations=inspirations,
                         island=state.island, generation=state.generation, slot=state.slot)
-    with deps.llm_slots:
-        proposal = roles["proposer"].propose(inp)
+    try:
+        with deps.llm_slots:
+            proposal = roles["proposer"].propose(inp)
+    except CallFailed as exc:
+        # One proposal failed (a call cut off, a prompt that cannot fit, no usable code): recorded with its reason
+        # (the ledger's llm_calls, the lane's outcome and feedback); the slot retries while attempts last.
+        if exc.kind == "budget":
+            return {"stop_reason": str(exc), "goto": "__end__"}
+        return {"candidate": None, "check": None, "verdict": None,
+                **failed_attempt(state, deps, [str(exc)], PROPOSAL_FAILED)}
     parent_id = proposal.parent_id if proposal.parent_id in by_id else (parent.candidate_id if parent else None)
     candidate = Candidate(candidate_id=history.new_id("cand"), round=state.generation, attempt=state.attempt,
                           source=proposal.source, code_hash=history.code_hash(proposal.source),

@@ -65,7 +65,8 @@ def record(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str
     summary = GenerationSummary(
         generation=generation, candidates=sum(1 for r in results if r.candidate_id),
         screened=sum(r.screens for r in results), promoted=len(full),
-        failed=sum(1 for r in results if r.outcome in ("check_failed", "rejected", "crashed")),
+        failed=sum(1 for r in results if r.outcome in ("check_failed", "rejected", "crashed",
+                                                             "proposal_failed")),
         best_fitness=best.score if best else None,
         generation_best=max((r.fitness for r in full), default=None),
         archive_members=len(arch.candidates()), archive_cells=len(arch.cells()), wall_s=wall)

@@ -89,8 +89,9 @@ class ChatTokenizer:
             raise CollectError("the collector needs transformers: pip install 'autotts-graph[collect]'") \
                 from None
         self.name_or_path = name_or_path
+        where, kwargs = pretrained_args(name_or_path)
         try:
-            self.tok: Any = AutoTokenizer.from_pretrained(name_or_path)
+            self.tok: Any = AutoTokenizer.from_pretrained(where, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any loading failure is reported as one line
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise CollectError(f"cannot load tokenizer {name_or_path!r}: {first}") from None
@@ -124,8 +125,23 @@ class ChatTokenizer:
         return ids[0]
 
 
+def pretrained_args(name_or_path: str) -> tuple[str, dict[str, Any]]:
+    """``from_pretrained`` arguments for a model name, a folder, or a GGUF file (transformers reads GGUF files
+    through ``gguf_file=``, dequantised; it needs the ``gguf`` and ``accelerate`` packages)."""
+    from pathlib import Path
+
+    path = Path(name_or_path)
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise CollectError(f"{name_or_path}: no such GGUF file")
+        return str(path.parent), {"gguf_file": path.name}
+    return name_or_path, {}
+
+
 def _generation_eos(name_or_path: str) -> set[int]:
     """Extra end-of-sequence ids from the model's generation config (Qwen3 lists two), if it has one."""
+    if name_or_path.lower().endswith(".gguf"):
+        return set()  # a GGUF file carries its end-of-sequence token in the tokenizer
     try:
         from transformers import GenerationConfig
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from .backend import Backend, ChatTokenizer, CollectError, ProbeRequest, SampleRequest, Sampling
 from .canonicalize import Canonicalizer
-from .extract import extract_final_answer, extract_probe_answer
+from .extract import ERR, extract_final_answer, extract_probe_answer
 from .spec import Canonicalize, CollectSpec, branch_seed
 
 _TABLES = [
@@ -174,7 +174,8 @@ class _Protocol:
         self.spec = spec
         self.backend = backend
         self.tok = tokenizer
-        self.think_end = tokenizer.single_token(g.think_end)
+        # None: the model has no thinking phase (the whole reply is the reasoning, probed throughout).
+        self.think_end = tokenizer.single_token(g.think_end) if g.think_end else None
         self.force_ids = tokenizer.encode(g.force_text)
         self.suffix_ids = tokenizer.encode(spec.probe.suffix)
         self.sampling = Sampling(g.temperature, g.top_p, g.top_k)
@@ -196,7 +197,7 @@ class _Protocol:
         for j, r in enumerate(first):
             if r.stopped:
                 continue
-            if self.think_end in r.token_ids:
+            if self.think_end is not None and self.think_end in r.token_ids:
                 # The answer was being written when the budget ran out: let it finish.
                 think_lens[j] = r.token_ids.index(self.think_end)
             else:
@@ -212,13 +213,19 @@ class _Protocol:
                 gens[j] = gens[j] + r.token_ids
                 finished[j] = r.stopped
         for j, gen in enumerate(gens):
-            if not forced[j] and finished[j] and self.think_end in gen:
+            if self.think_end is not None and not forced[j] and finished[j] and self.think_end in gen:
                 think_lens[j] = gen.index(self.think_end)
+        finals = [extract_final_answer(self.tok.decode(self._answer_part(gen))) for gen in gens]
+        # A model without a thinking phase that ended without a boxed answer is asked for it once more, as a
+        # probe at the end of its reply (a thinking model's reply is judged by its own box, as AutoTTS does).
+        ask_final = [self.think_end is None and final == ERR for final in finals]
         probes = []
         for j, ((qi, _), gen) in enumerate(zip(keys, gens, strict=True)):
             # Probe after every delta thinking tokens, strictly inside the thinking.
             depths = range(1, (think_lens[j] - 1) // p.probe_every + 1)
             cuts = [len(self.prompts[qi]) + k * p.probe_every for k in depths]
+            if ask_final[j]:
+                cuts.append(len(self.prompts[qi]) + len(gen))
             probes.append(ProbeRequest(self.prompts[qi] + gen, cuts, self.suffix_ids, p.max_tokens))
         answers = self.backend.probe(probes)
         seconds = (time.perf_counter() - t0) / max(1, len(keys))
@@ -226,12 +233,19 @@ class _Protocol:
         for j, ((qi, bi), gen) in enumerate(zip(keys, gens, strict=True)):
             texts = [self.tok.decode(ids) for ids in answers[j]]
             self.probe_tokens += sum(len(ids) for ids in answers[j])
-            answer_part = gen[gen.index(self.think_end) + 1:] if self.think_end in gen else gen
-            final = extract_final_answer(self.tok.decode(answer_part))
+            cuts, final = probes[j].cuts, finals[j]
+            if ask_final[j]:
+                final, texts, cuts = extract_probe_answer(texts[-1]), texts[:-1], cuts[:-1]
             rows.append((spec_hash, dataset, qi, bi, seeds[j], len(self.prompts[qi]), gen, think_lens[j],
-                         forced[j], finished[j], probes[j].cuts, texts,
-                         [extract_probe_answer(t) for t in texts], final, len(gen), seconds))
+                         forced[j], finished[j], cuts, texts, [extract_probe_answer(t) for t in texts], final,
+                         len(gen), seconds))
         return rows
+
+    def _answer_part(self, gen: list[int]) -> list[int]:
+        """The tokens after the end of thinking (all of them for a model without a thinking phase)."""
+        if self.think_end is not None and self.think_end in gen:
+            return gen[gen.index(self.think_end) + 1:]
+        return gen
 
 
 def _write(store: Store, rows: list[tuple]) -> None:

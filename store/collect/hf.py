@@ -37,8 +37,18 @@ class HFBackend(Backend):
             # transformers 4.56 renamed ``torch_dtype`` to ``dtype``.
             major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
             kwargs["dtype" if (major, minor) >= (4, 56) else "torch_dtype"] = getattr(torch, dtype)
+        from .backend import pretrained_args
+
+        where, extra = pretrained_args(model)
+        if extra:
+            for needed in ("gguf", "accelerate"):
+                try:
+                    __import__(needed)
+                except ImportError:
+                    raise CollectError(f"loading {model} needs the {needed} package: pip install "
+                                       "'autotts-graph[collect]'") from None
         try:
-            self.model = AutoModelForCausalLM.from_pretrained(model, **kwargs).to(self.device).eval()
+            self.model = AutoModelForCausalLM.from_pretrained(where, **extra, **kwargs).to(self.device).eval()
         except Exception as exc:  # noqa: BLE001 - any loading failure is one user-facing line
             raise CollectError(f"cannot load model {model!r}: {str(exc).splitlines()[0]}") from None
         self.stop_ids = stop_ids

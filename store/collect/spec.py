@@ -24,6 +24,10 @@ DEFAULT_FORCE_TEXT = (
 )
 DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 DEFAULT_PROBE_SUFFIX = "\n</think>\n\nThe final answer is \\boxed{"
+# A model without a thinking phase (``think_end`` empty, e.g. SmolLM2): the whole reply is its reasoning; probes
+# and the forced ending ask for the answer directly.
+PLAIN_FORCE_TEXT = "\n\nI have to give the final answer now.\nThe final answer is \\boxed{"
+PLAIN_PROBE_SUFFIX = "\n\nThe final answer is \\boxed{"
 EXTRACTOR_VERSION = "first-unmatched-brace/v1"
 
 
@@ -44,7 +48,8 @@ class GenerationSpec(BaseModel):
     instruction: str = DEFAULT_INSTRUCTION
     enable_thinking: bool = True
     force_text: str = DEFAULT_FORCE_TEXT
-    think_end: str = "</think>"
+    think_end: str = Field("</think>", description="the single token that ends the thinking; empty for a model "
+                                                   "without a thinking phase")
     dtype: str = "auto"
     engine_args: dict[str, Any] = Field(default_factory=dict,
                                         description="extra engine/model arguments (they can change numerics)")

@@ -15,13 +15,9 @@ sys.path.insert(0, str(GRAPH_TESTS))
 @pytest.fixture
 def tiny_env_store(tmp_path):
     """A store with two tiny search environments and a tiny held-out one."""
-    from autotts_graph.store.db import Store
-    from autotts_graph.store.synth import preset, synthesize_into
+    from tiny_runs import synth_store
 
-    store = Store(tmp_path / "e2e.duckdb")
-    for model, dataset, seed in (("m1", "search", 1), ("m2", "search", 2), ("m1", "heldout", 3)):
-        synthesize_into(store, model, dataset, preset("synth-1.7b", n_questions=6, n_branches=16, seed=seed))
-    return store
+    return synth_store(tmp_path / "e2e.duckdb")
 
 
 @pytest.fixture

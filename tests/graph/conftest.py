@@ -10,29 +10,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from scripted_roles import ScriptedCritic, ScriptedDiagnostician, ScriptedProposer  # noqa: E402
+from tiny_runs import synth_store, tiny_config  # noqa: E402
 
 
 @pytest.fixture
 def graph_store(tmp_path):
     """A store with two tiny search environments and one tiny held-out one (6 questions x 16 branches)."""
-    from autotts_graph.store.db import Store
-    from autotts_graph.store.synth import preset, synthesize_into
-
-    store = Store(tmp_path / "graph.duckdb")
-    for model, dataset, seed in (("m1", "search", 1), ("m2", "search", 2), ("m1", "heldout", 3)):
-        synthesize_into(store, model, dataset, preset("synth-1.7b", n_questions=6, n_branches=16, seed=seed))
-    return store
-
-
-def tiny_config(**over):
-    """A fast run configuration on the graph_store environments."""
-    from autotts_graph.graph.state import RunConfig
-
-    base = dict(search_envs=["m1/search", "m2/search"], heldout_envs=["m1/heldout"], betas=[0.2, 0.8], seeds=2,
-                trace_seeds=1, rounds=1, population=1, max_attempts=3, baselines=[], sandbox="process", workers=2,
-                eval_timeout_s=20)
-    base.update(over)
-    return RunConfig(**base)
+    return synth_store(tmp_path / "graph.duckdb")
 
 
 @pytest.fixture

@@ -88,7 +88,7 @@ def test_no_heldout_data_reaches_any_agent_with_populations_and_the_cascade(run_
 def _leak_scan(run_graph, graph_store, **over):
     records = _secret_records()
     import_records(graph_store, *HELD_ENV, records, split="heldout")
-    from conftest import tiny_config
+    from tiny_runs import tiny_config
 
     cfg = tiny_config(rounds=2, heldout_envs=[HELD_NAME, "m1/heldout"], baselines=["sc"], trace_seeds=2, **over)
     proposer = function_model(_prying_proposer())

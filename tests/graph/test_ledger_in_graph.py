@@ -35,7 +35,7 @@ def counted(monkeypatch):
 
 
 def test_a_started_run_is_resolved_and_recorded_once_with_its_wall_time(graph_store, counted):
-    from conftest import tiny_config
+    from tiny_runs import tiny_config
 
     cfg = prepare.resolve_config(tiny_config(population=2), graph_store)  # what the CLI does first
     assert counted == {"resolve": 1, "open": 0} and history.list_runs(graph_store) == []
@@ -66,7 +66,7 @@ def test_a_bare_configuration_is_resolved_and_recorded_by_the_graph_itself(run_g
 
 
 def test_an_unresolved_configuration_is_refused_by_the_runner(graph_store):
-    from conftest import tiny_config
+    from tiny_runs import tiny_config
 
     with pytest.raises(StoreError, match="not resolved yet"):
         start_run(tiny_config(), DepsProvider(store_path=graph_store.path))

@@ -4,18 +4,13 @@ re-checked), and a model ensemble whose bandit picks by fitness gains — all wi
 from __future__ import annotations
 
 import pytest
-from autotts_graph.graph.agents.llm import (
-    DiffError,
-    EnsembleProposer,
-    LLMProposer,
-    ModelBandit,
-    apply_diff,
-    parse_diff,
-    resolve_source,
-)
+from autotts_graph.graph.agents.client import CallFailed
+from autotts_graph.graph.agents.diff_edit import DiffError, apply_diff, parse_diff, resolve_source
+from autotts_graph.graph.agents.ensemble import EnsembleProposer, ModelBandit
+from autotts_graph.graph.agents.llm import LLMProposer
 from autotts_graph.graph.agents.roles import CurvePoint, Diagnosis, HistoryEntry, ProposerInput
 from autotts_graph.graph.agents.tools import SUBMIT_TOOL, ProposerToolbox
-from autotts_graph.graph.state import RoleSettings
+from autotts_graph.graph.configuration import RoleSettings
 from langchain_core.messages import AIMessage
 from scripted_roles import all_text, controller, fake, tool_call
 
@@ -99,9 +94,7 @@ def test_llm_proposer_full_rewrite_in_reply_text_and_too_many_bad_diffs():
     prop = LLMProposer(model, toolbox(), RoleSettings(kind="llm")).propose(inp(parent, []))
     assert prop.source == controller(7) and prop.rationale.startswith("[full rewrite]") and prop.parent_id is None
     bad = AIMessage(content=diff("no such line", "x"))
-    from autotts_graph.graph.agents.llm import AgentError
-
-    with pytest.raises(AgentError, match="could not be used"):
+    with pytest.raises(CallFailed, match="could not be used"):
         LLMProposer(fake([bad, bad, bad]), toolbox(), RoleSettings(kind="llm")).propose(inp(parent, []))
 
 

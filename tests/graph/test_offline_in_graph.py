@@ -7,7 +7,7 @@ from autotts_graph.store import history
 
 
 def test_offline_proposer_builds_on_recorded_candidates(run_graph, graph_store):
-    from conftest import tiny_config
+    from tiny_runs import tiny_config
 
     state, _, _ = run_graph(config=tiny_config(rounds=3, baselines=["asc"]), proposer=HeuristicProposer(seed=0),
                             critic=RuleCritic(), diagnostician=StatsDiagnostician())

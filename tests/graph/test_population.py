@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from autotts_graph.graph import archive
-from autotts_graph.graph.state import RunConfig
+from autotts_graph.graph.configuration import RunConfig
 from autotts_graph.store import history
 from autotts_graph.store.rows import ArchiveRow
 from scripted_roles import ScriptedProposer
@@ -209,7 +209,7 @@ def test_inspirations_are_the_best_and_the_most_different():
 def test_a_seeded_population_run_is_reproducible(run_graph, graph_store):
     """Same seed, same programs in the same slots: nothing a proposal sees depends on the lanes' timing.
     (The offline roles as a run builds them: one set of role objects per slot.)"""
-    from conftest import tiny_config
+    from tiny_runs import tiny_config
 
     runs = []
     for _ in range(2):

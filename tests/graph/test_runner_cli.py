@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from autotts_graph.cli.main import app
+from autotts_graph.graph.configuration import RoleSettings
 from autotts_graph.graph.deps import DepsProvider
 from autotts_graph.graph.nodes.prepare import resolve_config
 from autotts_graph.graph.runner import checkpoint_path, load_state, resume_run, start_run
-from autotts_graph.graph.state import RoleSettings
 from autotts_graph.store import history
 from scripted_roles import ScriptedCritic, ScriptedDiagnostician, ScriptedProposer, controller
 from typer.testing import CliRunner
@@ -23,7 +23,7 @@ def _provider(store, **roles):
 
 
 def test_review_reject_edit_approve(graph_store):
-    from conftest import tiny_config
+    from tiny_runs import tiny_config
 
     cfg = resolve_config(tiny_config(review=True), graph_store)
     proposer = ScriptedProposer()
@@ -49,15 +49,20 @@ def test_review_reject_edit_approve(graph_store):
     assert checkpoint_path(graph_store, cfg.run_id).exists()
 
 
-def test_clean_stop_then_resume_with_a_working_critic(graph_store, monkeypatch):
-    from conftest import tiny_config
+class _CriticThatLosesItsServer(ScriptedCritic):
+    """A critic whose endpoint went away after the run started (the real-server test kills a real one)."""
 
-    monkeypatch.setenv("FAKE_KEY", "sk-x")
-    cfg = tiny_config()
-    cfg.critic = RoleSettings(kind="llm", base_url="http://127.0.0.1:9/v1", api_key_env="FAKE_KEY", timeout_s=3)
-    cfg = resolve_config(cfg, graph_store)
-    first = DepsProvider(store_path=graph_store.path, roles={"proposer": ScriptedProposer(),
-                                                              "diagnostician": ScriptedDiagnostician()})
+    def review(self, inp):
+        from autotts_graph.graph.agents.client import AgentError
+
+        raise AgentError("critic: cannot reach http://127.0.0.1:9/v1 (ConnectError)")
+
+
+def test_clean_stop_then_resume_with_a_working_critic(graph_store):
+    from tiny_runs import tiny_config
+
+    cfg = resolve_config(tiny_config(), graph_store)
+    first = _provider(graph_store, critic=_CriticThatLosesItsServer())
     state = start_run(cfg, first)
     first.close()
     assert state.status == "failed" and "critic: cannot reach" in state.error

@@ -8,10 +8,11 @@ import re
 from importlib import resources
 
 import pytest
-from autotts_graph.graph.agents.llm import LLMProposer, load_prompt
+from autotts_graph.graph.agents.llm import LLMProposer
+from autotts_graph.graph.agents.prompting import load_prompt
 from autotts_graph.graph.agents.roles import ProposerInput
 from autotts_graph.graph.agents.tools import RUN_TOOL_NAMES, RUN_TOOL_SPECS, SUBMIT_TOOL, ProposerToolbox
-from autotts_graph.graph.state import RoleSettings
+from autotts_graph.graph.configuration import RoleSettings
 from autotts_graph.sandbox.runtime import __all__ as runtime_exports
 from autotts_graph.sandbox.runtime.contract import MAX_BRANCHES
 from autotts_graph.sandbox.runtime.replay import Question

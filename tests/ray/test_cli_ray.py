@@ -76,7 +76,7 @@ def test_commands_without_ray_never_import_it(tmp_path: Path) -> None:
             "             ['serve', '--help']):\n"
             "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
             "from autotts_graph.graph.deps import DepsProvider\n"
-            "from autotts_graph.graph.state import RunConfig\n"
+            "from autotts_graph.graph.configuration import RunConfig\n"
             f"provider = DepsProvider(store_path={str(tmp_path / 's.duckdb')!r})\n"
             "deps = provider.get(RunConfig(run_id='r', sandbox='process', executor='local'))\n"
             "assert deps.ctx.executor.name == deps.full_ctx.executor.name == 'local'\n"

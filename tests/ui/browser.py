@@ -54,6 +54,15 @@ class Browser:
             ".every(p => p.dataset.drawn === '1')"))
         return self.driver
 
+    def follow(self, click, arrived):
+        """Call ``click()``, wait until ``arrived(address)`` holds (a click only starts the navigation), then wait
+        for the new page's plots like :meth:`open`."""
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        click()
+        WebDriverWait(self.driver, 30).until(lambda d: arrived(d.current_url))
+        return self.open(self.driver.current_url)
+
     def console_errors(self) -> list[str]:
         """Error-level console entries since the last call (the log is drained on reading)."""
         return [e["message"] for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+from ui_server import Server  # noqa: E402
 
 RUN_ARGS = ["--search", "m1/search", "--search", "m2/search", "--heldout", "m1/heldout", "--betas", "0,0.5,1",
             "--seeds", "4", "--screen-seeds", "2", "--rounds", "3", "--population", "3", "--sandbox", "process",
@@ -59,43 +59,6 @@ def store_copy(finished_run, tmp_path):
     path = tmp_path / "copy.duckdb"
     shutil.copy(store.path, path)
     return Store(path), run_id
-
-
-class Server:
-    """`autotts-graph ui` in its own process, on a free loopback port."""
-
-    def __init__(self, store: Path, *extra: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "autotts_graph.cli.main", "ui", "--store", str(store),
-                                      "--port", "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-        line = self.proc.stdout.readline()
-        if not line.startswith("run browser: "):
-            self.stop()
-            raise AssertionError(f"the ui did not start: {line}{self.proc.stderr.read()}")
-        self.url = line.split()[2].rstrip("/")
-        self._wait_listening()
-
-    def _wait_listening(self) -> None:
-        import urllib.request
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(self.url + "/api/runs", timeout=5).read()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise AssertionError(f"the ui does not answer at {self.url}") from None
-                time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

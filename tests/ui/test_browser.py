@@ -9,8 +9,8 @@ import pytest
 from autotts_graph.graph.run_view import build_candidate_view, build_run_view
 from autotts_graph.store import history
 from autotts_graph.store.ledger import RunLedger
-from conftest import Server
 from PIL import Image
+from ui_server import Server
 
 
 def not_blank(path) -> bool:
@@ -70,8 +70,8 @@ def test_choosing_a_candidate_shows_its_lineage_and_clicking_it_opens_its_diff(b
     child = next(c for c in reversed(view.candidates) if c.parent and c.candidate_id in view.search_curves)
     driver = browser.open(f"{server.url}/runs/{run_id}")
     driver.find_element("css selector", f'input[name="show"][value="{child.candidate_id}"]').click()
-    driver.find_element("xpath", "//button[contains(., 'Plot and trace')]").click()
-    browser.open(driver.current_url)  # wait for the plots of the new page
+    browser.follow(driver.find_element("xpath", "//button[contains(., 'Plot and trace')]").click,
+                   lambda url: f"show={child.candidate_id}" in url)
     assert f"show={child.candidate_id}" in driver.current_url and browser.console_errors() == []
     tree = driver.find_element("css selector", f'ol.lineage[data-of="{child.candidate_id}"]')
     nodes = tree.find_elements("css selector", "li.node")
@@ -81,8 +81,8 @@ def test_choosing_a_candidate_shows_its_lineage_and_clicking_it_opens_its_diff(b
     # The chosen candidate joins the winner on every plot: still one trace per curve.
     assert traces_of(driver, "search-mean")[:2] == [view.search.winner.title, child.title]
     # Click it in the tree: its page, with the diff against its parent.
-    tree.find_element("css selector", f'li.node[data-candidate="{child.candidate_id}"] a.cand-link').click()
-    browser.open(driver.current_url)
+    link = tree.find_element("css selector", f'li.node[data-candidate="{child.candidate_id}"] a.cand-link')
+    browser.follow(link.click, lambda url: url.endswith(f"/candidates/{child.candidate_id}"))
     assert driver.current_url.endswith(f"/runs/{run_id}/candidates/{child.candidate_id}")
     assert browser.console_errors() == []
     cv = build_candidate_view(store, view, child.candidate_id)
@@ -119,8 +119,7 @@ def test_a_missing_page_is_a_404_with_a_link_back(browser, server, finished_run,
     assert len(errors) == 1 and "404" in errors[0]  # the page's own status, nothing else
     assert "no candidate" in driver.find_element("css selector", "p.detail").text
     shot(browser, tmp_path, "not_found")
-    driver.find_element("id", "back").click()
-    browser.open(driver.current_url)
+    browser.follow(driver.find_element("id", "back").click, lambda url: url == f"{server.url}/runs/{run_id}")
     assert driver.current_url == f"{server.url}/runs/{run_id}" and browser.console_errors() == []
 
 

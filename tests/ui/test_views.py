@@ -15,8 +15,8 @@ from autotts_graph.store import history
 from autotts_graph.store.ledger import RunLedger
 from autotts_graph.tools.traces import MAX_STEPS_PER_TRACE
 from autotts_graph.ui.source import BrowserSource, StoreUnusable, check_store
-from conftest import Server
 from typer.testing import CliRunner
+from ui_server import Server
 
 
 def test_run_prints_the_ui_command_next_to_the_report(finished_run):
