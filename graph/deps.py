@@ -19,13 +19,13 @@ which keeps the per-node spend ledger exact under concurrency.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autotts_graph.sandbox.backends.base import usable_cores
 from autotts_graph.store.db import Store
 from autotts_graph.store.ledger import RunLedger
 from autotts_graph.store.trajectories import list_environments
@@ -175,7 +175,7 @@ class DepsProvider:
         hidden |= frozenset(config.heldout_envs)
         ray = config.executor == "ray"
         # On Ray, 0 workers means one task per core of the cluster (known once connected).
-        workers = config.workers or (0 if ray else os.cpu_count() or 1)
+        workers = config.workers or (0 if ray else usable_cores())
         backend = self.backend
         if backend is None:
             from autotts_graph.sandbox.select import make_backend

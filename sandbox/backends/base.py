@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -55,6 +56,26 @@ class SandboxError(BaseModel):
     @classmethod
     def _short_details(cls, value: list[str]) -> list[str]:
         return [_storable(line, 500) for line in value[-20:]]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset`` narrows them; ``os.cpu_count`` ignores that)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
+def pinned_cpus() -> str | None:
+    """The cores this process is pinned to as a cpuset list ("0", "0,2"), or None when it may use every core:
+    a user who pins a command (``taskset -c 0``) pins its sandbox containers too."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    if not allowed or len(allowed) >= (os.cpu_count() or len(allowed)):
+        return None
+    return ",".join(str(c) for c in allowed)
 
 
 class Limits(BaseModel):
