@@ -257,7 +257,8 @@ class _Sweep:
     """The run, judge and audit stages of one evaluation's new jobs."""
 
     def __init__(self, ctx: ToolContext, plan: EvaluationPlan, interpreter: str,
-                 progress: Callable[[int, int], None] | None) -> None:
+                 progress: Callable[[int, int], None] | None, tasks: int | None = None) -> None:
+        self.tasks = tasks  # None: the context's (read when the tasks start: Ray knows its cores by then)
         self.ctx, self.plan, self.interpreter, self.progress = ctx, plan, interpreter, progress
         self.state = RunState()
         self.per_env = plan.per_env()
@@ -292,8 +293,7 @@ class _Sweep:
     def run(self) -> None:
         """Run the batches; judge each result as it arrives; start the audits of the environments a result
         completes, together in one task."""
-        tasks = self.ctx.evaluation_tasks or self.ctx.workers
-        batches = _batches(self.plan.todo, tasks)
+        batches = _batches(self.plan.todo, self.tasks or self.ctx.evaluation_tasks or self.ctx.workers)
         left = {env: sum(env in b.envs for b in batches) for env in self.per_env}
         audit_lane = ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="autotts-audit")
         try:
@@ -435,12 +435,14 @@ class _Sweep:
 
 
 def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
-                        progress: Callable[[int, int], None] | None = None) -> EvaluationSummary:
+                        progress: Callable[[int, int], None] | None = None,
+                        tasks: int | None = None) -> EvaluationSummary:
     """Score every (env, config) point through the one judged path, reusing cached points, and record it.
 
     Static checks on the host, the runtime in the sandbox (PyPy when the source allows), the judge on the
     host, the counterfactual and relabelling audits. A candidate that fails any of them gets an error and
-    no figures.
+    no figures. ``tasks``: the sandbox tasks the new work is split into (default: the context's
+    ``evaluation_tasks``, else ``workers``); the figures are the same however it is split.
     """
     started = time.perf_counter()
     plan = plan_evaluation(ctx, inp)
@@ -453,7 +455,7 @@ def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
     state = RunState(error=plan.error)
     if todo:
         _load_judge_in_background()
-        sweep = _Sweep(ctx, plan, interpreter, progress)
+        sweep = _Sweep(ctx, plan, interpreter, progress, tasks)
         sweep.run()
         state = sweep.state
     points = []
