@@ -32,13 +32,12 @@ TimeoutOption = Annotated[float, typer.Option("--timeout", min=0.1, help="Second
 def make_context(store: Path, sandbox: str, workers: int | None, expose_heldout: bool = True,
                  timeout: float = 10.0, executor: str = "local", ray_address: str | None = None):
     """A ToolContext for a CLI user (who may see every environment); on Ray, workers default to its cores."""
-    import os
-
+    from autotts_graph.sandbox.backends.base import usable_cores
     from autotts_graph.store.db import Store
     from autotts_graph.tools.context import ToolContext
 
     check_executor(executor)
-    default = 0 if executor == "ray" else os.cpu_count() or 1
+    default = 0 if executor == "ray" else usable_cores()
     return ToolContext(store=Store(store), sandbox=sandbox, workers=workers or default,
                        expose_heldout=expose_heldout, solve_timeout_s=timeout, executor_name=executor,
                        ray_address=ray_address)
@@ -103,9 +102,8 @@ def serve_evaluation(payload: dict[str, Any], backend: Any, progress: Callable[[
     backend, with the CLI's visibility (every environment). Errors the user must fix become RequestError,
     worded as the CLI words them. ``stores`` keeps the daemon's Store objects by path (each checks its
     schema once)."""
-    import os
-
     import duckdb
+    from autotts_graph.sandbox.backends.base import usable_cores
     from autotts_graph.sandbox.daemon import Borrowed, RequestError
     from autotts_graph.sandbox.select import SandboxUnavailable
     from autotts_graph.store.db import Store, StoreError
@@ -119,7 +117,7 @@ def serve_evaluation(payload: dict[str, Any], backend: Any, progress: Callable[[
             store = Store(req.store)
             if stores is not None:
                 stores[req.store] = store
-        ctx = ToolContext(store=store, sandbox="docker", workers=req.workers or os.cpu_count() or 1,
+        ctx = ToolContext(store=store, sandbox="docker", workers=req.workers or usable_cores(),
                           expose_heldout=True, solve_timeout_s=req.timeout, _backend=Borrowed(backend))
         try:
             return _run_eval(ctx, req, progress).model_dump(mode="json")

@@ -19,7 +19,20 @@ import typer
 from .cluster_cmd import check_executor, cluster_line, describe_executor
 from .common import DEFAULT_STORE, StoreOption, fail, print_table, user_errors
 
+# `autotts-graph run` with no flags (README): on the synthetic default environments a newcomer's first run, 4
+# candidates a generation for the default 3 generations (under 2 minutes on 2 cores,
+# benchmarks/embedded_default.py); on real data (`store fetch autotts`: AIME24 searched, AIME25 held out) 12
+# generations of 8, 96 candidates screened: the search's best kept improving up to generation 11 in issue 23's
+# run B, and it takes about half an hour on 2 cores (benchmarks/discovery_vs_cmc.py).
 DEFAULT_RUN_POPULATION = 4
+REAL_DATA_ROUNDS = 12
+
+
+def _only_synthetic(store: Any) -> bool:
+    """Does the store hold the synthetic environments only (or nothing yet: the run synthesises them)?"""
+    from autotts_graph.store.trajectories import list_environments
+
+    return all(e.origin == "synth" for e in list_environments(store))
 
 
 def _option(f: Any) -> inspect.Parameter:
@@ -285,8 +298,11 @@ def run_command(
     if "store" in file_data and store == DEFAULT_STORE and "AUTOTTS_STORE" not in os.environ:
         store = Path(file_data["store"])
     embedded = not (given.run.get("search_envs") or given.run.get("heldout_envs") or config or resume)
-    if "population" not in given.run and embedded:
-        given.run["population"] = DEFAULT_RUN_POPULATION  # the embedded default finishes in minutes on 2 cores
+    if embedded and _only_synthetic(Store(store)):
+        if "population" not in given.run:
+            given.run["population"] = DEFAULT_RUN_POPULATION  # the embedded default finishes in minutes on 2 cores
+    elif embedded and "rounds" not in given.run:
+        given.run["rounds"] = REAL_DATA_ROUNDS  # real data: long enough to get somewhere (see above)
     with LiveView(live) as view:
         provider = DepsProvider(store_path=store, progress=view.on_progress, cluster=view.on_cluster)
         reviewer = make_reviewer(view)

@@ -6,7 +6,6 @@ In stdio mode nothing but the protocol may reach stdout, so every message goes t
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -82,13 +81,14 @@ def run_server(store: Path, *, transport: str, host: str, port: int, token: str 
     """Build the context and the server, then serve until the client or a signal ends it."""
     import logging
 
+    from autotts_graph.sandbox.backends.base import usable_cores
     from autotts_graph.store.db import Store
     from autotts_graph.tools.context import ToolContext
     from autotts_graph.tools.query_store import close_snapshots
     from autotts_graph.tools.server import make_server, serve_http, serve_stdio
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     # On Ray, each evaluation spreads over the cluster's cores (0: ask the cluster).
     default_workers = 0 if executor == "ray" else max(1, cores // max_concurrent)
     ctx = ToolContext(store=Store(store), sandbox=sandbox, workers=workers or default_workers,

@@ -161,7 +161,7 @@ class RunConfig(BaseModel):
     workers: Annotated[int | None, Flag(resumable=True)] = Field(
         None, ge=1, description="Parallel sandbox tasks (on Ray: default the cluster's cores).")
     sandbox_slots: Annotated[int | None, Flag(resumable=True)] = Field(
-        None, ge=1, le=64, description="Candidates in the sandbox at once (default: about half the workers).")
+        None, ge=1, le=64, description="Candidates in the sandbox at once (default: one per worker).")
     llm_slots: Annotated[int, Flag(resumable=True)] = Field(4, ge=1, le=64, description="Agent calls in flight at "
                                                                                           "once.")
     eval_timeout_s: float | None = Field(None, gt=0, description="A fixed limit of one sandbox task (default: "

@@ -11,20 +11,21 @@ evaluation) go to one ``RayExecutor`` built with the dependencies and shared by 
 contract checks (``validate``) stay on the driver's own sandbox. Ray is imported only then.
 
 Lanes of a generation run in parallel threads. ``sandbox_slots`` bounds the candidates in the sandbox at
-once (each evaluation itself fans out over ``workers``), ``llm_slots`` the agent calls in flight. Each slot
+once (default: one per worker, each evaluation in ``workers // sandbox_slots`` tasks), ``llm_slots`` the agent
+calls in flight. Each slot
 gets its own role objects (``roles_for``): a role's spend counter then measures that slot's calls only,
 which keeps the per-node spend ledger exact under concurrency.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autotts_graph.sandbox.backends.base import usable_cores
 from autotts_graph.store.db import Store
 from autotts_graph.store.ledger import RunLedger
 from autotts_graph.store.trajectories import list_environments
@@ -187,7 +188,7 @@ class DepsProvider:
         hidden |= frozenset(config.heldout_envs)
         ray = config.executor == "ray"
         # On Ray, 0 workers means one task per core of the cluster (known once connected).
-        workers = config.workers or (0 if ray else os.cpu_count() or 1)
+        workers = config.workers or (0 if ray else usable_cores())
         backend = self.backend
         if backend is None:
             from autotts_graph.sandbox.select import make_backend
@@ -216,7 +217,12 @@ class DepsProvider:
         full_ctx = ToolContext(store=store, sandbox=config.sandbox, workers=ctx.workers, expose_heldout=True,
                                solve_timeout_s=config.solve_timeout_s, executor_name=config.executor,
                                ray_address=config.ray_address, _backend=backend, _executor=executor)
-        slots = config.sandbox_slots or max(1, (ctx.workers + 1) // 2)
+        # One candidate per worker, each evaluation one task: a task loads its packs, warms PyPy's JIT and pays a
+        # container once, where a candidate spread over every worker pays them on each (benchmarks/
+        # discovery_vs_cmc.py: screens per hour). Baselines and the held-out evaluation (full_ctx, one at a
+        # time) still spread over every worker.
+        slots = config.sandbox_slots or max(1, ctx.workers)
+        ctx.evaluation_tasks = max(1, ctx.workers // slots)
         return Deps(store=store, ctx=ctx, full_ctx=full_ctx, progress=self.progress, config=config,
                     sandbox_slots=threading.BoundedSemaphore(slots),
                     llm_slots=threading.BoundedSemaphore(config.llm_slots), make_roles=make_roles,

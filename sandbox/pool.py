@@ -125,6 +125,7 @@ class ContainerSpec(BaseModel):
     image: str
     memory_mb: int = 2048
     cpus: float = 1.0
+    cpuset: str | None = None  # the cores the containers may use (None: any)
     pids: int = 128
     nofile: int = 256
     tmp_mb: int = 64
@@ -315,7 +316,7 @@ class ContainerPool:
                 shm_size=f"{spec.tmp_mb}m",
                 cap_drop=["ALL"], security_opt=["no-new-privileges", f"seccomp={seccomp_profile()}"],
                 pids_limit=spec.pids, mem_limit=f"{spec.memory_mb}m", memswap_limit=f"{spec.memory_mb}m",
-                nano_cpus=int(spec.cpus * 1e9),
+                nano_cpus=int(spec.cpus * 1e9), cpuset_cpus=spec.cpuset,
                 ulimits=[docker.types.Ulimit(name="nofile", soft=spec.nofile, hard=spec.nofile),
                          docker.types.Ulimit(name="core", soft=0, hard=0)],
                 environment={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp"},

@@ -6,11 +6,13 @@ while another process holds the file lock: a tool server can keep reading while 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -93,17 +95,54 @@ _SCHEMA = [
 ]
 
 
-# DuckDB refuses to open one file read-only and read-write at once inside a process, so connections to a
-# file are taken one at a time per process (threads wait); a nested connect in the same thread reuses the
-# open connection. This registry is process-wide because the constraint is.
-_FILE_LOCKS: dict[str, threading.RLock] = {}
-_FILE_LOCKS_GUARD = threading.Lock()
+# DuckDB refuses to open one file read-only and read-write at once inside a process. So a process opens a file
+# once for all its threads: while any thread uses it, others join through a cursor of their own on the same open
+# database (opening and closing the file, a checkpoint each time, took about a third of a discovery run's host
+# time when every call opened its own; benchmarks/embedded_default.py). A writer waits for the readers of a
+# read-only opening to finish (and keeps new readers from joining meanwhile); a nested connect in the same
+# thread reuses the open connection. The file is closed when its last user is done, so other processes get it
+# between bursts as before. This registry is process-wide because the constraint is.
+_FILE_CONDS: dict[str, threading.Condition] = {}
+_FILE_CONDS_GUARD = threading.Lock()
 _OPEN = threading.local()
 
 
-def _file_lock(path: Path) -> threading.RLock:
-    with _FILE_LOCKS_GUARD:
-        return _FILE_LOCKS.setdefault(str(path), threading.RLock())
+@dataclass
+class _Shared:
+    """A file's one open database in this process, and how many threads are using it."""
+
+    con: duckdb.DuckDBPyConnection
+    read_only: bool
+    users: int = 0
+    writers_waiting: int = 0
+
+
+_SHARED: dict[str, _Shared] = {}
+_WRITERS: dict[str, threading.RLock] = {}
+
+
+def _file_cond(path: Path) -> threading.Condition:
+    with _FILE_CONDS_GUARD:
+        return _FILE_CONDS.setdefault(str(path), threading.Condition(threading.RLock()))
+
+
+def _writer_lock(path: Path) -> threading.RLock:
+    with _FILE_CONDS_GUARD:
+        return _WRITERS.setdefault(str(path), threading.RLock())
+
+
+def _forget_in_child() -> None:
+    """A forked child owns none of its parent's open databases (nor their locks)."""
+    global _FILE_CONDS_GUARD
+    _FILE_CONDS_GUARD = threading.Lock()
+    _FILE_CONDS.clear()
+    _WRITERS.clear()
+    _SHARED.clear()
+    _OPEN.__dict__.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 class StoreError(Exception):
@@ -148,7 +187,45 @@ class Store:
             finally:
                 con.close()
             return
-        with _file_lock(self.path):
+        # Writers of this process take turns (as they did when each opened the file itself): concurrent write
+        # transactions on one database could conflict. Readers never wait for them.
+        writer = _writer_lock(self.path) if not read_only else contextlib.nullcontext()
+        with writer:
+            shared = self._join(key, read_only)
+            con = shared.con.cursor()  # this thread's own connection to the one open database
+            open_here[key] = con
+            try:
+                yield con
+            finally:
+                open_here.pop(key, None)
+                con.close()
+                self._leave(key, shared)
+
+    def _join(self, key: str, read_only: bool) -> _Shared:
+        """The file's open database in this process, opened when no thread has it (a writer waits for the
+        readers of a read-only opening, and new readers wait behind it)."""
+        cond = _file_cond(self.path)
+        with cond:
+            waiting_on: _Shared | None = None
+            try:
+                while True:
+                    shared = _SHARED.get(key)
+                    if shared is None:
+                        break
+                    if not shared.read_only or (read_only and not shared.writers_waiting):
+                        shared.users += 1
+                        if not read_only:
+                            self._schema_ready = True  # a read-write opening created it
+                        return shared
+                    if not read_only and waiting_on is not shared:
+                        if waiting_on is not None:
+                            waiting_on.writers_waiting -= 1
+                        shared.writers_waiting += 1
+                        waiting_on = shared
+                    cond.wait()
+            finally:
+                if waiting_on is not None:
+                    waiting_on.writers_waiting -= 1
             con = self._open(read_only)
             if read_only and _schema_version(con) < SCHEMA_VERSION:
                 # A file written by an older version: migrate it once (read-write), then read.
@@ -159,11 +236,21 @@ class Store:
                 if not read_only and not self._schema_ready:
                     _create_schema(con)
                     self._schema_ready = True
-                open_here[key] = con
-                yield con
-            finally:
-                open_here.pop(key, None)
+            except BaseException:
                 con.close()
+                raise
+            shared = _SHARED[key] = _Shared(con, read_only, users=1)
+            return shared
+
+    def _leave(self, key: str, shared: _Shared) -> None:
+        """One user fewer; the last one closes the file."""
+        cond = _file_cond(self.path)
+        with cond:
+            shared.users -= 1
+            if shared.users == 0:
+                del _SHARED[key]
+                shared.con.close()
+                cond.notify_all()
 
     def _migrate(self) -> None:
         con = self._open(read_only=False)

@@ -202,20 +202,43 @@ class BaselineRow(BaseModel):
     point: PointSummary
 
 
-def run_baseline(ctx: ToolContext, inp: BaselineInput,
-                 progress: Callable[[int, int], None] | None = None) -> tuple[EvaluationSummary, list[BaselineRow]]:
-    """Evaluate a baseline sweep; cached in the history like any controller."""
+def run_baseline(ctx: ToolContext, inp: BaselineInput, progress: Callable[[int, int], None] | None = None,
+                 tasks: int | None = None) -> tuple[EvaluationSummary, list[BaselineRow]]:
+    """Evaluate a baseline sweep; cached in the history like any controller (``tasks``: see
+    ``evaluate_controller``)."""
     source = baseline_source(inp.method)
     configs = baseline_configs(inp.method, inp.configs)
     if METHODS[inp.method].fitted:
-        summary = _run_fitted(ctx, inp, source, configs, progress)
+        summary = _run_fitted(ctx, inp, source, configs, progress, tasks)
     else:
         summary = evaluate_controller(ctx, EvaluateInput(source=source, envs=inp.envs, configs=configs,
                                                          seeds=inp.seeds, trace_seeds=inp.trace_seeds,
-                                                         label=f"baseline:{inp.method}", split=inp.split), progress)
+                                                         label=f"baseline:{inp.method}", split=inp.split), progress,
+                                      tasks)
     rows = [BaselineRow(method=inp.method, label=point_label(inp.method, p.config), point=p) for p in summary.points]
     return summary, rows
 
+
+
+def run_baselines(ctx: ToolContext, inputs: list[BaselineInput], parallel: int,
+                  progress_of: Callable[[str], Callable[[int, int], None] | None] | None = None,
+                  ) -> list[tuple[EvaluationSummary, list[BaselineRow]]]:
+    """Several baselines, ``parallel`` at a time, each evaluation in one sandbox task; results in the order of
+    ``inputs``. One task per method loads its packs, warms PyPy's JIT and pays a container once, and while one
+    method's records are judged, audited and recorded on the host the others replay (benchmarks/
+    embedded_default.py). The figures are those of ``run_baseline`` one by one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(inp: BaselineInput) -> tuple[EvaluationSummary, list[BaselineRow]]:
+        return run_baseline(ctx, inp, progress_of(inp.method) if progress_of else None, tasks=1)
+
+    if parallel <= 1 or len(inputs) <= 1:
+        return [run_baseline(ctx, inp, progress_of(inp.method) if progress_of else None) for inp in inputs]
+    # The fitted prior's leave-one-out folds are the longest: started first, the others fill the other workers.
+    order = sorted(range(len(inputs)), key=lambda i: not METHODS[inputs[i].method].fitted)
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="autotts-baseline") as pool:
+        futures = {i: pool.submit(one, inputs[i]) for i in order}
+        return [futures[i].result() for i in range(len(inputs))]
 
 # ---- the fitted Bayesian prior ------------------------------------------------------------------------------
 #
@@ -331,7 +354,7 @@ def fitted_tables(ctx: ToolContext, env: str, fit_envs: list[str],
 
 
 def _run_fitted(ctx: ToolContext, inp: BaselineInput, source: str, configs: list[dict[str, Any]],
-                progress: Callable[[int, int], None] | None) -> EvaluationSummary:
+                progress: Callable[[int, int], None] | None, tasks: int | None = None) -> EvaluationSummary:
     """Fit, evaluate every distinct stop table per environment, stitch per-question results, record them."""
     from autotts_graph.sandbox.judge import aggregate  # numpy: only fitted baselines need it here
     from autotts_graph.store import history
@@ -369,7 +392,7 @@ def _run_fitted(ctx: ToolContext, inp: BaselineInput, source: str, configs: list
         step = (lambda d, t, base=done: progress(base + d, total_jobs)) if progress else None
         folds = evaluate_controller(ctx, EvaluateInput(source=source, envs=[env], configs=distinct, seeds=inp.seeds,
                                                        trace_seeds=inp.trace_seeds, split=inp.split,
-                                                       label=f"baseline:{inp.method} folds"), step)
+                                                       label=f"baseline:{inp.method} folds"), step, tasks)
         done += len(distinct)
         backend = folds.backend
         cached += folds.cached_points

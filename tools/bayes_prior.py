@@ -67,9 +67,14 @@ def posterior_parts(candidates: list[list[float]], n_max: int = N_MAX, chunk: in
         powers = qs**a
         num[:, a, 0, a] = powers[:, 0]
         den[:, a, 0, a] = powers.sum(axis=1)
-    # b >= 1: one lane per (candidate, i, j) with q_i, q_j > 0; the tail is q without i and j.
+    # b >= 1: one lane per (candidate, i, j) with q_i, q_j > 0; the tail is q without i and j. Lanes come
+    # candidate by candidate, so a candidate's sum is one ``reduceat`` over its run of lanes. No BLAS call
+    # anywhere: a multithreaded BLAS on a busy machine (the sandbox tasks run beside it) turned a few
+    # seconds of work into minutes (benchmarks/discovery_vs_cmc.py, the baselines before the first generation).
     lanes = [(c, i, j) for c in range(n_c) for i in range(K) for j in range(K)
              if i != j and qs[c, i] > 0 and qs[c, j] > 0]
+    if not lanes:
+        return num, den
     lane_c = np.array([t[0] for t in lanes])
     lane_i = np.array([t[1] for t in lanes])
     lane_j = np.array([t[2] for t in lanes])
@@ -78,9 +83,9 @@ def posterior_parts(candidates: list[list[float]], n_max: int = N_MAX, chunk: in
     keep[np.arange(len(lanes)), lane_j] = False
     tails = qs[lane_c][keep].reshape(len(lanes), K - 2)
     qi, qj = qs[lane_c, lane_i], qs[lane_c, lane_j]
-    onehot = np.zeros((n_c, len(lanes)))
-    onehot[lane_c, np.arange(len(lanes))] = 1.0
-    onehot_lead = onehot * (lane_i == 0)[None, :]
+    owners, starts = np.unique(lane_c, return_index=True)  # the candidates with lanes, where theirs start
+    lead = lane_i == 0  # the numerator's lanes: the leader is the mode
+    lead_owners, lead_starts = np.unique(lane_c[lead], return_index=True)
     for b in range(1, n_b):
         s_max = n_max - 2 * b
         if s_max < 0:
@@ -91,8 +96,9 @@ def posterior_parts(candidates: list[list[float]], n_max: int = N_MAX, chunk: in
             s_top = n_max - a - b
             t = t2 if a == b else t1
             val = (qi**a * qjb)[:, None] * t[:, : s_top + 1]  # (lanes, s)
-            den[:, a, b, a + b : n_max + 1] += onehot @ val
-            num[:, a, b, a + b : n_max + 1] += onehot_lead @ val
+            den[owners, a, b, a + b : n_max + 1] += np.add.reduceat(val, starts, axis=0)
+            if len(lead_owners):
+                num[lead_owners, a, b, a + b : n_max + 1] += np.add.reduceat(val[lead], lead_starts, axis=0)
     return num, den
 
 
@@ -121,8 +127,8 @@ def _tail_sums(tails: np.ndarray, b: int, s_max: int, chunk: int) -> tuple[np.nd
                 elif m_max >= 1:
                     new[:, r:, 1:] += e[:, : s_max + 1 - r, :-1] * w[:, r, None, None]
             e = new
-        out1[lo : lo + chunk] = e @ w1
-        out2[lo : lo + chunk] = e @ w2
+        out1[lo : lo + chunk] = np.einsum("lsm,m->ls", e, w1)  # numpy's own loop, no BLAS (see above)
+        out2[lo : lo + chunk] = np.einsum("lsm,m->ls", e, w2)
     return out1, out2
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Protocol
 
-from autotts_graph.sandbox.backends.base import SandboxBackend
+from autotts_graph.sandbox.backends.base import SandboxBackend, usable_cores
 from autotts_graph.sandbox.static_checks import StaticReport, check_source
 from autotts_graph.store.db import Store, StoreError
 from autotts_graph.store.trajectories import EnvironmentInfo, list_environments
@@ -56,7 +55,7 @@ class ToolContext:
 
     store: Store
     sandbox: str = "auto"
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # ray: 0 = the cluster's cores
+    workers: int = field(default_factory=usable_cores)  # ray: 0 = the cluster's cores
     expose_heldout: bool = False
     expose_gold: bool = False
     hidden_envs: frozenset[str] = frozenset()
@@ -65,6 +64,9 @@ class ToolContext:
     executor_name: str = "local"  # where sandbox tasks run: "local" or "ray" (`--executor`)
     ray_address: str | None = None  # `--ray-address` / RAY_ADDRESS; none: Ray starts a local cluster
     run: RunScope | None = None  # inside a discovery run: the defaults of its agents' tool calls
+    # Sandbox tasks one evaluation's new work is split into (None: ``workers``). A discovery run with several
+    # candidates in the sandbox at once gives each fewer: one task warms PyPy's JIT and pays a container once.
+    evaluation_tasks: int | None = None
     static_checker: StaticChecker | None = None  # None: check_source in this process
     _backend: SandboxBackend | None = None
     _executor: TaskExecutor | None = None

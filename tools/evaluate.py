@@ -217,18 +217,38 @@ def plan_evaluation(ctx: ToolContext, inp: EvaluateInput) -> EvaluationPlan:
                           interpreter=static.interpreter, packs=packs, jobs=jobs, cached=cached, error=error)
 
 
-def _batches(todo: list[Job], workers: int) -> list[list[Job]]:
-    """Jobs grouped per environment into about one task per worker (at least one per environment): each
-    task loads its pack, warms PyPy's JIT and pays the sandbox's per-task overhead once."""
-    per_env: dict[str, list[Job]] = {}
+@dataclass(frozen=True)
+class Batch:
+    """One sandbox task's share of an evaluation: every job of ``envs`` x ``points`` (configuration indices);
+    the runner returns their results environment by environment, points in order within each."""
+
+    envs: tuple[str, ...]
+    points: tuple[int, ...]
+    jobs: tuple[Job, ...]
+
+
+def _batches(todo: list[Job], tasks: int) -> list[Batch]:
+    """The jobs in about ``tasks`` sandbox tasks of similar size. Environments that need the same points share
+    a task when the points of one are fewer than a task's share (each task loads its packs, warms PyPy's JIT
+    and pays the sandbox's per-task overhead once); an environment with more points than a share is split over
+    several tasks, its points interleaved so that cheap (low beta) and expensive (high beta) ones mix."""
+    per_env: dict[str, dict[int, Job]] = {}
     for job in todo:
-        per_env.setdefault(job.env, []).append(job)
-    size = max(1, -(-len(todo) // max(1, workers)))
+        per_env.setdefault(job.env, {})[job.index] = job
+    size = max(1, -(-len(todo) // max(1, tasks)))
+    groups: dict[tuple[int, ...], list[str]] = {}  # environments by the points they need (rectangles of jobs)
+    for env, jobs in per_env.items():
+        groups.setdefault(tuple(jobs), []).append(env)
     batches = []
-    for env_jobs in per_env.values():
-        # Interleave by position so cheap (low beta) and expensive (high beta) points share a task.
-        n = max(1, -(-len(env_jobs) // size))
-        batches += [env_jobs[i::n] for i in range(n)]
+    for points, envs in groups.items():
+        if len(points) >= size:
+            n = -(-len(points) // size)
+            chunks = [((env,), points[i::n]) for env in envs for i in range(n)]
+        else:
+            # As many environments per task as fit a share, spread evenly over the tasks they need.
+            n = -(-len(envs) // max(1, size // len(points)))
+            chunks = [(tuple(envs[i::n]), points) for i in range(n)]
+        batches += [Batch(e, p, tuple(per_env[env][i] for env in e for i in p)) for e, p in chunks]
     return batches
 
 
@@ -240,7 +260,8 @@ class _Sweep:
     """The run, judge and audit stages of one evaluation's new jobs."""
 
     def __init__(self, ctx: ToolContext, plan: EvaluationPlan, interpreter: str,
-                 progress: Callable[[int, int], None] | None) -> None:
+                 progress: Callable[[int, int], None] | None, tasks: int | None = None) -> None:
+        self.tasks = tasks  # None: the context's (read when the tasks start: Ray knows its cores by then)
         self.ctx, self.plan, self.interpreter, self.progress = ctx, plan, interpreter, progress
         self.state = RunState()
         self.per_env = plan.per_env()
@@ -248,13 +269,14 @@ class _Sweep:
         self.questions: dict[Path, int] = {}
         self.samples: dict[str, list[Solve]] = {}  # env -> the audited solves (every audit replays them)
         self.observed: dict[str, dict[Solve, Observed]] = {env: {} for env in self.per_env}
-        self.auditing: dict[str, Future[SandboxError | None]] = {}
+        self.auditing: list[tuple[tuple[str, ...], Future[SandboxError | None]]] = []
         self.done = len(plan.jobs) - len(plan.todo)
 
-    def task_of(self, batch: list[Job]) -> SandboxTask:
-        work = len(batch) * len(self.plan.seeds) * _questions(batch[0].pack, self.questions)
-        return SandboxTask(source=self.plan.inp.source, packs={batch[0].env: str(batch[0].pack)},
-                           points=[j.config for j in batch], seeds=self.plan.seeds,
+    def task_of(self, batch: Batch) -> SandboxTask:
+        work = len(batch.points) * len(self.plan.seeds) * sum(_questions(self.plan.packs[e], self.questions)
+                                                              for e in batch.envs)
+        return SandboxTask(source=self.plan.inp.source, packs={env: str(self.plan.packs[env]) for env in batch.envs},
+                           points=[self.plan.configs[i] for i in batch.points], seeds=self.plan.seeds,
                            trace_seeds=self.plan.trace_seeds, interpreter=self.interpreter, work=work,
                            solve_timeout_s=self.ctx.solve_timeout_s)
 
@@ -272,33 +294,35 @@ class _Sweep:
             self.samples[env] = choose_solves(len(jobs), self.plan.seeds, q, budget[env], self.secret)
 
     def run(self) -> None:
-        """Run the batches; judge each result as it arrives; start an environment's audits with its last."""
-        batches = _batches(self.plan.todo, self.ctx.workers)
-        left = {env: sum(b[0].env == env for b in batches) for env in self.per_env}
-        audit_lane = ThreadPoolExecutor(max_workers=len(self.per_env), thread_name_prefix="autotts-audit")
+        """Run the batches; judge each result as it arrives; start the audits of the environments a result
+        completes, together in one task."""
+        batches = _batches(self.plan.todo, self.tasks or self.ctx.evaluation_tasks or self.ctx.workers)
+        left = {env: sum(env in b.envs for b in batches) for env in self.per_env}
+        audit_lane = ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="autotts-audit")
         try:
             executor = self.ctx.executor
             for batch, res in zip(batches, executor.run([self.task_of(b) for b in batches]), strict=True):
-                self.done += len(batch)
+                self.done += len(batch.jobs)
                 if self.progress:
                     self.progress(self.done, len(self.plan.jobs))
-                env = batch[0].env
-                left[env] -= 1
-                self.judge(batch, res, last=left[env] == 0, lane=audit_lane)
+                for env in batch.envs:
+                    left[env] -= 1
+                self.judge(batch, res, [env for env in batch.envs if left[env] == 0], audit_lane)
         finally:
             audit_lane.shutdown(wait=True)  # audits already started finish (and clean up) even after an error
-        for future in self.auditing.values():
+        for _, future in self.auditing:
             error = future.result()
             if error is not None:
                 self.state.fail(error)
         from autotts_graph.sandbox.audit import AUDITS
 
-        for env in self.auditing:
-            for audit in AUDITS:
-                self.state.audited[audit.name] = self.state.audited.get(audit.name, 0) + len(self.samples[env])
+        for envs, _ in self.auditing:
+            for env in envs:
+                for audit in AUDITS:
+                    self.state.audited[audit.name] = self.state.audited.get(audit.name, 0) + len(self.samples[env])
 
-    def judge(self, batch: list[Job], res: SandboxResult, last: bool, lane: ThreadPoolExecutor) -> None:
-        """Judge one task's records; on the environment's last task, start its audits."""
+    def judge(self, batch: Batch, res: SandboxResult, complete: list[str], lane: ThreadPoolExecutor) -> None:
+        """Judge one task's records; start the audits of the environments it completes."""
         state = self.state
         if not res.ok:
             state.fail(res.error)
@@ -306,61 +330,76 @@ class _Sweep:
         state.ran_on.add(res.interpreter)
         state.backends.add(res.backend)
         state.replay_s += res.runner_s
-        if len(res.results or []) != len(batch):
-            state.fail(_rejected(f"the sandbox returned {len(res.results or [])} results for {len(batch)} points"))
+        if len(res.results or []) != len(batch.jobs):
+            state.fail(_rejected(f"the sandbox returned {len(res.results or [])} results for {len(batch.jobs)} "
+                                 "points"))
             return
         # Here, not above: the background import (numpy) must not hold up the first task's start.
         from autotts_graph.sandbox.audit import observed_from_record, observed_rows, same_observations
         from autotts_graph.sandbox.judge import JudgeError, judge_point, load_judge_pack
 
-        env = batch[0].env
-        jp = load_judge_pack(self.plan.packs[env])
         if not self.samples:
             self.draw_samples()
-        wanted = self.samples[env]
-        jobs = self.per_env[env]
-        early: dict[Solve, Observed] | None = None
-        if last and state.error is None:
-            # The environment's last batch: its audits start from the audited solves read off the record and
-            # run while the judge checks the whole record (the verdict counts only if the judge accepts the
-            # record, and then these solves are exactly the judged ones).
-            early = dict(self.observed[env])
-            for job, raw in zip(batch, res.results, strict=True):
-                rows = observed_from_record(raw, jobs.index(job), wanted, jp, self.plan.seeds)
-                if rows is None:
+        judge_packs = {env: load_judge_pack(self.plan.packs[env]) for env in batch.envs}
+        rows = list(zip(batch.jobs, res.results, strict=True))  # the runner's order is the batch's
+        early: dict[str, dict[Solve, Observed]] | None = None
+        if complete and state.error is None:
+            # The audits start from the audited solves read off the record and run while the judge checks the
+            # whole record (the verdict counts only if the judge accepts the record, and then these solves are
+            # exactly the judged ones).
+            early = {env: dict(self.observed[env]) for env in complete}
+            for job, raw in rows:
+                if job.env not in early:
+                    continue
+                seen = observed_from_record(raw, self.per_env[job.env].index(job), self.samples[job.env],
+                                            judge_packs[job.env], self.plan.seeds)
+                if seen is None:
                     early = None
                     break
-                early.update(rows)
+                early[job.env].update(seen)
             if early is not None:
-                self.auditing[env] = lane.submit(self.audit, env, early)
-        for job, raw in zip(batch, res.results, strict=True):  # a batch is one environment's
+                self.auditing.append((tuple(complete), lane.submit(self.audit, early)))
+        for job, raw in rows:
+            jp = judge_packs[job.env]
             try:
                 point, judged = judge_point(jp, raw, job.config, self.plan.seeds, frozenset(self.plan.trace_seeds))
             except JudgeError as exc:
                 state.fail(_rejected(f"the judge rejected the result: {exc}"))
                 continue
-            self.observed[env].update(observed_rows(judged, jobs.index(job), wanted, jp.questions, self.plan.seeds))
+            self.observed[job.env].update(observed_rows(judged, self.per_env[job.env].index(job),
+                                                        self.samples[job.env], jp.questions, self.plan.seeds))
             state.results[job.key] = {**point, "interpreter": res.interpreter}
-        if last and state.error is None:
+        if complete and state.error is None:
             if early is None:
-                self.auditing[env] = lane.submit(self.audit, env, self.observed[env])
-            elif not same_observations(early, self.observed[env]):  # impossible once the judge accepted it
-                state.fail(_rejected("the audited solves differ from the judged record"))
+                self.auditing.append((tuple(complete), lane.submit(
+                    self.audit, {env: self.observed[env] for env in complete})))
+            elif any(not same_observations(early[env], self.observed[env]) for env in complete):
+                state.fail(_rejected("the audited solves differ from the judged record"))  # impossible once judged
 
-    def audit(self, env: str, observed: dict[Solve, Observed]) -> SandboxError | None:
-        """Replay ``env``'s sampled solves under every audit, side by side in one task (one changed pack per
-        audit); an error if any differs."""
+    def solves_of(self, env: str) -> list[Solve]:
+        """``env``'s audited solves with the request's configuration indices (the audit task's points): the
+        samples count an environment's new points only, and the order of points is the same either way."""
+        jobs = self.per_env[env]
+        return [(jobs[p].index, seed, q) for p, seed, q in self.samples[env]]
+
+    def audit(self, observed: dict[str, dict[Solve, Observed]]) -> SandboxError | None:
+        """Replay the sampled solves of these environments under every audit, side by side in one task (one
+        changed pack per environment and audit); an error if any differs."""
         from autotts_graph.sandbox.audit import AUDITS, differences, replay_groups
         from autotts_graph.sandbox.judge import load_judge_pack
 
-        pack, configs, solves = self.plan.packs[env], [j.config for j in self.per_env[env]], self.samples[env]
-        plans = []
+        plans = []  # (env, plan), in the task's pack order
         try:
-            for audit in AUDITS:
-                plans.append(audit.build(pack, observed, self.secret))
-            task = SandboxTask(source=self.plan.inp.source, packs={p.audit.name: str(p.pack) for p in plans},
-                               points=configs, seeds=self.plan.seeds, trace_seeds=[], solves=solves,
-                               interpreter=self.interpreter, work=len(solves) * len(plans),
+            for env, seen in observed.items():
+                for audit in AUDITS:
+                    plans.append((env, audit.build(self.plan.packs[env], seen, self.secret)))
+            # Neutral names: which pack is which audit (and environment) is the host's to know.
+            packs = {str(i): str(p.pack) for i, (_, p) in enumerate(plans)}
+            task = SandboxTask(source=self.plan.inp.source, packs=packs, points=self.plan.configs,
+                               seeds=self.plan.seeds, trace_seeds=[],
+                               solves={str(i): self.solves_of(env) for i, (env, _) in enumerate(plans)},
+                               interpreter=self.interpreter,
+                               work=sum(len(self.samples[env]) for env, _ in plans),
                                solve_timeout_s=self.ctx.solve_timeout_s)
             res = next(iter(self.ctx.executor.run([task])))
             if not res.ok:
@@ -368,12 +407,19 @@ class _Sweep:
                 return _rejected(f"the audits' replay failed ({err.kind.value}: {err.message}): the controller "
                                  "behaves differently when run again with the data it had not observed replaced "
                                  "or its answers renamed", err.details, ErrorKind.audit)
-            results, per_pack = res.results or [], len(replay_groups(solves))
-            original = load_judge_pack(pack)
-            for k, plan in enumerate(plans):  # the runner's order: points, then the packs of each point
-                problems = differences(plan, solves, original, observed, results[k::len(plans)], configs) \
-                    if len(results) == per_pack * len(plans) else [f"the audit returned {len(results)} results, "
-                                                                  f"expected {per_pack * len(plans)}"]
+            results = res.results or []
+            expected = sum(len(replay_groups(self.samples[env])) for env, _ in plans)
+            if len(results) != expected:
+                return _rejected(f"the audit returned {len(results)} results, expected {expected}",
+                                 kind=ErrorKind.audit)
+            originals = {env: load_judge_pack(self.plan.packs[env]) for env in observed}
+            at = 0
+            for env, plan in plans:  # the runner's order: pack by pack, each pack's points in increasing order
+                solves = self.samples[env]
+                configs = [j.config for j in self.per_env[env]]
+                n = len(replay_groups(solves))
+                problems = differences(plan, solves, originals[env], observed[env], results[at:at + n], configs)
+                at += n
                 if problems:
                     return _rejected(f"the {plan.audit.name} audit flagged the controller: {problems[0]}. "
                                      "Controllers may act only on what the primitives returned in the current "
@@ -382,7 +428,7 @@ class _Sweep:
                                      "lexicographic order and 'ERR' only; no answer known in advance, no "
                                      "iteration over a set of answers).", problems[:10], ErrorKind.audit)
         finally:
-            for plan in plans:
+            for _, plan in plans:
                 plan.cleanup()
         return None
 
@@ -392,12 +438,14 @@ class _Sweep:
 
 
 def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
-                        progress: Callable[[int, int], None] | None = None) -> EvaluationSummary:
+                        progress: Callable[[int, int], None] | None = None,
+                        tasks: int | None = None) -> EvaluationSummary:
     """Score every (env, config) point through the one judged path, reusing cached points, and record it.
 
     Static checks on the host, the runtime in the sandbox (PyPy when the source allows), the judge on the
     host, the counterfactual and relabelling audits. A candidate that fails any of them gets an error and
-    no figures.
+    no figures. ``tasks``: the sandbox tasks the new work is split into (default: the context's
+    ``evaluation_tasks``, else ``workers``); the figures are the same however it is split.
     """
     started = time.perf_counter()
     plan = plan_evaluation(ctx, inp)
@@ -410,7 +458,7 @@ def evaluate_controller(ctx: ToolContext, inp: EvaluateInput,
     state = RunState(error=plan.error)
     if todo:
         _load_judge_in_background()
-        sweep = _Sweep(ctx, plan, interpreter, progress)
+        sweep = _Sweep(ctx, plan, interpreter, progress, tasks)
         sweep.run()
         state = sweep.state
     points = []

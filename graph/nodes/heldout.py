@@ -6,7 +6,7 @@ from typing import Any
 
 from autotts_graph.store import history
 from autotts_graph.store.ledger import RunStatus
-from autotts_graph.tools.baselines import BaselineInput, run_baseline
+from autotts_graph.tools.baselines import BaselineInput, run_baselines
 from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
 
 from .. import evidence
@@ -37,11 +37,12 @@ def evaluate_heldout(deps: Deps, selected: str) -> tuple[HeldoutResult | None, d
     result = HeldoutResult(evaluation_id=evaluation_id, ok=ev.ok,
                            error=f"{err.get('kind')}: {err.get('message')}" if err else None,
                            curve=evidence.curve_from_points(ev.points))
-    ids: dict[str, str] = {}
-    for method in cfg.baselines:
-        summary, _ = run_baseline(deps.full_ctx, BaselineInput(method=method, envs=cfg.heldout_envs, seeds=cfg.seeds,
-                                                               split="heldout", fit_envs=cfg.search_envs))
-        ids[f"{method}@heldout"] = summary.evaluation_id
+    inputs = [BaselineInput(method=method, envs=cfg.heldout_envs, seeds=cfg.seeds, split="heldout",
+                            fit_envs=cfg.search_envs) for method in cfg.baselines]
+    # After selection nothing else is in the sandbox: the baselines take every worker, one method per task.
+    results = run_baselines(deps.full_ctx, inputs, deps.full_ctx.workers)
+    ids = {f"{method}@heldout": summary.evaluation_id for method, (summary, _) in zip(cfg.baselines, results,
+                                                                                       strict=True)}
     return result, ids, {}
 
 

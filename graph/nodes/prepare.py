@@ -9,7 +9,7 @@ from autotts_graph.store import history
 from autotts_graph.store.db import Store, StoreError
 from autotts_graph.store.ledger import RunLedger, RunStatus
 from autotts_graph.store.trajectories import list_environments
-from autotts_graph.tools.baselines import SWEEPS, BaselineInput, run_baseline
+from autotts_graph.tools.baselines import SWEEPS, BaselineInput, run_baselines
 
 from ..agents.client import AgentError
 from ..agents.roles import BaselinePoint
@@ -89,10 +89,12 @@ def prepare(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[st
     cfg = deps.config
     points: list[BaselinePoint] = []
     ids: dict[str, str] = {}
-    for method in cfg.baselines:
-        progress = (lambda d, t, m=method: deps.progress(f"baseline {m}", d, t)) if deps.progress else None
-        summary, rows = run_baseline(deps.ctx, BaselineInput(method=method, envs=cfg.search_envs, seeds=cfg.seeds,
-                                                             split="search", fit_envs=cfg.search_envs), progress)
+    progress_of = (lambda m: lambda d, t: deps.progress(f"baseline {m}", d, t)) if deps.progress else None
+    inputs = [BaselineInput(method=method, envs=cfg.search_envs, seeds=cfg.seeds, split="search",
+                            fit_envs=cfg.search_envs) for method in cfg.baselines]
+    # No candidate is in the sandbox yet: the baselines take every worker, one method per task.
+    results = run_baselines(deps.ctx, inputs, deps.ctx.workers, progress_of)
+    for method, (summary, rows) in zip(cfg.baselines, results, strict=True):
         if not summary.ok:
             err = summary.error
             message = f"baseline {method} failed in the sandbox: {err.kind.value}: {err.message}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -57,6 +58,26 @@ class SandboxError(BaseModel):
         return [_storable(line, 500) for line in value[-20:]]
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset`` narrows them; ``os.cpu_count`` ignores that)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
+def pinned_cpus() -> str | None:
+    """The cores this process is pinned to as a cpuset list ("0", "0,2"), or None when it may use every core:
+    a user who pins a command (``taskset -c 0``) pins its sandbox containers too."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    if not allowed or len(allowed) >= (os.cpu_count() or len(allowed)):
+        return None
+    return ",".join(str(c) for c in allowed)
+
+
 class Limits(BaseModel):
     """Resource limits of one task."""
 
@@ -84,7 +105,8 @@ class SandboxTask(BaseModel):
     points: list[dict[str, Any]] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=lambda: list(range(100)))
     trace_seeds: list[int] = Field(default_factory=lambda: [0])
-    solves: list[tuple[int, int, int]] | None = None  # (point, seed, question): an audit's chosen solves
+    # An audit: per pack, its chosen solves (point, seed, question), replayed in the order given.
+    solves: dict[str, list[tuple[int, int, int]]] | None = None
     interpreter: Literal["pypy", "cpython"] = "cpython"
     solve_timeout_s: float = 10.0  # the in-box watchdog's limit for one solve() call
     work: int = 0  # solves the task will run (the caller knows the packs' sizes): scales deadline and caps

@@ -39,7 +39,16 @@ from ..pool import (
     sweep_leftovers,
     task_command,
 )
-from .base import ErrorKind, Limits, SandboxError, SandboxResult, SandboxTask, result_from_output
+from .base import (
+    ErrorKind,
+    Limits,
+    SandboxError,
+    SandboxResult,
+    SandboxTask,
+    pinned_cpus,
+    result_from_output,
+    usable_cores,
+)
 
 log = logging.getLogger("autotts_graph.sandbox.docker")
 
@@ -60,7 +69,7 @@ def default_pool_size() -> int:
     env = os.environ.get("AUTOTTS_SANDBOX_POOL")
     if env and env.isdigit() and int(env) > 0:
         return int(env)
-    return os.cpu_count() or 2
+    return usable_cores()
 
 
 def connect(timeout_s: int = 30) -> Any:
@@ -171,7 +180,7 @@ class DockerBackend:
 
     def _spec(self, limits: Limits) -> ContainerSpec:
         return ContainerSpec(image=self.image, memory_mb=limits.memory_mb, cpus=limits.cpus, pids=limits.pids,
-                             nofile=limits.nofile, tmp_mb=limits.tmp_mb)
+                             nofile=limits.nofile, tmp_mb=limits.tmp_mb, cpuset=pinned_cpus())
 
     def _pool(self, spec: ContainerSpec) -> ContainerPool:
         with self._lock:

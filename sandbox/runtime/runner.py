@@ -3,9 +3,13 @@
 Controller output (print, stray writes to fd 1) is diverted to stderr so it can never corrupt the result.
 Nothing the runner returns is trusted: the host judges the action records (see ``evaluate``).
 Task: {"op": "evaluate"|"validate", "source": str, "packs": {name: path}, "points": [config, ...],
-       "seeds": [int, ...], "trace_seeds": [int, ...], "solves": [[point, seed, question], ...] | None,
+       "seeds": [int, ...], "trace_seeds": [int, ...], "solves": {name: [[point, seed, question], ...]} | None,
        "solve_timeout_s": float, "smoke_questions": int}
 Result: {"ok": true, "results": [...]} | {"ok": true, "report": {...}} | {"ok": false, "error": {...}}
+
+An evaluation runs every point on every pack (several environments of one controller share one process, so
+PyPy's JIT warms once): results pack by pack, points in order within each. An audit runs each pack's own
+solves: results pack by pack, one per point that has solves there, points in increasing order.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ def interpreter() -> str:
     return "pypy" if platform.python_implementation() == "PyPy" else "cpython"
 
 
-def _audit_groups(task: dict[str, Any]) -> dict[int, list[tuple[int, int]]]:
+def _audit_groups(solves: list[list[int]]) -> dict[int, list[tuple[int, int]]]:
+    """One pack's audited solves by point, each point's in the order given (a secret random one)."""
     groups: dict[int, list[tuple[int, int]]] = {}
-    for point, seed, question in task["solves"]:
+    for point, seed, question in solves:
         groups.setdefault(int(point), []).append((int(seed), int(question)))
     return groups
 
@@ -52,9 +57,9 @@ def run_task(task: dict[str, Any], watch: Watch | None = None) -> dict[str, Any]
         trace_seeds = frozenset(int(s) for s in task.get("trace_seeds", [0]))
         points = task["points"]
         results = []
-        if task.get("solves") is not None:  # an audit: chosen solves, one controller per point
-            for index, solves in sorted(_audit_groups(task).items()):
-                for pack in packs.values():
+        if task.get("solves") is not None:  # an audit: each pack's chosen solves, one controller per point
+            for name, pack in packs.items():
+                for index, solves in sorted(_audit_groups(task["solves"].get(name, [])).items()):
                     results.append(evaluate_point(cls, pack, points[index], seeds, frozenset(), solves, watch))
         else:
             for pack in packs.values():

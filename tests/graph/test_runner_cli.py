@@ -144,3 +144,28 @@ def test_cli_main_does_not_import_langgraph():
             "print(sorted(m for m in sys.modules if m.startswith(('langgraph', 'langchain'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_run_without_flags_runs_longer_on_real_data_than_on_the_synthetic_default(tmp_path):
+    """`autotts-graph run` with no environment flags: 12 generations on imported (real) data, the short first
+    run (3 generations) on the synthetic environments; a flag the user gives still wins."""
+    from autotts_graph.store.db import Store
+    from autotts_graph.store.synth import preset, synthesize
+    from autotts_graph.store.trajectories import import_records
+    from tiny_runs import synth_store
+
+    real = Store(tmp_path / "real.duckdb")
+    for dataset, split, seed in (("aime24", "search", 1), ("aime25", "heldout", 3)):
+        records = synthesize(preset("synth-1.7b", n_questions=6, n_branches=16, seed=seed))
+        import_records(real, "m1", dataset, records, origin="import", split=split)
+    synthetic = synth_store(tmp_path / "synth.duckdb")
+    quick = ["--betas", "0.5", "--seeds", "2", "--population", "1", "--max-evaluations", "1", "--sandbox",
+             "process", "--baselines", "sc", "--no-live", *SCRIPTED]
+    rounds = {}
+    for name, store, extra in (("real", real, []), ("synthetic", synthetic, []), ("given", real, ["--rounds", "2"])):
+        before = {r.run_id for r in history.list_runs(store)}
+        res = CliRunner().invoke(app, ["run", "--store", str(store.path), *quick, *extra])
+        assert res.exit_code == 0, res.output
+        (run,) = [r for r in history.list_runs(store) if r.run_id not in before]
+        rounds[name] = run.config["rounds"]
+    assert rounds == {"real": 12, "synthetic": 3, "given": 2}
