@@ -130,6 +130,8 @@ class _LLMRole:
             parsed, problem = parse_structured(ai, schema)
             if parsed is not None:
                 return parsed
+            # The call went through but its answer is unusable: its record says so (the ledger shows the retry).
+            self.client.mark_failure(CallFailed("malformed", f"{self.role}: {problem}"))
         raise CallFailed("malformed", f"{self.role}: the model returned malformed structured output "
                                       f"{STRUCTURED_TRIES} times ({problem})")
 

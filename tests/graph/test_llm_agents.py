@@ -69,6 +69,9 @@ def test_malformed_structured_output_is_retried_then_the_rule_critic_reviews(run
     assert "malformed structured output 3 times" in cand["critic"]["reasons"][0]
     calls = [c for c in llm_calls(graph_store, state.config.run_id) if c.role == "critic"]
     assert [c.mode for c in calls] == ["structured:tool"] * 3 and all(c.node == "critique" for c in calls)
+    # Each unusable answer is recorded as such, with what was wrong with it.
+    assert [c.outcome for c in calls] == ["malformed"] * 3
+    assert "no CriticVerdict structure" in calls[0].error and "Field required" in calls[1].error
     assert {c.candidate_id for c in calls} == {cand["candidate_id"]}
 
 
