@@ -77,7 +77,7 @@ def fetch(
     ] = None,
     verify: Annotated[bool, typer.Option(
         help="Check each file's size and sha256 against the packaged manifest; --no-verify also allows "
-             "files with no pinned checksum (hmmt25).")] = True,
+             "files the manifest pins no checksum for (another model or dataset).")] = True,
     replace: Annotated[bool, typer.Option(help="Overwrite an environment whose content differs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     store: StoreOption = DEFAULT_STORE,
