@@ -40,6 +40,26 @@ def need(reason: str) -> None:
 
 
 @contextmanager
+def sandbox_ctx(store, sandbox: str, *, solve_timeout_s: float | None = None, **kw) -> Iterator:
+    """A ToolContext on ``sandbox`` whose backend is created at once, so a missing engine skips here (or fails
+    under CI); closed at the end."""
+    from autotts_graph.sandbox.select import SandboxUnavailable
+    from autotts_graph.tools.context import ToolContext
+
+    ctx = ToolContext(store, sandbox=sandbox, **kw)
+    if solve_timeout_s is not None:
+        ctx.solve_timeout_s = solve_timeout_s
+    try:
+        try:
+            ctx.backend  # noqa: B018 - create it now
+        except SandboxUnavailable as exc:
+            need(f"{sandbox} sandbox unavailable: {exc}")
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@contextmanager
 def patient(backend, timeout_s: float = 120.0) -> Iterator[None]:
     """Run ordinary tasks with a long timeout (a busy CI host must not make them flaky); the
     container-level limits, and so the pool, stay the same."""

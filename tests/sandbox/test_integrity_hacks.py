@@ -23,7 +23,7 @@ from autotts_graph.tools.baselines import BaselineInput, run_baseline
 from autotts_graph.tools.context import ToolContext
 from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
 
-from .conftest import CONTROLLERS, need
+from .conftest import CONTROLLERS, need, sandbox_ctx
 
 SEARCH, HELDOUT = "Qwen3-4B/aime24", "Qwen3-4B/aime25"
 LINE_BREAKS = ["\u2028", "\u2029", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85"]
@@ -31,16 +31,8 @@ LINE_BREAKS = ["\u2028", "\u2029", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85
 
 @pytest.fixture(scope="module", params=["docker", "bwrap"])
 def real_ctx(request, real_store):
-    from autotts_graph.sandbox.select import SandboxUnavailable
-
-    ctx = ToolContext(real_store, sandbox=request.param, workers=2, expose_heldout=True)
-    ctx.solve_timeout_s = 5.0
-    try:
-        ctx.backend  # noqa: B018 - create it now, so a missing engine skips (or fails under CI) here
-    except SandboxUnavailable as exc:
-        need(f"{request.param} sandbox unavailable: {exc}")
-    yield ctx
-    ctx.close()
+    with sandbox_ctx(real_store, request.param, solve_timeout_s=5.0, workers=2, expose_heldout=True) as ctx:
+        yield ctx
 
 
 def _evaluate(ctx: ToolContext, source: str, env: str, seeds: int = 4, betas=(0.5, 1.0)):
@@ -145,17 +137,10 @@ def _cmc_without_its_burst(line_break: str) -> str:
 @pytest.fixture(scope="module", params=["docker", "bwrap"])
 def small_ctx(request, tmp_path_factory, tiny_records):
     """A fresh store per sandbox: nothing cached by the other sandbox's run."""
-    from autotts_graph.sandbox.select import SandboxUnavailable
-
     store = Store(tmp_path_factory.mktemp("collide") / "collide.duckdb")
     import_records(store, "Collide", "env", tiny_records(n_questions=6, n_branches=24, seed=8))
-    ctx = ToolContext(store, sandbox=request.param, workers=2)
-    try:
-        ctx.backend  # noqa: B018
-    except SandboxUnavailable as exc:
-        need(f"{request.param} sandbox unavailable: {exc}")
-    yield ctx
-    ctx.close()
+    with sandbox_ctx(store, request.param, workers=2) as ctx:
+        yield ctx
 
 
 def test_no_line_break_lets_one_program_take_another_programs_figures(small_ctx):

@@ -19,7 +19,7 @@ from autotts_graph.tools.context import ToolContext
 from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
 
 from .bypasses import BYPASSES, HEAD, MEMO, ORACLE_TAIL, Bypass
-from .conftest import need
+from .conftest import need, sandbox_ctx
 
 ENV = "Hack/env"
 NUMPY_LOAD = '''import numpy
@@ -153,16 +153,8 @@ def hack_store(tmp_path_factory, tiny_records):
 
 @pytest.fixture(scope="module", params=["docker", "bwrap"])
 def hack_ctx(request, hack_store):
-    from autotts_graph.sandbox.select import SandboxUnavailable
-
-    ctx = ToolContext(hack_store, sandbox=request.param, workers=1)
-    ctx.solve_timeout_s = 3.0
-    try:
-        ctx.backend  # noqa: B018 - create it now, so a missing engine skips (or fails under CI) here
-    except SandboxUnavailable as exc:
-        need(f"{request.param} sandbox unavailable: {exc}")
-    yield ctx
-    ctx.close()
+    with sandbox_ctx(hack_store, request.param, solve_timeout_s=3.0, workers=1) as ctx:
+        yield ctx
 
 
 def _evaluate(ctx: ToolContext, source: str, seeds: int = 4):
