@@ -32,7 +32,7 @@ from autotts_graph.store.trajectories import list_environments
 from autotts_graph.tools.context import ToolContext
 
 from .agents.roles import Critic, Diagnostician, Proposer
-from .configuration import RunConfig
+from .configuration import ROLES, RunConfig
 
 Progress = Callable[[str, int, int], None]
 
@@ -206,7 +206,7 @@ class DepsProvider:
             return {role: self.roles.get(role) or make_role(role, config, toolbox=toolbox,
                                                             chat_model=self.chat_models.get(role),
                                                             capabilities=endpoints)
-                    for role in ("proposer", "critic", "diagnostician")}
+                    for role in ROLES}
 
         try:
             roles = make_roles()  # a role's error (a missing API key) comes before connecting to a cluster
