@@ -14,7 +14,9 @@ or ``max_evaluations`` are used up. Each lane runs the lane subgraph in its own 
 A check failure, a critic (or reviewer) rejection and a crash at either evaluation stage (after the
 diagnostician) go back to ``propose`` while the slot's ``attempt`` is below ``max_attempts``; then the lane
 ends. ``screen`` is stage 1 of the cascade; only a screen near its niche's best goes on to ``evaluate``
-(stage 2). Every lane node decides its successor (``goto``) under the live configuration. ``record`` runs
+(stage 2). Every lane node routes itself, returning ``Command(goto=..., update=...)`` typed
+``Command[Literal[...]]`` with its possible successors (the drawn graph's edges), under the live configuration.
+``record`` runs
 when every lane of the generation has finished: it adds the generation to the archive, migrates between
 islands and updates the best. Concurrency is bounded by ``sandbox_slots`` and ``llm_slots``
 (``deps.py``) and by LangGraph's ``max_concurrency`` (the runner sets it to the population). A lane is one
@@ -83,46 +85,13 @@ def route_after_select(state: DiscoveryState) -> Literal["heldout", "__end__"]:
     return "heldout" if state.selected and not _failed(state) else END
 
 
-# Lane routes: each node has set ``goto`` (the Literal annotations draw the possible edges).
-def after_propose(state: LaneState) -> Literal["check", "propose", "__end__"]:
-    return state.goto
-
-
-def after_check(state: LaneState) -> Literal["critique", "propose", "__end__"]:
-    return state.goto
-
-
-def after_critique(state: LaneState) -> Literal["review", "screen", "propose", "__end__"]:
-    return state.goto
-
-
-def after_review(state: LaneState) -> Literal["screen", "check", "propose", "__end__"]:
-    return state.goto
-
-
-def after_screen(state: LaneState) -> Literal["evaluate", "diagnose"]:
-    return state.goto
-
-
-def after_evaluate(state: LaneState) -> Literal["diagnose"]:
-    return state.goto
-
-
-def after_diagnose(state: LaneState) -> Literal["propose", "__end__"]:
-    return state.goto
-
-
 def build_lane_graph(provider: DepsProvider, interrupt_before: list[str] | None = None):
     """The lane subgraph (one candidate slot); compiled without a checkpointer: it uses the run's."""
     g = StateGraph(LaneState)
     for name, fn in (("propose", propose), ("check", check), ("critique", critique), ("review", review),
                      ("screen", screen), ("evaluate", evaluate), ("diagnose", diagnose)):
         g.add_node(name, wrap(name, fn, provider))
-    g.add_edge(START, "propose")
-    for name, route in (("propose", after_propose), ("check", after_check), ("critique", after_critique),
-                        ("review", after_review), ("screen", after_screen), ("evaluate", after_evaluate),
-                        ("diagnose", after_diagnose)):
-        g.add_conditional_edges(name, route)
+    g.add_edge(START, "propose")  # every lane node routes itself: Command(goto=...) under the live configuration
     return g.compile(interrupt_before=interrupt_before or None)
 
 
