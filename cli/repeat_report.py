@@ -51,7 +51,9 @@ def seed_row(view: RunView) -> SeedRow:
     if held.domination:
         row.dominated_by_frontier = sum(1 for r in held.domination if r.dominated_by)
         row.betas = len(held.domination)
-    counts = scoring.dominance_counts(held.versus_cmc).get("mean")
+    per_env = scoring.dominance_counts(held.versus_cmc)
+    # The mean over environments; with a single held-out environment, that environment is the mean.
+    counts = per_env.get("mean") or (next(iter(per_env.values())) if len(per_env) == 1 else None)
     if counts is not None:
         row.dominated_by_cmc, row.dominates_cmc = counts["dominated"], counts["dominates"]
         row.betas = row.betas or sum(counts.values())

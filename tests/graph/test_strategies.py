@@ -184,3 +184,58 @@ def test_llm_proposer_tools_follow_the_strategy():
     assert everything - names("random", True) == {HISTORY_TOOL, "get_traces", "query_store", "get_evaluation"}
     assert everything - names("evolve", False) == {HISTORY_TOOL, "get_traces", "query_store"}
     assert "evaluate_controller" in names("random", False) and "submit_controller" in names("random", False)
+
+
+SCRIPTED = ["--proposer", "scripted_roles:ScriptedProposer", "--critic", "scripted_roles:ScriptedCritic",
+            "--diagnostician", "scripted_roles:ScriptedDiagnostician"]
+
+
+def _cli(store, *extra):
+    from autotts_graph.cli.main import app
+    from typer.testing import CliRunner
+
+    args = ["run", "--store", str(store.path), "--search", "m1/search", "--search", "m2/search", "--heldout",
+            "m1/heldout", "--betas", "0.2,0.8", "--seeds", "2", "--rounds", "1", "--population", "1", "--sandbox",
+            "process", "--baselines", "cmc", "--no-live", *SCRIPTED, *extra]
+    return CliRunner().invoke(app, args)
+
+
+def test_cli_repeat_runs_each_seed_then_the_spread(graph_store):
+    from autotts_graph.cli.repeat_report import rows_of
+
+    res = _cli(graph_store, "--repeat", "2", "--seed", "3", "--strategy", "random", "--no-critic")
+    assert res.exit_code == 0, res.output
+    runs = history.list_runs(graph_store)
+    assert len(runs) == 2 and len({r.run_id for r in runs}) == 2
+    configs = sorted((history.get_run(graph_store, r.run_id).config for r in runs), key=lambda c: c["seed"])
+    assert [c["seed"] for c in configs] == [3, 4]
+    assert all(c["strategy"] == "random" and c["use_critic"] is False for c in configs)
+    assert "2 discovery seeds" in res.output and "mean ± sd" in res.output
+    assert res.output.count("report: ") == 2
+    rows = rows_of(graph_store, [c["run_id"] for c in configs])
+    assert [r.seed for r in rows] == [3, 4] and all(r.status == "done" for r in rows)
+    # The held-out figures are the report's: CMC was run on the held-out set too.
+    assert all(r.heldout_accuracy is not None and r.dominated_by_cmc is not None for r in rows)
+    assert all(r.dominated_by_frontier is not None and r.betas == 2 for r in rows)
+
+
+def test_cli_repeat_with_resume_is_a_one_line_error(graph_store):
+    res = _cli(graph_store, "--repeat", "2", "--resume", "run-x")
+    assert res.exit_code == 1
+    assert res.output.strip() == ("error: --repeat starts new runs and cannot be combined with --resume: resume each "
+                                  "run by its own id")
+    assert history.list_runs(graph_store) == []
+
+
+def test_repeat_table_mean_and_sd():
+    from autotts_graph.cli.repeat_report import SeedRow, mean_sd, table
+
+    rows = [SeedRow(run_id="a", seed=0, strategy="evolve", status="done", search_fitness=0.1, dominated_by_cmc=2),
+            SeedRow(run_id="b", seed=1, strategy="evolve", status="done", search_fitness=0.3, dominated_by_cmc=4)]
+    mean, sd, n = mean_sd([r.search_fitness for r in rows])
+    assert n == 2 and abs(mean - 0.2) < 1e-12 and abs(sd - 0.1414213562) < 1e-9
+    columns, cells = table(rows)
+    assert cells[-1][0] == "mean ± sd"
+    assert cells[-1][columns.index("search fitness")] == "+0.200 ± 0.141"
+    assert cells[-1][columns.index("β dominated by CMC")] == "3.00 ± 1.41"
+    assert cells[-1][columns.index("β dominating CMC")] == "–"
