@@ -177,6 +177,9 @@ class LaneState(BaseModel):
     spent_before: NodeSpend = Field(default_factory=NodeSpend)  # the run's spend when the generation started
     wall_before: float = 0.0  # the run's wall time when the generation started
     attempt: int = 0  # failed proposals of this slot so far (bounded by config.max_attempts)
+    # Where the last lane node's Command sent the lane; written by the node wrapper only (nodes.common.wrap), so
+    # that an edit of a paused lane's state (update_state, LangGraph Studio) keeps its next node.
+    route: str = ""
     node: str = ""
     candidate: Candidate | None = None
     check: CheckResult | None = None

@@ -78,7 +78,7 @@ def _record_calls(deps: Deps, roles: dict[str, Any], generation: int, node: str,
 
 
 def wrap(name: str, fn: NodeFn, provider: DepsProvider, *,
-         opener: Opener | None = None) -> Callable[[Any], dict[str, Any] | Command]:
+         opener: Opener | None = None) -> Callable[[Any], dict[str, Any]]:
     """A graph node, run-level or lane: every node of the graph goes through here, so its spend is measured
     and recorded one way.
 
@@ -92,12 +92,15 @@ def wrap(name: str, fn: NodeFn, provider: DepsProvider, *,
     An agent or store error is recorded on the run (status ``failed``) and raised: the graph stops with the
     task unfinished, and a resume runs that node again, with every finished node and lane kept.
 
-    A node that routes itself returns ``Command(goto=..., update=...)``: the spend and the node's name join its
-    update, and the wrapper carries ``fn``'s return annotation (``Command[Literal[...]]``), from which LangGraph
-    draws the node's possible edges.
+    A lane node routes itself: it returns ``Command(goto=..., update=...)`` typed ``Command[Literal[...]]``. The
+    wrapper hands LangGraph the Command's update with the spend, the node's name and ``route`` (the goto): the
+    one lane router (``builder.follow_route``) follows it, over the edges ``destinations(fn)`` reads from the
+    annotation. The route lives in the state, not only in the returned Command, because LangGraph drops a
+    Command's goto when a paused lane's state is edited (``update_state``, as LangGraph Studio does: the lane
+    would end there, langgraph#3003); a conditional edge is evaluated again on the edited state.
     """
 
-    def node(state: Any) -> dict[str, Any] | Command:
+    def node(state: Any) -> dict[str, Any]:
         started = time.perf_counter()
         deps = provider.get(state.config) if opener is None else opener(state, provider)
         if isinstance(deps, dict):
@@ -122,7 +125,6 @@ def wrap(name: str, fn: NodeFn, provider: DepsProvider, *,
             _record_calls(deps, roles, generation, name, slot, cid)
             return NodeSpend(llm_tokens=tokens1 - tokens0, usd=usd1 - usd0, seconds=seconds, calls=1)
 
-        goto: Any = None
         try:
             result = fn(state, deps, roles)
         except (AgentError, StoreError) as exc:
@@ -130,7 +132,7 @@ def wrap(name: str, fn: NodeFn, provider: DepsProvider, *,
             deps.ledger.fail(str(exc))
             raise
         if isinstance(result, Command):
-            update, goto = dict(result.update or {}), result.goto
+            update = {**(result.update or {}), "route": result.goto}
         else:
             update = result
         spend = spent()
@@ -138,17 +140,20 @@ def wrap(name: str, fn: NodeFn, provider: DepsProvider, *,
         if not lane:
             out["wall_s"] = update.get("wall_s", state.wall_s) + spend.seconds
             deps.ledger.set_wall(out["wall_s"])
-        return out if goto is None else Command(goto=goto, update=out)
+        return out
 
     node.__name__ = name
     node.__doc__ = fn.__doc__
-    try:
-        returns = typing.get_type_hints(fn).get("return")
-    except (NameError, TypeError):  # an annotation that does not resolve: LangGraph then sees no Command either
-        returns = None
-    if returns is not None:
-        node.__annotations__ = {"return": returns}
     return node
+
+
+def destinations(fn: NodeFn) -> tuple[str, ...]:
+    """The nodes a lane node may route to: the ``Literal`` of its ``Command[Literal[...]]`` return annotation."""
+    returns = typing.get_type_hints(fn).get("return")
+    if typing.get_origin(returns) is not Command:
+        raise TypeError(f"{fn.__name__} must be annotated -> Command[Literal[...]]")
+    (targets,) = typing.get_args(returns)
+    return typing.get_args(targets)
 
 
 def lane_spend(state: LaneState) -> NodeSpend:

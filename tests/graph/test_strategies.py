@@ -239,3 +239,33 @@ def test_repeat_table_mean_and_sd():
     assert cells[-1][columns.index("search fitness")] == "+0.200 ± 0.141"
     assert cells[-1][columns.index("β dominated by CMC")] == "3.00 ± 1.41"
     assert cells[-1][columns.index("β dominating CMC")] == "–"
+
+
+def test_a_paused_lane_edited_in_place_goes_on_to_its_evaluation(graph_store):
+    """Studio's stepping, in process: a lane paused before its evaluation, its state edited (update_state drops a
+    Command's goto; the route kept in the lane's state must carry the lane on), then resumed."""
+    from autotts_graph.graph.builder import build_graph
+    from autotts_graph.graph.deps import DepsProvider
+    from autotts_graph.graph.runner import make_serde
+    from autotts_graph.graph.state import DiscoveryState
+    from langgraph.checkpoint.memory import InMemorySaver
+    from tiny_runs import tiny_config
+
+    roles = {"proposer": ScriptedProposer(), "critic": ScriptedCritic(), "diagnostician": ScriptedDiagnostician()}
+    provider = DepsProvider(store_path=graph_store.path, roles=roles)
+    graph = build_graph(provider, checkpointer=InMemorySaver(serde=make_serde()))
+    thread = {"configurable": {"thread_id": "edit", "lane_interrupt_before": ["evaluate"]}}
+    try:
+        graph.invoke(DiscoveryState(config=tiny_config()), thread)
+        paused = graph.get_state(thread, subgraphs=True)
+        assert paused.next == ("lane",)
+        lane = paused.tasks[0].state
+        assert lane.next == ("evaluate",) and lane.values["route"] == "evaluate"
+        cand = lane.values["candidate"]
+        graph.update_state(lane.config, {"candidate": cand.model_copy(update={"name": "edited-in-place"})})
+        graph.invoke(None, thread)
+        final = graph.get_state(thread).values
+    finally:
+        provider.close()
+    assert final["status"] == "done", final.get("error")
+    assert final["best"].name == "edited-in-place" and final["heldout"].ok
