@@ -20,8 +20,8 @@ from pydantic import BaseModel
 
 # The figures of a row that are averaged across seeds, with their column titles.
 FIGURES = (("search_fitness", "search fitness"), ("heldout_accuracy", "held-out best acc %"),
-           ("dominated_by_frontier", "β dominated by any baseline"), ("dominated_by_cmc", "β dominated by CMC"),
-           ("dominates_cmc", "β dominating CMC"))
+           ("dominated_by_frontier", "β dominated by any baseline"),
+           ("dominated_by_cmc", "β dominated by CMC (bootstrap)"), ("dominates_cmc", "β dominating CMC (bootstrap)"))
 
 
 class SeedRow(BaseModel):

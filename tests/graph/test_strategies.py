@@ -237,8 +237,8 @@ def test_repeat_table_mean_and_sd():
     columns, cells = table(rows)
     assert cells[-1][0] == "mean ± sd"
     assert cells[-1][columns.index("search fitness")] == "+0.200 ± 0.141"
-    assert cells[-1][columns.index("β dominated by CMC")] == "3.00 ± 1.41"
-    assert cells[-1][columns.index("β dominating CMC")] == "–"
+    assert cells[-1][columns.index("β dominated by CMC (bootstrap)")] == "3.00 ± 1.41"
+    assert cells[-1][columns.index("β dominating CMC (bootstrap)")] == "–"
 
 
 def test_a_paused_lane_edited_in_place_goes_on_to_its_evaluation(graph_store):
