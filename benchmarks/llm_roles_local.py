@@ -32,7 +32,7 @@ def main() -> None:
     from autotts_graph.graph.agents.client import CallFailed
     from autotts_graph.graph.agents.factory import make_role
     from autotts_graph.graph.agents.roles import CriticInput, CurvePoint, DiagnoseInput, ProposerInput
-    from autotts_graph.graph.configuration import RoleSettings, RunConfig
+    from autotts_graph.graph.configuration import ROLES, RoleSettings, RunConfig
     from llm_server import KEY_ENV, LlamaServer
 
     os.environ.setdefault(KEY_ENV, "sk-local")
@@ -44,7 +44,7 @@ def main() -> None:
                                 temperature=0.0, max_output_tokens=args.max_output_tokens,
                                 context_tokens=args.context_tokens, timeout_s=600)
         cfg = RunConfig(proposer=settings, critic=settings, diagnostician=settings)
-        roles = {r: make_role(r, cfg) for r in ("proposer", "critic", "diagnostician")}
+        roles = {r: make_role(r, cfg) for r in ROLES}
         caps = roles["critic"].client.caps
         print(caps.summary())
         print(f"  probe: {len(caps.steps)} requests in {caps.probe_seconds:.1f} s")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from autotts_graph.sandbox.runtime.validate import BETA_GRID
 from pydantic import BaseModel, Field
 
 from .cluster_cmd import ExecutorOption, RayAddressOption, check_executor, describe_executor, sweep_progress
@@ -20,10 +21,10 @@ from .common import (
     user_errors,
 )
 
-DEFAULT_BETAS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
 SandboxOption = Annotated[str, typer.Option("--sandbox", help="auto (docker, else bwrap), docker, bwrap, or "
                                                              "process (NOT a security boundary).")]
-DEFAULT_BETAS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
+# The flag's text form of the contract's grid (one copy: sandbox/runtime/validate.py).
+DEFAULT_BETAS = ",".join(f"{b:g}" for b in BETA_GRID)
 WorkersOption = Annotated[int, typer.Option("--workers", min=1, help="Parallel sandbox tasks (default: cores).")]
 TimeoutOption = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds one solve() may run before it "
                                                                        "is stopped and reported.")]

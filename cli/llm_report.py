@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from autotts_graph.graph.configuration import ROLES
 from autotts_graph.store.db import Store
 from autotts_graph.store.ledger import llm_calls, llm_usage_by_role
 from autotts_graph.store.rows import RunRow
 
-ROLE_ORDER = ("proposer", "critic", "diagnostician")
+ROLE_ORDER = ROLES  # the one list of roles (graph/configuration.py)
 
 
 def _failed(row: dict[str, Any]) -> str:

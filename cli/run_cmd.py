@@ -39,7 +39,9 @@ def _option(f: Any) -> inspect.Parameter:
     """A typer option for one configuration flag (``graph/configuration.py``'s ``CliFlag``): absent means None,
     so the run file (or the resumed run's setting) applies."""
     names = f.names
-    if f.kind is bool:
+    if f.kind is bool and names[0].startswith("--no-"):
+        names = (f" /{names[0]}",)  # an off switch only (``--no-critic``: ``--critic`` names the critic's role)
+    elif f.kind is bool:
         stem = names[0][2:]
         names = (f"{names[0]}/--no-{stem}",)
     extra: dict[str, Any] = {}
@@ -108,7 +110,8 @@ class LiveView:
         cfg = s.config
         total = s.total_spend()
         t.add_row("run", cfg.run_id, "status", s.status)
-        t.add_row("generation", f"{min(s.round + 1, cfg.rounds)}/{cfg.rounds}", "population", str(cfg.population))
+        t.add_row("generation", f"{min(s.round + 1, cfg.rounds)}/{cfg.rounds}", "population",
+                  str(cfg.lanes_per_generation()))
         t.add_row("screened", str(s.screened), "fully evaluated", str(len(s.evaluated)))
         t.add_row("archive", f"{s.archive_members} programs in {s.archive_cells} cells", "node", s.node or "-")
         best = (f"{s.best.name} fitness {s.best.score:.2f} ({s.best.candidate_id})" if s.best else "-")
@@ -235,7 +238,7 @@ def make_reviewer(view: LiveView):
     return review
 
 
-def _finish(store_path: Path, state: Any, out: Path | None) -> None:
+def _finish(store_path: Path, state: Any, out: Path | None, exit_on_failure: bool = True) -> None:
     from autotts_graph.store.db import Store
 
     from .llm_report import llm_line
@@ -265,7 +268,18 @@ def _finish(store_path: Path, state: Any, out: Path | None) -> None:
     typer.echo(f"browse: autotts-graph ui --store {shlex.quote(str(store.path))}")
     if state.status == "failed":
         typer.echo(f"resume with: autotts-graph run --resume {state.config.run_id}", err=True)
-        raise typer.Exit(1)
+        if exit_on_failure:
+            raise typer.Exit(1)
+
+
+def _repeat_table(store_path: Path, states: list[Any]) -> None:
+    """The per-seed table of ``--repeat`` and the mean ± sd across seeds (``cli/repeat_report.py``)."""
+    from autotts_graph.store.db import Store
+
+    from .repeat_report import rows_of, table
+
+    columns, cells = table(rows_of(Store(store_path), [s.config.run_id for s in states]))
+    print_table(f"{len(states)} discovery seeds (held-out figures: mean over environments)", columns, cells)
 
 
 def run_command(
@@ -276,6 +290,10 @@ def run_command(
         = None,
     out: Annotated[Path | None, typer.Option(help="Report folder (default <store>.runs/RUN_ID).")] = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="Live view on a terminal.")] = True,
+    repeat: Annotated[int, typer.Option("--repeat", min=1, help="Run the same search with N discovery seeds "
+                                                                "(--seed, --seed + 1, …), each its own run in the "
+                                                                "store; then a table per seed and the mean ± sd.")]
+        = 1,
     store: StoreOption = DEFAULT_STORE,
     **settings: Any,
 ) -> None:
@@ -291,6 +309,8 @@ def run_command(
     from autotts_graph.store import history
     from autotts_graph.store.db import Store
 
+    if repeat > 1 and resume:
+        fail("--repeat starts new runs and cannot be combined with --resume: resume each run by its own id")
     given = given_flags(settings)
     if "executor" in given.run:
         check_executor(given.run["executor"])
@@ -303,6 +323,7 @@ def run_command(
             given.run["population"] = DEFAULT_RUN_POPULATION  # the embedded default finishes in minutes on 2 cores
     elif embedded and "rounds" not in given.run:
         given.run["rounds"] = REAL_DATA_ROUNDS  # real data: long enough to get somewhere (see above)
+    states: list[Any] = []
     with LiveView(live) as view:
         provider = DepsProvider(store_path=store, progress=view.on_progress, cluster=view.on_cluster)
         reviewer = make_reviewer(view)
@@ -310,15 +331,19 @@ def run_command(
         try:
             if resume:
                 update = resume_update(history.get_run(Store(store), resume).config, given)
-                state = resume_run(resume, provider, reviewer=reviewer, observer=view.on_state,
-                                   config_update=update or None)
+                states.append(resume_run(resume, provider, reviewer=reviewer, observer=view.on_state,
+                                         config_update=update or None))
             else:
-                cfg = resolve_config(config_from_flags(file_data, given), Store(store))
-                # Build the roles (and connect to a Ray cluster) now: a missing API key or an unreachable
-                # cluster fails before any work.
-                provider.get(cfg)
-                state = start_run(cfg, provider, reviewer=reviewer, observer=view.on_state)
-            deps = provider.peek(state.config.run_id)
+                base = resolve_config(config_from_flags(file_data, given), Store(store))
+                for i in range(repeat):
+                    # The same search under the next discovery seed, as a run of its own.
+                    cfg = base if i == 0 else base.model_copy(update={"run_id": history.new_id("run"),
+                                                                      "seed": base.seed + i})
+                    # Build the roles (and connect to a Ray cluster) now: a missing API key or an unreachable
+                    # cluster fails before any work.
+                    provider.get(cfg)
+                    states.append(start_run(cfg, provider, reviewer=reviewer, observer=view.on_state))
+            deps = provider.peek(states[-1].config.run_id)
             where = describe_executor(deps.ctx) if deps is not None else ""
         except (AgentError, SandboxUnavailable) as exc:  # RayUnavailable is a SandboxUnavailable
             fail(str(exc))
@@ -326,7 +351,13 @@ def run_command(
             provider.close()
     if where:
         typer.echo(where, err=True)
-    _finish(store, state, out)
+    for state in states:
+        folder = out / state.config.run_id if out is not None and len(states) > 1 else out
+        _finish(store, state, folder, exit_on_failure=len(states) == 1)
+    if len(states) > 1:
+        _repeat_table(store, states)
+        if any(s.status == "failed" for s in states):
+            raise typer.Exit(1)
 
 
 def _with_config_flags(fn: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from autotts_graph.graph.configuration import ROLES
 from autotts_graph.graph.run_view import (
     FRONTIER,
     Curve,
@@ -117,9 +118,10 @@ def render_markdown(view: RunView, plot_name: str | None, llm: list[str] | None 
              f"- held-out environments: {', '.join(run.heldout_envs) or 'none'}",
              f"- β grid {cfg.get('betas')}, {cfg.get('seeds')} seeds, {cfg.get('rounds')} rounds, "
              f"selection by {cfg.get('selection')}",
+             f"- search: **{view.search_settings.line()}**",
              "- roles: " + ", ".join(f"{r} {cfg.get(r, {}).get('kind', '?')}"
                                      + (f" ({cfg[r]['model']})" if cfg.get(r, {}).get("kind") == "llm" else "")
-                                     for r in ("proposer", "critic", "diagnostician")),
+                                     for r in ROLES),
              f"- spend: **{spend_line(view.spend, view.wall_s)}**", ""]
     if best is not None:
         lines += [f"## Discovered controller: {best.title} ({best.candidate_id})", "",

@@ -109,7 +109,7 @@ def scaling_of(niche: str) -> str:
 
 def n_islands(cfg: RunConfig) -> int:
     """Islands in use: at most one per slot."""
-    return max(1, min(cfg.islands, cfg.population))
+    return max(1, min(cfg.islands, cfg.lanes_per_generation()))
 
 
 def island_of(cfg: RunConfig, slot: int) -> int:

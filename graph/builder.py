@@ -14,7 +14,10 @@ or ``max_evaluations`` are used up. Each lane runs the lane subgraph in its own 
 A check failure, a critic (or reviewer) rejection and a crash at either evaluation stage (after the
 diagnostician) go back to ``propose`` while the slot's ``attempt`` is below ``max_attempts``; then the lane
 ends. ``screen`` is stage 1 of the cascade; only a screen near its niche's best goes on to ``evaluate``
-(stage 2). Every lane node decides its successor (``goto``) under the live configuration. ``record`` runs
+(stage 2). Every lane node routes itself, returning ``Command(goto=..., update=...)`` typed
+``Command[Literal[...]]`` with its possible successors (the drawn graph's edges), under the live configuration;
+the wrapper keeps the goto in the lane's state, where one router follows it (see ``nodes.common.wrap``: an edited
+paused lane must keep its next node). ``record`` runs
 when every lane of the generation has finished: it adds the generation to the archive, migrates between
 islands and updates the best. Concurrency is bounded by ``sandbox_slots`` and ``llm_slots``
 (``deps.py``) and by LangGraph's ``max_concurrency`` (the runner sets it to the population). A lane is one
@@ -45,7 +48,7 @@ from langgraph.types import Send
 
 from .deps import DepsProvider
 from .nodes.check import check
-from .nodes.common import wrap
+from .nodes.common import destinations, wrap
 from .nodes.critique import critique
 from .nodes.diagnose import diagnose
 from .nodes.evaluate import evaluate, screen
@@ -83,46 +86,20 @@ def route_after_select(state: DiscoveryState) -> Literal["heldout", "__end__"]:
     return "heldout" if state.selected and not _failed(state) else END
 
 
-# Lane routes: each node has set ``goto`` (the Literal annotations draw the possible edges).
-def after_propose(state: LaneState) -> Literal["check", "propose", "__end__"]:
-    return state.goto
-
-
-def after_check(state: LaneState) -> Literal["critique", "propose", "__end__"]:
-    return state.goto
-
-
-def after_critique(state: LaneState) -> Literal["review", "screen", "propose", "__end__"]:
-    return state.goto
-
-
-def after_review(state: LaneState) -> Literal["screen", "check", "propose", "__end__"]:
-    return state.goto
-
-
-def after_screen(state: LaneState) -> Literal["evaluate", "diagnose"]:
-    return state.goto
-
-
-def after_evaluate(state: LaneState) -> Literal["diagnose"]:
-    return state.goto
-
-
-def after_diagnose(state: LaneState) -> Literal["propose", "__end__"]:
-    return state.goto
+def follow_route(state: LaneState) -> str:
+    """The one lane router: where the last lane node's ``Command`` sent the lane (``LaneState.route``)."""
+    return state.route
 
 
 def build_lane_graph(provider: DepsProvider, interrupt_before: list[str] | None = None):
     """The lane subgraph (one candidate slot); compiled without a checkpointer: it uses the run's."""
     g = StateGraph(LaneState)
+    g.add_edge(START, "propose")
     for name, fn in (("propose", propose), ("check", check), ("critique", critique), ("review", review),
                      ("screen", screen), ("evaluate", evaluate), ("diagnose", diagnose)):
         g.add_node(name, wrap(name, fn, provider))
-    g.add_edge(START, "propose")
-    for name, route in (("propose", after_propose), ("check", after_check), ("critique", after_critique),
-                        ("review", after_review), ("screen", after_screen), ("evaluate", after_evaluate),
-                        ("diagnose", after_diagnose)):
-        g.add_conditional_edges(name, route)
+        # Every lane node routes itself (Command[Literal[...]]); its annotation lists the edges drawn.
+        g.add_conditional_edges(name, follow_route, list(destinations(fn)))
     return g.compile(interrupt_before=interrupt_before or None)
 
 

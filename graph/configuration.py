@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from autotts_graph.sandbox.runtime.validate import BETA_GRID
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
 ROLES = ("proposer", "critic", "diagnostician")
 RoleKind = str  # "offline", "llm", "auto", or "module:Class" (any importable class implementing the role protocol)
-DEFAULT_BETAS = [round(0.1 * i, 1) for i in range(11)]
+DEFAULT_BETAS = BETA_GRID  # the contract's grid (one copy, in the sandbox runtime, which cannot import graph/)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ def _all_baselines() -> list[str]:
 
 
 ProposerTools = Literal["auto", "on", "off"]
+Strategy = Literal["evolve", "random", "greedy"]
+STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 
 
 class RoleSettings(BaseModel):
@@ -169,7 +172,21 @@ class RunConfig(BaseModel):
     solve_timeout_s: Annotated[float, flag("--timeout")] = Field(
         10.0, gt=0, description="Seconds one solve() may run before it is stopped and reported with its question "
                                 "and seed.")
-    seed: Annotated[int, Flag()] = Field(0, description="Seed of the offline proposer.")
+    seed: Annotated[int, Flag()] = Field(0, description="Discovery seed: the offline proposer's draws, the archive's "
+                                                        "parents and the finalists' fresh seeds.")
+    # The search strategy and its ablations (issue 23): at equal budget (the same --rounds, --population and
+    # --max-evaluations count screened candidates) they differ only in what the proposer is shown. None is
+    # resumable: each defines what the run measures.
+    strategy: Annotated[Strategy, Flag()] = Field(
+        "evolve", description="evolve (parents and inspirations from the program archive, diagnoses fed back), "
+                              "random (independent proposals: no parents, history or feedback; the same proposer "
+                              "and grammar) or greedy (one candidate a generation, refined from the best so far).")
+    use_diagnosis: Annotated[bool, flag("--no-diagnosis")] = Field(
+        True, description="Ablation: the proposer sees scores only, no diagnoses and no traces (the statistics "
+                          "diagnostician still explains each candidate in the ledger, with no LLM call).")
+    use_critic: Annotated[bool, flag("--no-critic")] = Field(
+        True, description="Ablation: no critic; every candidate that passes the checks goes on, recorded as "
+                          "'no critic'.")
     # The program archive (graph/archive.py).
     islands: Annotated[int, Flag()] = Field(3, ge=1, le=16, description="Islands of the program archive (at most "
                                                                         "one per slot).")
@@ -189,6 +206,16 @@ class RunConfig(BaseModel):
     proposer: RoleSettings = Field(default_factory=RoleSettings)
     critic: RoleSettings = Field(default_factory=RoleSettings)
     diagnostician: RoleSettings = Field(default_factory=RoleSettings)
+
+    def lanes_per_generation(self) -> int:
+        """Candidates proposed per generation: ``population``, but one under ``greedy`` (the AutoTTS loop refines
+        one candidate at a time, so its budget is ``rounds`` screened)."""
+        return 1 if self.strategy == "greedy" else self.population
+
+    def ablations(self) -> list[str]:
+        """The ablation flags this run was started with (for the report), in a fixed order."""
+        return [name for name, on in (("no-diagnosis", not self.use_diagnosis), ("no-critic", not self.use_critic),
+                                      ("no-cascade", not self.cascade)) if on]
 
     def fresh_first_seed(self) -> int:
         """The first of the finalists' fresh shuffle seeds: past the search seeds, and the same for the same

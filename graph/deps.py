@@ -32,7 +32,7 @@ from autotts_graph.store.trajectories import list_environments
 from autotts_graph.tools.context import ToolContext
 
 from .agents.roles import Critic, Diagnostician, Proposer
-from .configuration import RunConfig
+from .configuration import ROLES, RunConfig
 
 Progress = Callable[[str, int, int], None]
 
@@ -180,7 +180,7 @@ class DepsProvider:
 
         from .agents.capabilities import CapabilityCache
         from .agents.factory import make_role
-        from .agents.tools import ProposerToolbox
+        from .agents.tools import ProposerToolbox, hidden_tools
 
         store = self.store()
         # Agents see the search environments and nothing else: every other environment of the store is hidden.
@@ -198,7 +198,8 @@ class DepsProvider:
                           solve_timeout_s=config.solve_timeout_s, executor_name=config.executor,
                           ray_address=config.ray_address, _backend=backend)
         toolbox = ProposerToolbox(ctx=ctx, run_id=config.run_id, search_envs=list(config.search_envs),
-                                  quick_betas=[0.0, 0.5, 1.0], quick_seeds=min(config.quick_seeds, config.seeds))
+                                  quick_betas=[0.0, 0.5, 1.0], quick_seeds=min(config.quick_seeds, config.seeds),
+                                  hidden=hidden_tools(config.strategy, config.use_diagnosis))
 
         endpoints = CapabilityCache()
 
@@ -206,7 +207,7 @@ class DepsProvider:
             return {role: self.roles.get(role) or make_role(role, config, toolbox=toolbox,
                                                             chat_model=self.chat_models.get(role),
                                                             capabilities=endpoints)
-                    for role in ("proposer", "critic", "diagnostician")}
+                    for role in ROLES}
 
         try:
             roles = make_roles()  # a role's error (a missing API key) comes before connecting to a cluster

@@ -185,6 +185,32 @@ class SplitFigures(BaseModel):
         return ([self.winner] if self.winner else []) + self.baselines
 
 
+class SearchSettings(BaseModel):
+    """How the run searched: its strategy, the ablations it ran with and its discovery seed (issue 23: a run's
+    figures mean little without them)."""
+
+    strategy: str = "evolve"
+    ablations: list[str] = Field(default_factory=list)  # no-diagnosis, no-critic, no-cascade
+    seed: int = 0
+
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> SearchSettings:
+        """From a stored run configuration (one written before a setting existed has its default)."""
+        from .configuration import RunConfig
+
+        config = config or {}
+        try:
+            cfg = RunConfig.model_validate(config)
+        except ValidationError:  # a configuration of another version: read what is there
+            return cls(strategy=str(config.get("strategy", "evolve")), seed=int(config.get("seed") or 0))
+        return cls(strategy=cfg.strategy, ablations=cfg.ablations(), seed=cfg.seed)
+
+    def line(self) -> str:
+        """One line: ``strategy evolve, ablations none, discovery seed 0``."""
+        return (f"strategy {self.strategy}, ablations {', '.join(self.ablations) or 'none'}, "
+                f"discovery seed {self.seed}")
+
+
 class RunView(BaseModel):
     """A run as every reader shows it (see the module docstring)."""
 
@@ -225,6 +251,11 @@ class RunView(BaseModel):
         if self._placed is None:
             self._placed = archive.placements(self.archive)
         return self._placed.get(candidate_id)
+
+    @property
+    def search_settings(self) -> SearchSettings:
+        """The run's strategy, ablations and discovery seed."""
+        return SearchSettings.of(self.run.config or {})
 
     # -- totals
     @property

@@ -140,7 +140,8 @@ def start_run(config: RunConfig, provider: DepsProvider, *, reviewer: Reviewer |
                                          heldout_envs=config.heldout_envs)
     with _saver(checkpoint_path(store, config.run_id)) as saver:
         graph = build_graph(provider, checkpointer=saver)
-        return run_to_end(graph, DiscoveryState(config=config), thread_config(config.run_id, config.population),
+        thread = thread_config(config.run_id, config.lanes_per_generation())
+        return run_to_end(graph, DiscoveryState(config=config), thread,
                           reviewer=reviewer, observer=observer, store=store, run_id=config.run_id)
 
 
@@ -169,7 +170,7 @@ def resume_run(run_id: str, provider: DepsProvider, *, reviewer: Reviewer | None
             RunLedger(store, run_id).reconfigure(config=live.model_dump(mode="json"), search_envs=live.search_envs,
                                                  heldout_envs=live.heldout_envs)
             provider.forget(run_id)
-        thread = thread_config(run_id, live.population)
+        thread = thread_config(run_id, live.lanes_per_generation())
         if not snapshot.next:
             if state.status != RunStatus.FAILED:
                 return state

@@ -177,15 +177,15 @@ class LaneState(BaseModel):
     spent_before: NodeSpend = Field(default_factory=NodeSpend)  # the run's spend when the generation started
     wall_before: float = 0.0  # the run's wall time when the generation started
     attempt: int = 0  # failed proposals of this slot so far (bounded by config.max_attempts)
-    retry: bool = False  # set by a failed step: go back to the proposer (attempts remain)
-    goto: str = ""  # the next lane node, as the last node decided it (with the live configuration)
+    # Where the last lane node's Command sent the lane; written by the node wrapper only (nodes.common.wrap), so
+    # that an edit of a paused lane's state (update_state, LangGraph Studio) keeps its next node.
+    route: str = ""
     node: str = ""
     candidate: Candidate | None = None
     check: CheckResult | None = None
     verdict: CriticVerdict | None = None
     review: ReviewDecision | None = None
     screen: EvalResult | None = None  # stage 1 of the cascade
-    promote: bool = False  # the screen passed the gate: stage 2 follows
     gate: str = ""  # why the screen was (or was not) promoted
     screens: int = 0  # screens run by this slot (a crashed screen is retried with a new proposal)
     evaluation: EvalResult | None = None  # stage 2 (the full β grid x seeds)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autotts_graph.sandbox.runtime.validate import BETA_GRID
 from pydantic import BaseModel, Field
 
 from .context import ToolContext
@@ -26,7 +27,6 @@ from .evaluate import EvaluateInput, EvaluationSummary, PointSummary, evaluate_c
 
 CONTROLLERS_DIR = Path(__file__).resolve().parents[1] / "sandbox" / "controllers"
 POWERS = [1, 2, 4, 8, 16, 32, 64]
-BETA_GRID = [round(0.1 * i, 1) for i in range(11)]
 
 
 def _beta(config: dict[str, Any]) -> float:

@@ -33,6 +33,7 @@ from autotts_graph.sandbox.backends.base import (
     SandboxTask,
     runtime_hash,
 )
+from autotts_graph.sandbox.runtime.validate import BETA_GRID
 from autotts_graph.store import history
 from autotts_graph.store.packs import key_path
 from autotts_graph.store.trajectories import pack_path
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 # `eval` would otherwise load numpy before its task even starts (imported the usual way where needed).
 _JUDGE_MODULES = ("autotts_graph.sandbox.judge", "autotts_graph.sandbox.audit")
 
-DEFAULT_BETAS = [round(0.1 * i, 1) for i in range(11)]
+DEFAULT_BETAS = BETA_GRID  # the contract's grid (one copy: sandbox/runtime/validate.py)
 JUDGE_VERSION = "judge-2"  # part of every cache key: figures from an older, weaker path are never reused
 
 

@@ -20,6 +20,7 @@ import math
 import random
 from typing import Literal
 
+from autotts_graph.sandbox.runtime.validate import BETA_GRID  # the contract's grid: a knob set is its values here
 from pydantic import BaseModel, Field, model_validator
 
 WidenRule = Literal["low_confidence", "disagreement", "steady", "rolling", "adaptive"]
@@ -131,7 +132,6 @@ MECHANISM_KNOBS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 ALWAYS_KNOBS = ("max_branches", "warm_up", "min_complete")
 NEWER = ("cutoff", "exit")  # decisions whose "none" leaves a first-grammar genome's mechanism list unchanged
-BETA_GRID = tuple(round(0.1 * i, 1) for i in range(11))  # the contract's grid: a knob set is its values here
 
 
 class Ramp(BaseModel):

@@ -70,7 +70,16 @@ class HeuristicProposer:
         seeds = seed_genomes()
         untried = [g for g in seeds if g.key() not in seen]
         pinned = _genome_or_none(inp.parent)
-        if pinned is not None:
+        if inp.independent and inp.generation > 0:
+            # Strategy random: nothing to learn from, so each (generation, slot, attempt) draws its own program: a
+            # seed mix chosen by the slot's RNG, then one to three random edits (generation 0 takes the seed
+            # mixes themselves, as every strategy does, so strategies share their first generation).
+            child = seeds[rng.randrange(len(seeds))]
+            for _ in range(1 + rng.randrange(3)):
+                child, more = explore(child, rng, structural=True)
+                notes += more
+            notes.insert(0, "independent draw from a seed mix (strategy random)")
+        elif pinned is not None:
             parent = inp.parent
             child, notes = self._population_child(inp, pinned, rng, wants_structure)
         elif untried and (not scored or rng.random() < self.fresh_seed_rate or inp.parent is not None):

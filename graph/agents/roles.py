@@ -103,6 +103,7 @@ class CriticVerdict(BaseModel):
     approve: bool
     reasons: list[str] = Field(default_factory=list)
     max_similarity: float = 0.0  # to the most similar earlier candidate, 0..1
+    no_critic: bool = False  # --no-critic: no critic reviewed it; approved by pass-through
 
 
 class ProposerInput(BaseModel):
@@ -121,6 +122,9 @@ class ProposerInput(BaseModel):
     island: int = 0  # the archive island this proposal belongs to
     generation: int = 0  # the generation (== round)
     slot: int = 0  # index of this proposal within its generation
+    # Strategy random: an independent proposal (no history, parent, inspirations or diagnosis is shown); draw a
+    # fresh program, different for each (generation, slot).
+    independent: bool = False
 
 
 class CriticInput(BaseModel):

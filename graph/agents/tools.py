@@ -114,6 +114,18 @@ RUN_TOOL_SPECS: list[ToolSpec] = [
         SubmitInput, SubmitReceipt, submit_controller),
 ]
 RUN_TOOL_NAMES: tuple[str, ...] = tuple(t.name for t in RUN_TOOL_SPECS)
+# The tools through which a proposer reads the run's own history (strategy random shows it none) and those that
+# show diagnoses or execution traces (--no-diagnosis: scores only; its prompt still lists the history's scores).
+HISTORY_TOOLS: tuple[str, ...] = (HISTORY_TOOL, "query_store", "get_evaluation", "get_traces")
+DIAGNOSIS_TOOLS: tuple[str, ...] = (HISTORY_TOOL, "query_store", "get_traces")
+
+
+def hidden_tools(strategy: str, use_diagnosis: bool) -> tuple[str, ...]:
+    """The tools a run's proposer does not get: what its strategy and ablations keep from it."""
+    hidden = set(HISTORY_TOOLS) if strategy == "random" else set()
+    if not use_diagnosis:
+        hidden |= set(DIAGNOSIS_TOOLS)
+    return tuple(sorted(hidden))
 
 
 @dataclass
@@ -131,6 +143,7 @@ class ProposerToolbox:
     quick_seeds: int
     trace_seeds: int = 1
     calls: list[str] = field(default_factory=list)
+    hidden: tuple[str, ...] = ()  # tools left out (``hidden_tools``: the strategy's and the ablations')
 
     def __post_init__(self) -> None:
         if self.ctx is not None and self.ctx.run is None:
@@ -138,8 +151,8 @@ class ProposerToolbox:
                                     trace_seeds=self.trace_seeds)
 
     def specs(self) -> list[ToolSpec]:
-        """The registry's tools, then the run-scoped ones."""
-        return [*TOOL_SPECS, *RUN_TOOL_SPECS]
+        """The registry's tools, then the run-scoped ones (less the hidden ones)."""
+        return [s for s in (*TOOL_SPECS, *RUN_TOOL_SPECS) if s.name not in self.hidden]
 
     def tools(self) -> list[Any]:
         """The tools as LangChain StructuredTools bound to the run's context."""

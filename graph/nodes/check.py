@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from autotts_graph.store.ledger import CandidateRow, CandidateStatus
 from autotts_graph.tools.validate import ValidateInput, validate_controller
+from langgraph.types import Command
 
 from ..deps import Deps
 from ..state import CheckResult, LaneState
@@ -34,7 +35,7 @@ def _duplicate(deps: Deps, state: LaneState) -> CandidateRow | None:
     return None
 
 
-def check(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
+def check(state: LaneState, deps: Deps, roles: dict[str, Any]) -> Command[Literal["critique", "propose", "__end__"]]:
     """Syntax, contract, forbidden imports, monotone schedule, smoke solve; duplicates of evaluated code."""
     c = state.candidate
     record_candidate(deps, state)
@@ -51,5 +52,5 @@ def check(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]
     status = CandidateStatus.CHECKED if result.ok else CandidateStatus.CHECK_FAILED
     deps.ledger.update_candidate(c.candidate_id, status, check_result=result.model_dump(mode="json"))
     if result.ok:
-        return {"check": result, "feedback": [], "goto": "critique"}
-    return {"check": result, **failed_attempt(state, deps, [f"check: {e}" for e in result.errors], status)}
+        return Command(goto="critique", update={"check": result, "feedback": []})
+    return failed_attempt(state, deps, [f"check: {e}" for e in result.errors], status, check=result)

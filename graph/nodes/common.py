@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import ast
 import time
+import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from autotts_graph.sandbox.static_checks import parse as parse_source
 from autotts_graph.store.db import StoreError
 from autotts_graph.store.ledger import CandidateStatus, LLMCallRow, SpendRow
+from langgraph.types import Command
 
 from ..agents.client import AgentError, CallBudget
 from ..deps import Deps, DepsProvider
 from ..state import DiscoveryState, LaneState, NodeSpend, total_of
 
-# A node's body: (its state, the run's dependencies, the roles it may call) -> the state update.
-NodeFn = Callable[[Any, Deps, dict[str, Any]], dict[str, Any]]
+# A node's body: (its state, the run's dependencies, the roles it may call) -> the state update, or (a lane node)
+# a ``Command`` with the update and the next node.
+NodeFn = Callable[[Any, Deps, dict[str, Any]], dict[str, Any] | Command]
 # Dependencies for the node that opens a run, or the update that stops it before any work.
 Opener = Callable[[DiscoveryState, DepsProvider], Deps | dict[str, Any]]
 
@@ -74,7 +77,8 @@ def _record_calls(deps: Deps, roles: dict[str, Any], generation: int, node: str,
     deps.ledger.record_llm_calls(rows)
 
 
-def wrap(name: str, fn: NodeFn, provider: DepsProvider, *, opener: Opener | None = None) -> Callable[[Any], dict]:
+def wrap(name: str, fn: NodeFn, provider: DepsProvider, *,
+         opener: Opener | None = None) -> Callable[[Any], dict[str, Any]]:
     """A graph node, run-level or lane: every node of the graph goes through here, so its spend is measured
     and recorded one way.
 
@@ -87,6 +91,13 @@ def wrap(name: str, fn: NodeFn, provider: DepsProvider, *, opener: Opener | None
 
     An agent or store error is recorded on the run (status ``failed``) and raised: the graph stops with the
     task unfinished, and a resume runs that node again, with every finished node and lane kept.
+
+    A lane node routes itself: it returns ``Command(goto=..., update=...)`` typed ``Command[Literal[...]]``. The
+    wrapper hands LangGraph the Command's update with the spend, the node's name and ``route`` (the goto): the
+    one lane router (``builder.follow_route``) follows it, over the edges ``destinations(fn)`` reads from the
+    annotation. The route lives in the state, not only in the returned Command, because LangGraph drops a
+    Command's goto when a paused lane's state is edited (``update_state``, as LangGraph Studio does: the lane
+    would end there, langgraph#3003); a conditional edge is evaluated again on the edited state.
     """
 
     def node(state: Any) -> dict[str, Any]:
@@ -115,11 +126,15 @@ def wrap(name: str, fn: NodeFn, provider: DepsProvider, *, opener: Opener | None
             return NodeSpend(llm_tokens=tokens1 - tokens0, usd=usd1 - usd0, seconds=seconds, calls=1)
 
         try:
-            update = fn(state, deps, roles)
+            result = fn(state, deps, roles)
         except (AgentError, StoreError) as exc:
             spent()
             deps.ledger.fail(str(exc))
             raise
+        if isinstance(result, Command):
+            update = {**(result.update or {}), "route": result.goto}
+        else:
+            update = result
         spend = spent()
         out = {**update, "spend": {name: spend}, "node": name}
         if not lane:
@@ -132,23 +147,32 @@ def wrap(name: str, fn: NodeFn, provider: DepsProvider, *, opener: Opener | None
     return node
 
 
+def destinations(fn: NodeFn) -> tuple[str, ...]:
+    """The nodes a lane node may route to: the ``Literal`` of its ``Command[Literal[...]]`` return annotation."""
+    returns = typing.get_type_hints(fn).get("return")
+    if typing.get_origin(returns) is not Command:
+        raise TypeError(f"{fn.__name__} must be annotated -> Command[Literal[...]]")
+    (targets,) = typing.get_args(returns)
+    return typing.get_args(targets)
+
+
 def lane_spend(state: LaneState) -> NodeSpend:
     """What the lane has consumed so far (all its nodes)."""
     return total_of(state.spend)
 
 
+DIAGNOSIS_FEEDBACK = "diagnosis: "  # the prefix of a crash's feedback lines taken from its diagnosis
 PROPOSAL_FAILED = "proposal_failed"  # a lane outcome with no candidate: the proposer's call failed (CallFailed)
 
 
-def failed_attempt(state: LaneState, deps: Deps, feedback: list[str],
-                   outcome: CandidateStatus | str) -> dict[str, Any]:
-    """The update for a proposal that goes back to the proposer while the slot's retries last (``outcome``: what
-    became of the candidate, as the ledger recorded it, or ``PROPOSAL_FAILED``)."""
+def failed_attempt(state: LaneState, deps: Deps, feedback: list[str], outcome: CandidateStatus | str,
+                   **update: Any) -> Command[Literal["propose", "__end__"]]:
+    """Back to the proposer while the slot's retries last, else the slot ends (``outcome``: what became of the
+    candidate, as the ledger recorded it, or ``PROPOSAL_FAILED``; ``update``: the node's own fields)."""
     attempt = state.attempt + 1
-    retry = attempt < deps.config.max_attempts
     value = outcome if outcome == PROPOSAL_FAILED else CandidateStatus(outcome).value
-    return {"attempt": attempt, "feedback": feedback, "outcome": value, "retry": retry,
-            "goto": "propose" if retry else "__end__"}
+    return Command(goto="propose" if attempt < deps.config.max_attempts else "__end__",
+                   update={**update, "attempt": attempt, "feedback": feedback, "outcome": value})
 
 
 def answer_or_offline(roles: dict[str, Any], role: str, method: str, inp: Any, deps: Deps) -> tuple[Any, str | None]:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from autotts_graph.store.ledger import CandidateStatus
+from langgraph.types import Command
 
 from .. import evidence
 from ..agents.roles import DiagnoseInput
 from ..deps import Deps
 from ..state import LaneState
-from .common import answer_or_offline, failed_attempt
+from .common import DIAGNOSIS_FEEDBACK, answer_or_offline, failed_attempt
 
 
-def diagnose(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
+def diagnose(state: LaneState, deps: Deps, roles: dict[str, Any]) -> Command[Literal["propose", "__end__"]]:
     """Curve against baselines plus sampled failed traces (of the full evaluation, else of the screen); a crash
     goes back to the proposer of this slot while its retries last.
 
@@ -29,14 +30,22 @@ def diagnose(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, A
     else:
         inp = DiagnoseInput(candidate_id=c.candidate_id, source=c.source, error_kind=ev.error_kind, error=ev.error,
                             baselines=baselines)
-    diagnosis, failed = answer_or_offline(roles, "diagnostician", "diagnose", inp, deps)
+    if deps.config.use_diagnosis:
+        diagnosis, failed = answer_or_offline(roles, "diagnostician", "diagnose", inp, deps)
+    else:
+        # --no-diagnosis: nothing of it reaches the proposer (propose.proposer_input), so no LLM call is paid for
+        # it; the statistics diagnostician still explains the candidate for the ledger, the report and the UI.
+        from ..agents.factory import offline_role
+
+        diagnosis, failed = offline_role("diagnostician").diagnose(inp), None
+        diagnosis.summary = f"(not shown to the proposer: --no-diagnosis) {diagnosis.summary}"
     if failed:  # the evaluation stands: the statistics diagnostician explained it instead, and says why
         diagnosis.summary = f"(diagnosed by the statistics diagnostician: {failed}) {diagnosis.summary}"
     if not ev.ok:
         diagnosis.crashed = True
     deps.ledger.record_diagnosis(c.candidate_id, state.generation, diagnosis.model_dump(mode="json"))
     if ev.ok:
-        return {"diagnosis": diagnosis, "goto": "__end__"}
+        return Command(goto="__end__", update={"diagnosis": diagnosis})
     feedback = [f"evaluation {ev.error_kind}: {ev.error}"]
-    feedback += [f"diagnosis: {m.kind}: {m.suggestion}" for m in diagnosis.failure_modes if m.suggestion]
-    return {"diagnosis": diagnosis, **failed_attempt(state, deps, feedback, CandidateStatus.CRASHED)}
+    feedback += [f"{DIAGNOSIS_FEEDBACK}{m.kind}: {m.suggestion}" for m in diagnosis.failure_modes if m.suggestion]
+    return failed_attempt(state, deps, feedback, CandidateStatus.CRASHED, diagnosis=diagnosis)

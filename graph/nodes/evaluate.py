@@ -15,11 +15,12 @@ proposer; it never enters the archive.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from autotts_graph.store import history
 from autotts_graph.store.ledger import CandidateStatus
 from autotts_graph.tools.evaluate import EvaluateInput, evaluate_controller
+from langgraph.types import Command
 
 from .. import archive, evidence, scoring
 from ..deps import Deps
@@ -63,21 +64,21 @@ def _evaluate_once(state: LaneState, deps: Deps, label: str, betas: list[float],
     return summary.evaluation_id
 
 
-def screen(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
+def screen(state: LaneState, deps: Deps, roles: dict[str, Any]) -> Command[Literal["evaluate", "diagnose"]]:
     """Stage 1, then the gate: on to the full evaluation, or diagnose the screen and end the slot.
 
     Without a cascade (``--no-cascade``, or a grid no larger than the screen's) it passes straight on."""
     cfg, c = deps.config, state.candidate
     if cfg.screen_is_full():
-        return {"goto": "evaluate", "promote": True, "gate": "no cascade: straight to the full evaluation"}
+        return Command(goto="evaluate", update={"gate": "no cascade: straight to the full evaluation"})
     betas, seeds = cfg.screen_protocol()
     evaluation_id = _evaluate_once(state, deps, SCREEN_LABEL, betas, seeds, "screen")
     result = evaluation_result(deps, evaluation_id, cfg.selection, deps.baseline_outcomes())
-    update: dict[str, Any] = {"screen": result, "screens": state.screens + 1, "goto": "diagnose"}
+    update: dict[str, Any] = {"screen": result, "screens": state.screens + 1}
     if not result.ok:
         deps.ledger.update_candidate(c.candidate_id, CandidateStatus.CRASHED, screen_evaluation_id=evaluation_id,
                                      evaluation_id=evaluation_id)
-        return {**update, "outcome": CandidateStatus.CRASHED.value}
+        return Command(goto="diagnose", update={**update, "outcome": CandidateStatus.CRASHED.value})
     tokens = archive.mean_tokens(result.curve)
     niche = archive.curve_niche(result.curve, c.genome)
     arch = archive.Archive.load(deps.store, cfg.run_id).before(state.generation)
@@ -95,21 +96,21 @@ def screen(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any
         promote, gate = False, f"stopped: screen {score} is below the gate {floor:.2f} ({why})"
     deps.ledger.update_candidate(c.candidate_id, CandidateStatus.SCREENED, screen_evaluation_id=evaluation_id,
                                  evaluation_id=evaluation_id, stage=1, search_accuracy=result.search_accuracy)
-    return {**update, "outcome": CandidateStatus.SCREENED.value, "promote": promote, "gate": gate,
-            "goto": "evaluate" if promote else "diagnose"}
+    return Command(goto="evaluate" if promote else "diagnose",
+                   update={**update, "outcome": CandidateStatus.SCREENED.value, "gate": gate})
 
 
-def evaluate(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
+def evaluate(state: LaneState, deps: Deps, roles: dict[str, Any]) -> Command[Literal["diagnose"]]:
     """Stage 2: the full β grid x all seeds (a re-run after a crash reuses the recorded evaluation)."""
     cfg, c = deps.config, state.candidate
     evaluation_id = _evaluate_once(state, deps, FULL_LABEL, cfg.betas, cfg.seeds, "evaluate")
     result = evaluation_result(deps, evaluation_id, cfg.selection, deps.baseline_outcomes())
     status = CandidateStatus.EVALUATED if result.ok else CandidateStatus.CRASHED
-    update: dict[str, Any] = {"evaluation": result, "outcome": status.value, "goto": "diagnose"}
+    update: dict[str, Any] = {"evaluation": result, "outcome": status.value}
     screened = {}
     if state.screen is None:  # no cascade: this evaluation is also the candidate's screen
         update.update(screen=result, screens=state.screens + 1)
         screened = {"screen_evaluation_id": evaluation_id}
     full = {"stage": 2, "search_accuracy": result.search_accuracy} if result.ok else {}
     deps.ledger.update_candidate(c.candidate_id, status, evaluation_id=evaluation_id, **full, **screened)
-    return update
+    return Command(goto="diagnose", update=update)

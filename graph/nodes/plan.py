@@ -1,13 +1,28 @@
 """``plan``: open the next generation (one lane per slot, each with its parent and inspirations from the
-archive), or stop: budget used up, all generations done, or ``max_evaluations`` candidates screened."""
+archive, as the run's strategy chooses them), or stop: budget used up, all generations done, or
+``max_evaluations`` candidates screened."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .. import archive
+from ..configuration import RunConfig
 from ..deps import Deps
 from ..state import DiscoveryState, LaneState, budget_reason
+
+
+def parent_and_inspirations(cfg: RunConfig, arch: archive.Archive, generation: int,
+                            slot: int) -> tuple[archive.Member | None, list[archive.Member]]:
+    """What the slot's proposal starts from, by the run's strategy: ``evolve`` draws a parent from the slot's
+    island and shows inspirations; ``random`` neither (independent proposals; the archive still records them, so
+    selection works as in ``evolve``); ``greedy`` refines the run's best fully evaluated candidate, alone."""
+    if cfg.strategy == "random":
+        return None, []
+    if cfg.strategy == "greedy":
+        return arch.best(), []
+    parent = arch.choose_parent(cfg, generation, slot)
+    return parent, arch.inspirations(cfg, parent)
 
 
 def plan(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
@@ -19,7 +34,7 @@ def plan(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str, 
         return {"stop_reason": reason, "pending": []}
     if state.round >= cfg.rounds:
         return {"pending": []}
-    size = cfg.population
+    size = cfg.lanes_per_generation()
     if cfg.max_evaluations is not None:
         left = cfg.max_evaluations - state.screened
         if left <= 0:
@@ -30,8 +45,7 @@ def plan(state: DiscoveryState, deps: Deps, roles: dict[str, Any]) -> dict[str, 
     spent, generation = state.total_spend(), state.round
     lanes = []
     for slot in range(size):
-        parent = arch.choose_parent(cfg, generation, slot)
-        inspirations = arch.inspirations(cfg, parent)
+        parent, inspirations = parent_and_inspirations(cfg, arch, generation, slot)
         lanes.append(LaneState(config=cfg, generation=generation, slot=slot, island=archive.island_of(cfg, slot),
                                parent_id=parent.candidate_id if parent else None,
                                inspiration_ids=[m.candidate_id for m in inspirations], spent_before=spent,

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from autotts_graph.store import history
 from autotts_graph.store.ledger import CandidateStatus
-from langgraph.types import interrupt
+from langgraph.types import Command, interrupt
 
 from ..deps import Deps
 from ..state import Candidate, LaneState, ReviewDecision
 from .common import controller_name, failed_attempt
 
 
-def review(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any]:
+def review(state: LaneState, deps: Deps,
+           roles: dict[str, Any]) -> Command[Literal["screen", "check", "propose", "__end__"]]:
     """Pause with the candidate; resume with {"action": "approve"|"edit"|"reject", "source", "reason"}.
 
     Every lane of a generation pauses on its own; the runner answers each pending review."""
@@ -23,7 +24,7 @@ def review(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any
                         "critic": state.verdict.model_dump() if state.verdict else None})
     decision = ReviewDecision.model_validate(answer if isinstance(answer, dict) else {"action": str(answer)})
     if decision.action == "approve":
-        return {"review": decision, "goto": "screen"}
+        return Command(goto="screen", update={"review": decision})
     if decision.action == "edit":
         if not decision.source or not decision.source.strip():
             decision = ReviewDecision(action="reject", reason="edit without a source")
@@ -34,8 +35,9 @@ def review(state: LaneState, deps: Deps, roles: dict[str, Any]) -> dict[str, Any
                                rationale=decision.reason or "edited by a reviewer")
             deps.ledger.update_candidate(c.candidate_id, CandidateStatus.REJECTED,
                                          critic={"approve": False, "reasons": ["replaced by a reviewer's edit"]})
-            return {"review": decision, "candidate": edited, "check": None, "verdict": None, "goto": "check"}
+            return Command(goto="check", update={"review": decision, "candidate": edited, "check": None,
+                                                 "verdict": None})
     reason = decision.reason or "rejected by the reviewer"
     deps.ledger.update_candidate(c.candidate_id, CandidateStatus.REJECTED,
                                  critic={"approve": False, "reasons": [f"human: {reason}"]})
-    return {"review": decision, **failed_attempt(state, deps, [f"reviewer: {reason}"], CandidateStatus.REJECTED)}
+    return failed_attempt(state, deps, [f"reviewer: {reason}"], CandidateStatus.REJECTED, review=decision)

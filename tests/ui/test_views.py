@@ -199,3 +199,9 @@ def test_the_runs_json_follows_a_run_while_it_writes(store_copy):
         assert runs()["generations"] == 4
     finally:
         srv.stop()
+
+
+def test_the_run_page_states_strategy_ablations_and_seed(server, finished_run):
+    _, run_id, _ = finished_run
+    body = urllib.request.urlopen(f"{server.url}/runs/{run_id}", timeout=30).read().decode()
+    assert "<dt>search</dt><dd>strategy evolve, ablations none, discovery seed 1</dd>" in body
