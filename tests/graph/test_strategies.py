@@ -184,6 +184,15 @@ def test_llm_proposer_tools_follow_the_strategy():
     assert everything - names("random", True) == {HISTORY_TOOL, "get_traces", "query_store", "get_evaluation"}
     assert everything - names("evolve", False) == {HISTORY_TOOL, "get_traces", "query_store"}
     assert "evaluate_controller" in names("random", False) and "submit_controller" in names("random", False)
+    # The prompt lists only the tools given, and tells the model to skip the steps that name the others.
+    from autotts_graph.graph.agents.prompting import load_prompt
+
+    box = ProposerToolbox(ctx=None, run_id="r", search_envs=["a"], quick_betas=[0.5], quick_seeds=1,
+                          hidden=hidden_tools("random", True))
+    prompt = load_prompt("proposer", box.specs())
+    listed = prompt.split("## How to work")[0]
+    assert "`evaluate_controller`" in listed and "`get_traces`" not in listed and HISTORY_TOOL not in listed
+    assert "skip any step below that names another" in listed
 
 
 SCRIPTED = ["--proposer", "scripted_roles:ScriptedProposer", "--critic", "scripted_roles:ScriptedCritic",
