@@ -21,7 +21,8 @@ permutation test over paired seeds of evolve against random (the sum over models
 baseline configuration); and a plot of the best fitness against candidates screened, one line per arm with a
 band (min to max) over seeds, saved to ``--plot`` (printed at the end).
 
-``--quick``: budget 8, 2 seeds, 10 evaluation seeds and 4 screen seeds (a smoke run of every path). The full
+``--quick``: budget 8 in two generations of 4, 2 seeds, 10 evaluation seeds and 4 screen seeds (a smoke run
+of every path; the first generation is the seed mixes, the same in every arm but greedy). The full
 default takes hours on 2 cores; baselines are computed once per protocol and then read from the cache.
 """
 
@@ -241,10 +242,10 @@ def main() -> None:
     ap.add_argument("--store", type=Path, default=None)
     ap.add_argument("--seeds", type=int, default=None, help="discovery seeds per arm (default 3; --quick 2)")
     ap.add_argument("--budget", type=int, default=None, help="candidates screened per run (default 48; --quick 8)")
-    ap.add_argument("--population", type=int, default=8)
+    ap.add_argument("--population", type=int, default=None, help="candidates a generation (default 8; --quick 4)")
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--models", default="", help="comma-separated models (default: all four)")
-    ap.add_argument("--quick", action="store_true", help="budget 8, 2 seeds, 10 evaluation and 4 screen seeds")
+    ap.add_argument("--quick", action="store_true", help="budget 8 (2 x 4), 2 seeds, 10 evaluation and 4 screen seeds")
     ap.add_argument("--eval-seeds", type=int, default=None, help="shuffle seeds per evaluation (default 100)")
     ap.add_argument("--screen-seeds", type=int, default=None, help="seeds of the screen (default 10)")
     ap.add_argument("--baselines", default="all", help="comma-separated baselines (default: all)")
@@ -254,8 +255,9 @@ def main() -> None:
                                                             "(default $AUTOTTS_DATA or <repo>/../shared/data)")
     ap.add_argument("--plot", type=Path, default=None, help="where the plot goes (default: next to the store)")
     args = ap.parse_args()
-    quick = {"seeds": 2, "budget": 8, "eval_seeds": 10, "screen_seeds": 4}
-    full = {"seeds": 3, "budget": 48, "eval_seeds": 100, "screen_seeds": 10}
+    # --quick: two generations of four, so that the arms differ after the shared first generation.
+    quick = {"seeds": 2, "budget": 8, "population": 4, "eval_seeds": 10, "screen_seeds": 4}
+    full = {"seeds": 3, "budget": 48, "population": 8, "eval_seeds": 100, "screen_seeds": 10}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
