@@ -83,7 +83,10 @@ def test_tiny_model_collection_replays_in_the_evaluator(tmp_path: Path, tiny_mod
         elif think_end in ids:
             assert think == ids.index(think_end)
     probes = [a for r in rows for a in r[6]]
-    assert ERR in probes and any(a != ERR for a in probes)  # both unclosed and closed braces occur
+    # The model closes some probe braces (an answer is read out). Whether some stay unclosed (ERR) depends on
+    # how the few training steps came out under the installed torch and transformers (none did under
+    # transformers 5.25); extraction's ERR cases are test_extract_spec's.
+    assert any(a != ERR for a in probes)
     assert any(r[2] for r in rows)  # some branch exhausted its thinking budget and was forced
 
     pack = pack_path(store, "tiny/toy")
