@@ -269,19 +269,12 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown arm(s) {unknown}; choose from {list(ARMS)}")
 
-    from autotts_graph.store.db import Store
-    from replay_data import MODELS, ensure_envs
+    from replay_data import MODELS, replay_store
 
     models = [m for m in args.models.split(",") if m] or MODELS
     if any(m not in MODELS for m in models):
         ap.error(f"--models: choose from {MODELS}")
-    tmp = None
-    if args.store is None:
-        tmp = tempfile.TemporaryDirectory(prefix="discovery-ablation-")
-        args.store = Path(tmp.name) / "store.duckdb"
-    store = Store(args.store)
-    store.path = store.path.resolve()
-    ensure_envs(store)
+    store, tmp = replay_store(args.store, "discovery-ablation-")
     search, held = [f"{m}/aime24" for m in models], [f"{m}/aime25" for m in models]
     started = time.perf_counter()
     results = [run_arm(store, arm, seed, args, search, held) for arm in arms for seed in range(args.seeds)]

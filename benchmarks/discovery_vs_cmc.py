@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from autotts_graph.graph.nodes.prepare import resolve_config
 from autotts_graph.graph.runner import resume_run, start_run
 from autotts_graph.store import history
 from autotts_graph.store.db import Store
-from replay_data import MODELS, ensure_envs
+from replay_data import MODELS, replay_store
 
 SEARCH = [f"{m}/aime24" for m in MODELS]
 HELD = [f"{m}/aime25" for m in MODELS]
@@ -159,13 +158,7 @@ def main() -> None:
     ap.add_argument("--resume", default=None, help="continue this run id (same --store) instead of starting one")
     args = ap.parse_args()
 
-    tmp = None
-    if args.store is None:
-        tmp = tempfile.TemporaryDirectory(prefix="discovery-vs-cmc-")
-        args.store = Path(tmp.name) / "store.duckdb"
-    store = Store(args.store)
-    store.path = store.path.resolve()
-    ensure_envs(store)
+    store, tmp = replay_store(args.store, "discovery-vs-cmc-")
     provider = DepsProvider(store_path=store.path)
     started = time.perf_counter()
     if args.resume:

@@ -7,6 +7,7 @@ from the shared data folder next to the repository (``<repo>/../shared/data``).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from autotts_graph.store.db import Store
@@ -39,3 +40,16 @@ def ensure_envs(store: Store, datasets: tuple[str, ...] = ("aime24", "aime25")) 
                 import_path(store, replay_dir() / model / f"{dataset}.json", split=SPLITS.get(dataset, "search"))
             names.append(name)
     return names
+
+
+def replay_store(path: Path | None, prefix: str) -> tuple[Store, tempfile.TemporaryDirectory | None]:
+    """The store at ``path`` (else a temporary one, returned with it so it lives as long as the caller keeps it)
+    with the AIME24 and AIME25 environments imported."""
+    tmp = None
+    if path is None:
+        tmp = tempfile.TemporaryDirectory(prefix=prefix)
+        path = Path(tmp.name) / "store.duckdb"
+    store = Store(path)
+    store.path = store.path.resolve()
+    ensure_envs(store)
+    return store, tmp
