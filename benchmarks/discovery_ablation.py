@@ -39,6 +39,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from autotts_graph.cli.repeat_report import spread_cell  # the --repeat table's mean ± sd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -64,15 +65,6 @@ def sign_flip_test(diffs: list[float]) -> float:
     signs = np.array(list(itertools.product((1.0, -1.0), repeat=d.size)))
     means = np.abs((signs * d).mean(axis=1))
     return float((means >= observed - 1e-12).mean())
-
-
-def mean_sd_text(values: list[float]) -> str:
-    """``mean ± sd`` (sample sd; the mean alone for one value)."""
-    xs = [v for v in values if v is not None and not math.isnan(v)]
-    if not xs:
-        return "–"
-    mean = float(np.mean(xs))
-    return f"{mean:.2f}" + (f" ± {float(np.std(xs, ddof=1)):.2f}" if len(xs) > 1 else "")
 
 
 def per_model_counts(view, envs: list[str]) -> dict[str, dict[str, int]]:
@@ -169,16 +161,16 @@ def table(results: list[dict], arms: list[str], held: list[str]) -> list[str]:
                     values = [sum(m[key] for m in r["models"].values()) if r["models"] else math.nan for r in runs]
                 else:
                     values = [r["models"][env][key] if env in r["models"] else math.nan for r in runs]
-                cells.append(mean_sd_text(values))
+                cells.append(spread_cell(values))
             name = "**sum over models**" if env == "sum" else env.split("/")[0]
             lines.append(f"| {arm} | {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Search fitness of the pick and throughput", "",
               "| arm | seeds | search fitness | candidates screened | screened per hour |", "|---|---|---|---|---|"]
     for arm in arms:
         runs = [r for r in results if r["arm"] == arm]
-        lines.append(f"| {arm} | {len(runs)} | {mean_sd_text([r['fitness'] for r in runs if r['fitness'] is not None])}"
-                     f" | {mean_sd_text([float(r['screened']) for r in runs])} | "
-                     f"{mean_sd_text([r['per_hour'] for r in runs])} |")
+        lines.append(f"| {arm} | {len(runs)} | {spread_cell([r['fitness'] for r in runs if r['fitness'] is not None])}"
+                     f" | {spread_cell([float(r['screened']) for r in runs])} | "
+                     f"{spread_cell([r['per_hour'] for r in runs])} |")
     return [*lines, ""]
 
 

@@ -83,11 +83,10 @@ def _fmt(value: float | int | None, signed: bool = False) -> str:
 
 def spread_cell(values: Sequence[float | None], signed: bool = False) -> str:
     """``mean ± sd`` of the measured values (``mean`` alone for one, ``–`` for none)."""
-    mean, sd, n = mean_sd(values)
-    if mean is None:
-        return "–"
-    text = f"{mean:+.3f}" if signed else f"{mean:.2f}"
-    return text + (f" ± {sd:.3f}" if signed and sd is not None else f" ± {sd:.2f}" if sd is not None else "")
+    mean, sd, _ = mean_sd(values)
+    if sd is None:
+        return _fmt(mean, signed)
+    return f"{_fmt(mean, signed)} ± {sd:.3f}" if signed else f"{_fmt(mean)} ± {sd:.2f}"
 
 
 def table(rows: Sequence[SeedRow]) -> tuple[list[str], list[list[str]]]:
