@@ -315,7 +315,7 @@ class LLMClient:
         if tools:
             try:
                 runnable = runnable.bind_tools(tools, **({"tool_choice": tool_choice} if tool_choice else {}))
-            except NotImplementedError:
+            except NotImplementedError:  # a chat model with no tool support: the role parses the text instead
                 pass
         bind: dict[str, Any] = {"max_tokens": limit}
         if response_format is not None:
